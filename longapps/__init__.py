@@ -1,0 +1,37 @@
+"""longapps: make inputs too long for an ordinary transformer usable for real tasks.
+
+Public API (imported lazily, so `import longapps` stays fast):
+    CodeSearch, CodeSearchConfig, CodeHit   -- SEA code search (longapps.pipelines.code_search)
+    load_pipeline(name, **cfg)              -- a pipeline by name
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "CodeSearch": "longapps.pipelines.code_search",
+    "CodeSearchConfig": "longapps.pipelines.code_search",
+    "CodeHit": "longapps.pipelines.code_search",
+}
+
+PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'longapps' has no attribute {name!r}")
+
+
+def load_pipeline(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Build a pipeline by its CLI name, e.g. `load_pipeline("search-code", "path/to/repo")`."""
+    import importlib
+
+    if name not in PIPELINES:
+        raise ValueError(f"name: unknown pipeline '{name}' (known: {', '.join(sorted(PIPELINES))})")
+    module, cls = PIPELINES[name].split(":")
+    return getattr(importlib.import_module(module), cls)(*args, **kwargs)
