@@ -1,0 +1,42 @@
+"""Helpers shared by the Triton kernels: availability, interpreter detection, dtype maps."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # triton is optional (CPU installs)
+    import triton  # noqa: F401
+    import triton.language as tl  # noqa: F401
+    HAS_TRITON = True
+except Exception:  # pragma: no cover
+    HAS_TRITON = False
+
+LOG2E = 1.4426950408889634
+
+
+def interpreting() -> bool:
+    """True when Triton runs in interpreter mode (TRITON_INTERPRET=1, CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_usable(t: torch.Tensor) -> bool:
+    """Triton kernels can run on this tensor: CUDA, or CPU under the interpreter."""
+    if not HAS_TRITON:
+        return False
+    return t.is_cuda or (interpreting() and t.device.type == "cpu")
+
+
+def dot_dtype(dtype: torch.dtype):
+    """Operand dtype for tl.dot. The interpreter (triton 3.9) computes bf16 dots wrongly,
+    so operands are upcast to fp32 there."""
+    if dtype == torch.float32 or (interpreting() and dtype == torch.bfloat16):
+        return tl.float32
+    return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]
+
+
+def default_blocks(t: torch.Tensor, bm: int = 128, bn: int = 64) -> tuple[int, int]:
+    """Tile sizes: small under the interpreter (speed), GPU-sized otherwise."""
+    if interpreting() and not t.is_cuda:
+        return 16, 16
+    return bm, bn

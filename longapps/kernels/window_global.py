@@ -1,0 +1,693 @@
+"""Sliding window + global tokens (Longformer) and sinks + window (StreamingLLM): Triton kernels.
+
+Mask (before key padding): query i attends key j iff ``band(i, j) or j in G or i in G``
+(``and j <= i`` when causal), band = ``|i-j| <= W`` (causal: ``0 <= i-j <= W``).
+
+Forward, one launch for the non-global rows: each query tile visits only the key tiles that
+intersect its band (interior tiles without any elementwise mask, edge tiles masked) plus the
+global keys gathered into one or two compact tiles (pairs already inside the band excluded, so
+nothing is counted twice). Global query rows (they attend everything) are a second, split-K
+pass over all keys whose partial results a tiny combine kernel merges and writes over those rows.
+Sinks are the special case "global keys = the prefix [0, S), no global rows".
+
+Backward: dK/dV per key tile over the queries of its band; dK/dV of the global keys from the
+non-global queries outside their band (atomics into a compact buffer); dQ per query tile; the
+global query rows (G x N, small) go through a dense PyTorch recomputation.
+
+``reference_window_global`` is the plain PyTorch reference (dense mask).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+from ._common import HAS_TRITON, LOG2E, default_blocks, dot_dtype, interpreting
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+
+# ----------------------------------------------------------------------------------------------
+# reference
+# ----------------------------------------------------------------------------------------------
+def reference_window_global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
+                            global_idx: Optional[torch.Tensor] = None, causal: bool = False,
+                            key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+                            sinks: int = 0, compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Dense-mask PyTorch reference (``sinks`` > 0: the prefix [0, sinks) are global *keys* only)."""
+    n, d = q.shape[2], q.shape[3]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    i = torch.arange(n, device=q.device)[:, None]
+    j = torch.arange(n, device=q.device)[None, :]
+    band = ((i - j) <= window) & ((i - j) >= (0 if causal else -window))
+    m = band[None].expand(q.shape[0], n, n).clone()
+    if global_idx is not None and global_idx.numel():
+        gi = global_idx if global_idx.dim() == 2 else global_idx[None].expand(q.shape[0], -1)
+        isg = torch.zeros(q.shape[0], n + 1, dtype=torch.bool, device=q.device)
+        isg.scatter_(1, torch.where(gi < 0, n, gi), True)
+        isg = isg[:, :n]
+        m = m | isg[:, None, :] | isg[:, :, None]
+    if sinks:
+        m = m | (j < sinks)[None]
+    if causal:
+        m = m & (j <= i)[None]
+    if key_padding_mask is not None:
+        m = m & key_padding_mask.bool()[:, None, :]
+    s = torch.matmul(q.to(compute_dtype), k.to(compute_dtype).transpose(-1, -2)) * scale
+    s = s.masked_fill(~m[:, None], float("-inf"))
+    p = torch.nan_to_num(torch.softmax(s, -1), nan=0.0)
+    return torch.matmul(p, v.to(compute_dtype)).to(q.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Triton kernels
+# ----------------------------------------------------------------------------------------------
+if HAS_TRITON:
+
+    @triton.jit
+    def _fwd_band(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, offs_m, offs_d,
+                  lo, hi, N, W, qk_scale,
+                  MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
+                  BLOCK_N: tl.constexpr, DT: tl.constexpr):
+        offs_n0 = tl.arange(0, BLOCK_N)
+        for start_n in range(lo, hi, BLOCK_N):
+            offs_n = start_n + offs_n0
+            if MASKED:
+                kv_ok = offs_n < N
+                k = tl.load(kbase + offs_n[None, :] * stride_kn + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+                v = tl.load(vbase + offs_n[:, None] * stride_vn + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
+            else:
+                k = tl.load(kbase + offs_n[None, :] * stride_kn + offs_d[:, None])
+                v = tl.load(vbase + offs_n[:, None] * stride_vn + offs_d[None, :])
+            qk = tl.dot(q, k.to(DT)) * qk_scale
+            if MASKED:
+                diff = offs_m[:, None] - offs_n[None, :]
+                if CAUSAL:
+                    ok = (diff <= W) & (diff >= 0) & kv_ok[None, :]
+                else:
+                    ok = (diff <= W) & (diff >= -W) & kv_ok[None, :]
+                qk = tl.where(ok, qk, float("-inf"))
+            if HAS_KPM:
+                kp = tl.load(kpm_base + offs_n, mask=offs_n < N, other=0)
+                qk = tl.where(kp[None, :] != 0, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            alpha = tl.math.exp2(m_i - m_new)
+            p = tl.math.exp2(qk - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT))
+            m_i = m_new
+        return acc, l_i, m_i
+
+    @triton.jit
+    def _load_gidx(gbase, offs_g, G, GK_PREFIX: tl.constexpr):
+        if GK_PREFIX:
+            gval = offs_g < G
+            gidx = offs_g
+        else:
+            gidx = tl.load(gbase + offs_g, mask=offs_g < G, other=-1)
+            gval = gidx >= 0
+        return tl.where(gval, gidx, 0), gval
+
+    @triton.jit
+    def _global_ok(offs_m, gidx, gval, W, CAUSAL: tl.constexpr):
+        """Pair (row, global key) that is not already covered by the band."""
+        diff = offs_m[:, None] - gidx[None, :]
+        if CAUSAL:
+            ok = diff > W
+        else:
+            ok = (diff > W) | (diff < -W)
+        return ok & gval[None, :]
+
+    @triton.jit
+    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM,
+                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                       H, N, W, G, qk_scale,
+                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
+                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_D: tl.constexpr, DT: tl.constexpr):
+        bh = tl.program_id(0)
+        t = tl.program_id(1)
+        b = bh // H
+        h = bh % H
+        m0 = t * BLOCK_M
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)
+        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
+        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
+        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        kpm_base = KPM + b.to(tl.int64) * skpb
+        q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=offs_m[:, None] < N, other=0.0).to(DT)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+
+        lo = (tl.maximum(m0 - W, 0) // BLOCK_N) * BLOCK_N
+        if CAUSAL:
+            hi = tl.minimum(N, m0 + BLOCK_M)
+            e = m0
+        else:
+            hi = tl.minimum(N, m0 + BLOCK_M + W)
+            e = m0 + W
+        ilo = ((tl.maximum(m0 + BLOCK_M - 1 - W, 0) + BLOCK_N - 1) // BLOCK_N) * BLOCK_N
+        ilo = tl.minimum(tl.maximum(ilo, lo), hi)
+        ihi = tl.minimum(((e + 1) // BLOCK_N) * BLOCK_N, (N // BLOCK_N) * BLOCK_N)
+        ihi = tl.maximum(ihi, ilo)
+        acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                  lo, ilo, N, W, qk_scale, True, CAUSAL, HAS_KPM, BLOCK_N, DT)
+        acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                  ilo, ihi, N, W, qk_scale, False, CAUSAL, HAS_KPM, BLOCK_N, DT)
+        acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                  ihi, hi, N, W, qk_scale, True, CAUSAL, HAS_KPM, BLOCK_N, DT)
+        if HAS_GK:
+            if GK_PREFIX:
+                g_hi = tl.minimum(G, tl.maximum(m0 + BLOCK_M - 1 - W, 0))
+            else:
+                g_hi = G
+            gbase = GIDX + b.to(tl.int64) * sgb
+            for g0 in range(0, g_hi, BLOCK_N):
+                offs_g = g0 + tl.arange(0, BLOCK_N)
+                gidx, gval = _load_gidx(gbase, offs_g, G, GK_PREFIX)
+                k = tl.load(kbase + gidx[None, :] * skn + offs_d[:, None], mask=gval[None, :], other=0.0)
+                v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0)
+                qk = tl.dot(q, k.to(DT)) * qk_scale
+                ok = _global_ok(offs_m, gidx, gval, W, CAUSAL)
+                if HAS_KPM:
+                    kp = tl.load(kpm_base + gidx, mask=gval, other=0)
+                    ok = ok & (kp[None, :] != 0)
+                qk = tl.where(ok, qk, float("-inf"))
+                m_new = tl.maximum(m_i, tl.max(qk, 1))
+                alpha = tl.math.exp2(m_i - m_new)
+                p = tl.math.exp2(qk - m_new[:, None])
+                l_i = l_i * alpha + tl.sum(p, 1)
+                acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT))
+                m_i = m_new
+        empty = l_i == 0.0
+        out = acc / tl.where(empty, 1.0, l_i)[:, None]
+        lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+        obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+        tl.store(obase + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=offs_m[:, None] < N)
+        tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=offs_m < N)
+
+    @triton.jit
+    def _wg_grow_partial_kernel(QG, KG, VG, GIDX, KPM, PO, PML,
+                                sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sgb, skpb,
+                                H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                                CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
+                                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
+        """Global query rows, split-K over the keys: partial (acc, m, l) per split."""
+        bh = tl.program_id(0)
+        pid = tl.program_id(1)
+        gt = pid // NSPLIT
+        s = pid % NSPLIT
+        b = bh // H
+        h = bh % H
+        offs_g = gt * BLOCK_G + tl.arange(0, BLOCK_G)
+        offs_d = tl.arange(0, BLOCK_D)
+        grow = tl.load(GIDX + b.to(tl.int64) * sgb + offs_g, mask=offs_g < G, other=-1)
+        gval = grow >= 0
+        grow_s = tl.where(gval, grow, 0)
+        qbase = QG + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
+        kbase = KG + b.to(tl.int64) * skb + h.to(tl.int64) * skh
+        vbase = VG + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        kpm_base = KPM + b.to(tl.int64) * skpb
+        q = tl.load(qbase + grow_s[:, None] * sqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+        acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
+        m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
+        k_lo = s * KEYS_PER_SPLIT
+        k_hi = tl.minimum(N, k_lo + KEYS_PER_SPLIT)
+        for start_n in range(k_lo, k_hi, BLOCK_N):
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            kv_ok = offs_n < N
+            k = tl.load(kbase + offs_n[None, :] * skn + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+            v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
+            qk = tl.dot(q, k.to(DT)) * qk_scale
+            ok = kv_ok[None, :] & gval[:, None]
+            if CAUSAL:
+                ok = ok & (offs_n[None, :] <= grow[:, None])
+            if HAS_KPM:
+                kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
+                ok = ok & (kp[None, :] != 0)
+            qk = tl.where(ok, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            alpha = tl.math.exp2(m_i - m_new)
+            p = tl.math.exp2(qk - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT))
+            m_i = m_new
+        row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
+        tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc)
+        tl.store(PML + row * 2, m_i)
+        tl.store(PML + row * 2 + 1, l_i)
+
+    @triton.jit
+    def _wg_grow_combine_kernel(PO, PML, GIDX, O, LSE, sob, soh, son, sgb,
+                                H, N, G, GP, NSPLIT,
+                                BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr):
+        bh = tl.program_id(0)
+        gt = tl.program_id(1)
+        b = bh // H
+        h = bh % H
+        offs_g = gt * BLOCK_G + tl.arange(0, BLOCK_G)
+        offs_d = tl.arange(0, BLOCK_D)
+        grow = tl.load(GIDX + b.to(tl.int64) * sgb + offs_g, mask=offs_g < G, other=-1)
+        gval = grow >= 0
+        acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
+        m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
+        for s in range(0, NSPLIT):
+            row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
+            a_s = tl.load(PO + row[:, None] * BLOCK_D + offs_d[None, :])
+            m_s = tl.load(PML + row * 2)
+            l_s = tl.load(PML + row * 2 + 1)
+            m_new = tl.maximum(m_i, m_s)
+            a1 = tl.math.exp2(m_i - m_new)
+            a2 = tl.math.exp2(m_s - m_new)
+            acc = acc * a1[:, None] + a_s * a2[:, None]
+            l_i = l_i * a1 + l_s * a2
+            m_i = m_new
+        empty = l_i == 0.0
+        out = acc / tl.where(empty, 1.0, l_i)[:, None]
+        lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+        grow_s = tl.where(gval, grow, 0)
+        obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+        tl.store(obase + grow_s[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=gval[:, None])
+        tl.store(LSE + bh.to(tl.int64) * N + grow_s, lse, mask=gval)
+
+    # ------------------------------------------------------------------ backward
+    @triton.jit
+    def _wg_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, KPM,
+                            sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, skpb,
+                            H, N, W, qk_scale,
+                            CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
+                            BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
+        """Band part of dK, dV (global rows carry dO = 0 here)."""
+        bh = tl.program_id(0)
+        t = tl.program_id(1)
+        b = bh // H
+        h = bh % H
+        n0 = t * BLOCK_N
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        kv_ok = offs_n < N
+        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
+        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
+        dobase = DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh
+        k = tl.load(kbase + offs_n[:, None] * skn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
+        v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
+        key_ok = kv_ok
+        if HAS_KPM:
+            kp = tl.load(KPM + b.to(tl.int64) * skpb + offs_n, mask=kv_ok, other=0)
+            key_ok = key_ok & (kp != 0)
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        if CAUSAL:
+            lo = (n0 // BLOCK_M) * BLOCK_M
+        else:
+            lo = (tl.maximum(n0 - W, 0) // BLOCK_M) * BLOCK_M
+        hi = tl.minimum(N, n0 + BLOCK_N + W)
+        for start_m in range(lo, hi, BLOCK_M):
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            q_ok = offs_m < N
+            q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+            do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+            lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
+            delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
+            qkT = tl.dot(k, tl.trans(q)) * qk_scale
+            diff = offs_m[None, :] - offs_n[:, None]
+            if CAUSAL:
+                ok = (diff <= W) & (diff >= 0)
+            else:
+                ok = (diff <= W) & (diff >= -W)
+            ok = ok & key_ok[:, None] & q_ok[None, :]
+            pT = tl.where(ok, tl.math.exp2(qkT - lse[None, :]), 0.0)
+            dv += tl.dot(pT.to(DT), do)
+            dpT = tl.dot(v, tl.trans(do))
+            dsT = pT * (dpT - delta[None, :])
+            dk += tl.dot(dsT.to(DT), q)
+        out = (bh.to(tl.int64) * N + offs_n)[:, None] * BLOCK_D + offs_d[None, :]
+        tl.store(DK + out, dk, mask=kv_ok[:, None])
+        tl.store(DV + out, dv, mask=kv_ok[:, None])
+
+    @triton.jit
+    def _wg_bwd_gk_kernel(Q, K, V, DO, LSE, DELTA, DKG, DVG, GIDX, KPM,
+                          sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sgb, skpb,
+                          H, N, W, G, GP, qk_scale, ROWS_PER_SPLIT, NSPLIT,
+                          CAUSAL: tl.constexpr, GK_PREFIX: tl.constexpr, HAS_KPM: tl.constexpr,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                          DT: tl.constexpr):
+        """dK, dV of the global keys from queries outside their band (atomic add, fp32)."""
+        bh = tl.program_id(0)
+        pid = tl.program_id(1)
+        gt = pid // NSPLIT
+        s = pid % NSPLIT
+        b = bh // H
+        h = bh % H
+        offs_g = gt * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        gidx, gval = _load_gidx(GIDX + b.to(tl.int64) * sgb, offs_g, G, GK_PREFIX)
+        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
+        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
+        dobase = DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh
+        k = tl.load(kbase + gidx[:, None] * skn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+        v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+        key_ok = gval
+        if HAS_KPM:
+            kp = tl.load(KPM + b.to(tl.int64) * skpb + gidx, mask=gval, other=0)
+            key_ok = key_ok & (kp != 0)
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        r_lo = s * ROWS_PER_SPLIT
+        r_hi = tl.minimum(N, r_lo + ROWS_PER_SPLIT)
+        for start_m in range(r_lo, r_hi, BLOCK_M):
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            q_ok = offs_m < N
+            q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+            do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+            lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
+            delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
+            qkT = tl.dot(k, tl.trans(q)) * qk_scale
+            diff = offs_m[None, :] - gidx[:, None]
+            if CAUSAL:
+                ok = diff > W
+            else:
+                ok = (diff > W) | (diff < -W)
+            ok = ok & key_ok[:, None] & q_ok[None, :]
+            pT = tl.where(ok, tl.math.exp2(qkT - lse[None, :]), 0.0)
+            dv += tl.dot(pT.to(DT), do)
+            dpT = tl.dot(v, tl.trans(do))
+            dsT = pT * (dpT - delta[None, :])
+            dk += tl.dot(dsT.to(DT), q)
+        out = (bh.to(tl.int64) * GP + offs_g)[:, None] * BLOCK_D + offs_d[None, :]
+        tl.atomic_add(DKG + out, dk, mask=(offs_g < GP)[:, None])
+        tl.atomic_add(DVG + out, dv, mask=(offs_g < GP)[:, None])
+
+    @triton.jit
+    def _wg_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, GIDX, KPM,
+                          sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sgb, skpb,
+                          H, N, W, G, qk_scale,
+                          CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
+                          HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_D: tl.constexpr, DT: tl.constexpr):
+        bh = tl.program_id(0)
+        t = tl.program_id(1)
+        b = bh // H
+        h = bh % H
+        m0 = t * BLOCK_M
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)
+        q_ok = offs_m < N
+        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
+        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
+        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        dobase = DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh
+        kpm_base = KPM + b.to(tl.int64) * skpb
+        q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+        do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+        lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
+        delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
+        dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        lo = (tl.maximum(m0 - W, 0) // BLOCK_N) * BLOCK_N
+        if CAUSAL:
+            hi = tl.minimum(N, m0 + BLOCK_M)
+        else:
+            hi = tl.minimum(N, m0 + BLOCK_M + W)
+        for start_n in range(lo, hi, BLOCK_N):
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            kv_ok = offs_n < N
+            k = tl.load(kbase + offs_n[:, None] * skn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
+            v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
+            qk = tl.dot(q, tl.trans(k)) * qk_scale
+            diff = offs_m[:, None] - offs_n[None, :]
+            if CAUSAL:
+                ok = (diff <= W) & (diff >= 0)
+            else:
+                ok = (diff <= W) & (diff >= -W)
+            ok = ok & kv_ok[None, :]
+            if HAS_KPM:
+                kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
+                ok = ok & (kp[None, :] != 0)
+            p = tl.where(ok, tl.math.exp2(qk - lse[:, None]), 0.0)
+            dp = tl.dot(do, tl.trans(v))
+            ds = p * (dp - delta[:, None])
+            dq += tl.dot(ds.to(DT), k)
+        if HAS_GK:
+            gbase = GIDX + b.to(tl.int64) * sgb
+            for g0 in range(0, G, BLOCK_N):
+                offs_g = g0 + tl.arange(0, BLOCK_N)
+                gidx, gval = _load_gidx(gbase, offs_g, G, GK_PREFIX)
+                k = tl.load(kbase + gidx[:, None] * skn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+                v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+                qk = tl.dot(q, tl.trans(k)) * qk_scale
+                ok = _global_ok(offs_m, gidx, gval, W, CAUSAL)
+                if HAS_KPM:
+                    kp = tl.load(kpm_base + gidx, mask=gval, other=0)
+                    ok = ok & (kp[None, :] != 0)
+                p = tl.where(ok, tl.math.exp2(qk - lse[:, None]), 0.0)
+                dp = tl.dot(do, tl.trans(v))
+                ds = p * (dp - delta[:, None])
+                dq += tl.dot(ds.to(DT), k)
+        out = (bh.to(tl.int64) * N + offs_m)[:, None] * BLOCK_D + offs_d[None, :]
+        tl.store(DQ + out, dq, mask=q_ok[:, None])
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------
+def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
+    """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
+    if global_idx is None or global_idx.numel() == 0:
+        return torch.full((1, 1), -1, dtype=torch.int32, device=device), 0
+    gi = global_idx.to(device)
+    if gi.dim() == 1:
+        gi = torch.unique(gi, sorted=True)[None]
+        return gi.to(torch.int32).contiguous(), 0
+    big = torch.iinfo(torch.int64).max
+    g = torch.where(gi < 0, big, gi).sort(dim=1).values
+    dup = torch.zeros_like(g, dtype=torch.bool)
+    dup[:, 1:] = g[:, 1:] == g[:, :-1]
+    g = torch.where((g == big) | dup, -1, g)
+    return g.to(torch.int32).contiguous(), g.stride(0)
+
+
+def _kpm_arg(kpm: Optional[torch.Tensor], q: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    if kpm is None:
+        return torch.zeros(1, dtype=torch.int8, device=q.device), 0
+    k8 = kpm.to(device=q.device, dtype=torch.int8).contiguous()
+    return k8, k8.stride(0)
+
+
+def _check_last_dim(*ts: torch.Tensor) -> None:
+    for t in ts:
+        if t.stride(-1) != 1:
+            raise ValueError("window_global kernels need the last (D) dimension contiguous")
+
+
+def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
+                          global_idx: Optional[torch.Tensor] = None, causal: bool = False,
+                          key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+                          sinks: int = 0, global_qkv: Optional[Tuple[torch.Tensor, ...]] = None,
+                          out: Optional[torch.Tensor] = None, block_m: Optional[int] = None,
+                          block_n: Optional[int] = None, num_warps: Optional[int] = None,
+                          num_stages: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
+
+    ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
+    causal and no ``global_idx``). ``global_qkv=(qg, kg, vg)``: global rows use these
+    projections instead (Longformer); shapes as q, k, v.
+    """
+    B, H, N, D = q.shape
+    if D not in (16, 32, 64, 128):
+        raise ValueError(f"head dim must be 16, 32, 64 or 128 for the Triton kernel, got {D}")
+    _check_last_dim(q, k, v)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    bm_d, bn_d = default_blocks(q)
+    BM = block_m or bm_d
+    BN = block_n or bn_d
+    DT = dot_dtype(q.dtype)
+    o = out if out is not None else torch.empty(B, H, N, D, dtype=q.dtype, device=q.device)
+    lse = torch.empty(B, H, N, dtype=torch.float32, device=q.device)
+    kpm, skpb = _kpm_arg(key_padding_mask, q)
+    if sinks:
+        gidx, sgb, G, has_gk, prefix, has_grows = torch.zeros(1, dtype=torch.int32, device=q.device), 0, sinks, True, True, False
+    else:
+        gidx, sgb = _prep_global(global_idx, B, q.device)
+        G = gidx.shape[1]
+        has_gk = has_grows = bool(global_idx is not None and global_idx.numel() > 0)
+        prefix = False
+    qk_scale = scale * LOG2E
+    nw = num_warps or (4 if BM <= 64 else 8)
+    ns = num_stages or 3
+    if interpreting():
+        extra = {}
+    else:
+        extra = {"num_warps": nw, "num_stages": ns}
+    grid = (B * H, triton.cdiv(N, BM))
+    _wg_fwd_kernel[grid](
+        q, k, v, o, lse, gidx, kpm,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+        H, N, window, G, qk_scale,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
+        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, **extra)
+    if has_grows:
+        qg, kg, vg = global_qkv if global_qkv is not None else (q, k, v)
+        _check_last_dim(qg, kg, vg)
+        BG = 16
+        GP = triton.cdiv(G, BG) * BG
+        bn_g = BN if interpreting() else 128
+        keys_per_split = 2 * bn_g if interpreting() else 1024
+        nsplit = triton.cdiv(N, keys_per_split)
+        po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
+        pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
+        ex = {} if interpreting() else {"num_warps": 4, "num_stages": 3}
+        _wg_grow_partial_kernel[(B * H, (GP // BG) * nsplit)](
+            qg, kg, vg, gidx, kpm, po, pml,
+            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+            vg.stride(0), vg.stride(1), vg.stride(2), sgb, skpb,
+            H, N, G, GP, qk_scale, keys_per_split, nsplit,
+            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_N=bn_g,
+            BLOCK_D=D, DT=DT, **ex)
+        _wg_grow_combine_kernel[(B * H, GP // BG)](
+            po, pml, gidx, o, lse, o.stride(0), o.stride(1), o.stride(2), sgb,
+            H, N, G, GP, nsplit, BLOCK_G=BG, BLOCK_D=D, **({} if interpreting() else {"num_warps": 4}))
+    return o, lse
+
+
+def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,
+                       kpm: Optional[torch.Tensor], causal: bool, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Outputs of the global rows (B, H, G, D) by a dense fp32 computation (G x N scores)."""
+    B, H, N, D = qg.shape
+    gi = gidx.long().expand(B, -1)
+    valid = gi >= 0
+    gs = torch.where(valid, gi, 0)
+    qr = torch.gather(qg.float(), 2, gs[:, None, :, None].expand(B, H, gs.shape[1], D))
+    s = torch.matmul(qr, kg.float().transpose(-1, -2)) * scale
+    m = torch.ones(B, 1, gs.shape[1], N, dtype=torch.bool, device=qg.device)
+    if causal:
+        m = m & (torch.arange(N, device=qg.device)[None, None, None, :] <= gs[:, None, :, None])
+    if kpm is not None:
+        m = m & kpm.bool()[:, None, None, :]
+    s = s.masked_fill(~m, float("-inf"))
+    p = torch.nan_to_num(torch.softmax(s, -1), nan=0.0)
+    return torch.matmul(p, vg.float()), gs
+
+
+class _WindowGlobalFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, qg, kg, vg, window, global_idx, causal, kpm, scale, sinks):  # type: ignore[override]
+        sep = qg is not None
+        o, lse = window_global_forward(q, k, v, window, global_idx, causal, kpm, scale, sinks,
+                                       (qg, kg, vg) if sep else None)
+        ctx.save_for_backward(q, k, v, o, lse, qg, kg, vg)
+        ctx.cfg = (window, global_idx, causal, kpm, scale, sinks, sep)
+        return o
+
+    @staticmethod
+    def backward(ctx, do):  # type: ignore[override]
+        q, k, v, o, lse, qg, kg, vg = ctx.saved_tensors
+        window, global_idx, causal, kpm, scale, sinks, sep = ctx.cfg
+        dq, dk, dv, dqg, dkg, dvg = window_global_backward(
+            do, q, k, v, o, lse, window, global_idx, causal, kpm, scale, sinks, (qg, kg, vg) if sep else None)
+        return dq, dk, dv, dqg, dkg, dvg, None, None, None, None, None, None
+
+
+def window_global_backward(do, q, k, v, o, lse, window, global_idx, causal, kpm, scale, sinks, global_qkv=None):
+    """Gradients (dq, dk, dv, dqg, dkg, dvg); the last three are None unless ``global_qkv``."""
+    B, H, N, D = q.shape
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    BM, BN = default_blocks(q, 64, 64)
+    DT = dot_dtype(q.dtype)
+    ex = {} if interpreting() else {"num_warps": 4, "num_stages": 2}
+    kpm8, skpb = _kpm_arg(kpm, q)
+    has_kpm = kpm is not None
+    do = do.contiguous()
+    if sinks:
+        gidx, sgb, G, has_gk, prefix, has_grows = torch.zeros(1, dtype=torch.int32, device=q.device), 0, sinks, True, True, False
+    else:
+        gidx, sgb = _prep_global(global_idx, B, q.device)
+        G = gidx.shape[1]
+        has_gk = has_grows = bool(global_idx is not None and global_idx.numel() > 0)
+        prefix = False
+    if has_grows:  # global rows: dO = 0 on the kernel path, dense path below
+        gi = gidx.long().expand(B, -1)
+        rows = torch.zeros(B, N + 1, dtype=torch.bool, device=q.device)
+        rows.scatter_(1, torch.where(gi < 0, N, gi), True)
+        do_k = do.masked_fill(rows[:, None, :N, None], 0)
+    else:
+        do_k = do
+    delta = (do_k.float() * o.float()).sum(-1).contiguous()
+    qk_scale = scale * LOG2E
+    dk = torch.empty(B, H, N, D, dtype=torch.float32, device=q.device)
+    dv = torch.empty_like(dk)
+    dq = torch.empty_like(dk)
+    strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+               v.stride(0), v.stride(1), v.stride(2), do_k.stride(0), do_k.stride(1), do_k.stride(2))
+    _wg_bwd_dkdv_kernel[(B * H, triton.cdiv(N, BN))](
+        q, k, v, do_k, lse, delta, dk, dv, kpm8, *strides, skpb, H, N, window, qk_scale,
+        CAUSAL=causal, HAS_KPM=has_kpm, BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, **ex)
+    _wg_bwd_dq_kernel[(B * H, triton.cdiv(N, BM))](
+        q, k, v, do_k, lse, delta, dq, gidx, kpm8, *strides, sgb, skpb, H, N, window, G, qk_scale,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=has_kpm,
+        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, **ex)
+    if has_gk:
+        GP = triton.cdiv(G, BN) * BN
+        dkg_c = torch.zeros(B * H * GP, D, dtype=torch.float32, device=q.device)
+        dvg_c = torch.zeros_like(dkg_c)
+        rows_per_split = max(BM, triton.cdiv(triton.cdiv(N, 8), BM) * BM) if interpreting() else 1024
+        nsplit = triton.cdiv(N, rows_per_split)
+        _wg_bwd_gk_kernel[(B * H, (GP // BN) * nsplit)](
+            q, k, v, do_k, lse, delta, dkg_c, dvg_c, gidx, kpm8, *strides, sgb, skpb,
+            H, N, window, G, GP, qk_scale, rows_per_split, nsplit,
+            CAUSAL=causal, GK_PREFIX=prefix, HAS_KPM=has_kpm, BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, **ex)
+        if prefix:
+            gi = torch.arange(G, device=q.device)[None].expand(B, -1)
+        else:
+            gi = gidx.long().expand(B, -1)
+        gi = torch.where(gi < 0, N, gi)
+        idx = gi[:, None, :, None].expand(B, H, gi.shape[1], D)
+        dk_pad = torch.cat([dk, dk.new_zeros(B, H, 1, D)], 2)
+        dv_pad = torch.cat([dv, dv.new_zeros(B, H, 1, D)], 2)
+        dk_pad.scatter_add_(2, idx, dkg_c.view(B, H, GP, D)[:, :, :gi.shape[1]])
+        dv_pad.scatter_add_(2, idx, dvg_c.view(B, H, GP, D)[:, :, :gi.shape[1]])
+        dk, dv = dk_pad[:, :, :N], dv_pad[:, :, :N]
+    dk = dk * scale
+    dq = dq * scale
+    dqg = dkg = dvg = None
+    if has_grows:
+        qg, kg, vg = global_qkv if global_qkv is not None else (q, k, v)
+        with torch.enable_grad():
+            qg_ = qg.detach().float().requires_grad_(True)
+            kg_ = kg.detach().float().requires_grad_(True)
+            vg_ = vg.detach().float().requires_grad_(True)
+            og, gs = _global_rows_dense(qg_, kg_, vg_, gidx, kpm, causal, scale)
+            valid = (gidx.long().expand(B, -1) >= 0)[:, None, :, None]
+            do_rows = torch.gather(do.float(), 2, gs[:, None, :, None].expand(B, H, gs.shape[1], D)) * valid
+            g_q, g_k, g_v = torch.autograd.grad(og, (qg_, kg_, vg_), do_rows)
+        if global_qkv is None:
+            dq, dk, dv = dq + g_q, dk + g_k, dv + g_v
+        else:
+            dqg, dkg, dvg = g_q.to(qg.dtype), g_k.to(kg.dtype), g_v.to(vg.dtype)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dqg, dkg, dvg
+
+
+def window_global_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
+                            global_idx: Optional[torch.Tensor] = None, causal: bool = False,
+                            key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+                            global_qkv: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+    """Window + global attention on the Triton kernels, differentiable. Layout (B, H, N, D)."""
+    qg, kg, vg = global_qkv if global_qkv is not None else (None, None, None)
+    return _WindowGlobalFn.apply(q, k, v, qg, kg, vg, window, global_idx, causal, key_padding_mask, scale, 0)
+
+
+def sinks_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: int, window: int,
+                           key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None) -> torch.Tensor:
+    """StreamingLLM prefill (causal; prefix [0, sinks) always visible), differentiable."""
+    if sinks == 0:
+        return _WindowGlobalFn.apply(q, k, v, None, None, None, window, None, True, key_padding_mask, scale, 0)
+    return _WindowGlobalFn.apply(q, k, v, None, None, None, window, None, True, key_padding_mask, scale, sinks)
