@@ -190,15 +190,24 @@ def bench() -> None:
     """Benchmarks you can run on your own hardware."""
 
 
-def _register_bench() -> None:
+def _register_plugins() -> None:
+    """Subcommands that live in their own modules (kept out of this file so each stays small)."""
     try:
         from longapps.cli_bench import attention_command
+
+        bench.add_command(attention_command, "attention")
     except ImportError:
-        return
-    bench.add_command(attention_command, "attention")
+        pass
+    try:
+        from longapps.cli_rank import rank_command, rank_train_command
+
+        main.add_command(rank_command, "rank")
+        main.add_command(rank_train_command, "rank-train")
+    except ImportError:
+        pass
 
 
-_register_bench()
+_register_plugins()
 
 
 if __name__ == "__main__":  # pragma: no cover
