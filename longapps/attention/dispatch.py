@@ -1,0 +1,96 @@
+"""One entry point: ``attention(q, k, v, pattern, ...)`` dispatching to Triton / Flex / SDPA / reference."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..kernels._common import HAS_TRITON, interpreting
+from .flex import flex_available, flex_path, sdpa_path
+from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
+from .reference import reference_attention
+from .validate import validate_inputs
+
+BACKENDS = ("auto", "triton", "flex", "sdpa", "reference")
+
+
+def triton_supports(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> bool:
+    """Whether a Triton kernel covers this call (device aside)."""
+    if not HAS_TRITON or q.shape[-1] not in (16, 32, 64, 128) or q.dtype == torch.float64:
+        return False
+    nq, nk = q.shape[2], k.shape[2]
+    if isinstance(pattern, (WindowGlobal, SlidingWindow)):
+        return nq == nk
+    if isinstance(pattern, SinksWindow):
+        return nq == nk or nq == 1
+    if isinstance(pattern, Linear):
+        return True
+    return False
+
+
+def choose_backend(q: torch.Tensor, k: torch.Tensor, pattern: Pattern, backend: str = "auto") -> str:
+    """Resolve ``backend='auto'`` for this call."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if q.is_cuda:
+        if triton_supports(q, k, pattern):
+            return "triton"
+        if isinstance(pattern, (Full, Causal)):
+            return "sdpa"
+        if isinstance(pattern, Linear):
+            return "reference"
+        return "flex" if flex_available() else "sdpa"
+    return "reference"
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern = Full(), *,
+              key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+              backend: str = "auto") -> torch.Tensor:
+    """Attention of q (B, H, Nq, D) over k, v (B, H, Nk, D) restricted by ``pattern``.
+
+    ``key_padding_mask`` (B, Nk) bool, True = real token. ``scale`` defaults to 1/sqrt(D)
+    (Linear: ``pattern.scale``, default 1). ``backend``: auto | triton | flex | sdpa | reference;
+    every backend computes the same function (rows with no visible key give 0).
+    """
+    validate_inputs(q, k, v, pattern, key_padding_mask)
+    be = choose_backend(q, k, pattern, backend)
+    if be == "triton":
+        return _triton_path(q, k, v, pattern, key_padding_mask, scale)
+    if be == "flex":
+        if isinstance(pattern, Linear):
+            raise ValueError("backend='flex' cannot run Linear attention")
+        return flex_path(q, k, v, pattern, key_padding_mask, scale)
+    if be == "sdpa":
+        return sdpa_path(q, k, v, pattern, key_padding_mask, scale)
+    if isinstance(pattern, Linear):
+        from ..kernels.lightning import chunked_lightning_torch
+        return chunked_lightning_torch(q, k, v, pattern.scale)
+    return reference_attention(q, k, v, pattern, key_padding_mask, scale)
+
+
+def _triton_path(q, k, v, pattern, kpm, scale):
+    if not HAS_TRITON:
+        raise ValueError("backend='triton' needs the triton package")
+    if not (q.is_cuda or interpreting()):
+        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+    if not triton_supports(q, k, pattern):
+        raise ValueError(f"no Triton kernel for {type(pattern).__name__} with q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                         f"dtype {q.dtype}")
+    if isinstance(pattern, Linear):
+        from ..kernels.lightning import lightning_attention
+        return lightning_attention(q, k, v, pattern.scale)
+    from ..kernels.window_global import sinks_window_attention, window_global_attention
+    if isinstance(pattern, WindowGlobal):
+        return window_global_attention(q, k, v, pattern.window, pattern.global_idx, pattern.causal, kpm, scale)
+    if isinstance(pattern, SlidingWindow):
+        return window_global_attention(q, k, v, pattern.window, None, pattern.causal, kpm, scale)
+    if isinstance(pattern, SinksWindow):
+        if q.shape[2] == 1 and k.shape[2] > 1:
+            if kpm is not None:
+                raise ValueError("key_padding_mask is not supported by the sinks decode kernel")
+            from ..kernels.sinks_decode import sinks_window_decode
+            return sinks_window_decode(q, k, v, pattern.sinks, pattern.window, scale)
+        return sinks_window_attention(q, k, v, pattern.sinks, pattern.window, kpm, scale)
+    raise ValueError(f"no Triton kernel for {type(pattern).__name__}")  # pragma: no cover
