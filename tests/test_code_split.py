@@ -1,0 +1,730 @@
+"""Tests for the AST code splitter (longapps.adapters.code_split)."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from longapps.adapters.code_split import LANGUAGES, CodeUnit, language_for, split_code
+
+
+def words(texts):
+    return [len(t.split()) for t in texts]
+
+
+def units_by_name(units):
+    return {u.name: u for u in units}
+
+
+def spans(units):
+    return {(u.kind, u.name, u.start, u.end) for u in units}
+
+
+def check_blocks(unit: CodeUnit, source: str, budget: int, count=words):
+    """Blocks are within budget, ordered, disjoint, exact slices of the source, and cover the unit's code."""
+    lines = source.split("\n")
+    assert unit.blocks, unit.name
+    prev_end = unit.start - 1
+    covered = set()
+    for i, b in enumerate(unit.blocks):
+        assert b.meta["index"] == i
+        assert b.source == unit.path
+        assert count([b.text])[0] <= budget, (unit.name, i, b.text)
+        assert unit.start <= b.start <= b.end <= unit.end
+        assert b.start > prev_end, "blocks overlap or are out of order"
+        prev_end = b.end
+        if unit.kind in ("function", "method", "window"):
+            assert b.text == "\n".join(lines[b.start - 1:b.end])
+        covered.update(range(b.start, b.end + 1))
+    if unit.kind in ("function", "method", "window"):
+        code = {n for n in range(unit.start, unit.end + 1) if lines[n - 1].strip()}
+        assert code <= covered, sorted(code - covered)[:5]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Python
+
+PY = '''\
+"""A module."""
+import os
+
+LIMIT = 10
+
+
+@cached
+def free(a, b=2):
+    """Add things."""
+    def helper(x):
+        return x * 2
+    return helper(a) + b
+
+
+class Store(Base):
+    """Keeps items."""
+    size = 0
+
+    def __init__(self, items):
+        self.items = list(items)
+
+    async def fetch(self, key):
+        for item in self.items:
+            if item.key == key:
+                return item
+        return None
+
+    class Meta:
+        ordering = ["key"]
+
+        def describe(self):
+            return "meta"
+
+
+if __name__ == "__main__":
+    print(free(1))
+'''
+
+
+def test_python_units():
+    units = split_code(PY, "pkg/store.py", count_tokens=words)
+    assert spans(units) == {
+        ("module", "<module>", 1, 36),
+        ("function", "free", 7, 12),
+        ("class", "Store", 15, 32),
+        ("method", "Store.__init__", 19, 20),
+        ("method", "Store.fetch", 22, 26),
+        ("class", "Store.Meta", 28, 32),
+        ("method", "Store.Meta.describe", 31, 32),
+    }
+    by = units_by_name(units)
+    assert all(u.language == "python" and u.path == "pkg/store.py" for u in units)
+    assert by["free"].signature == "def free(a, b=2):"
+    assert by["free"].text.startswith("@cached\ndef free")
+    assert "def helper" in by["free"].text  # nested function stays inside its parent
+    assert by["Store.fetch"].parents == ["Store"]
+    assert by["Store.Meta.describe"].parents == ["Store", "Meta"]
+    assert by["Store"].signature == "class Store(Base):"
+    # the class summary keeps the header, docstring, fields and method signatures, not the bodies
+    cls = by["Store"].text
+    assert '"""Keeps items."""' in cls and "size = 0" in cls and "def fetch(self, key):" in cls
+    assert "self.items = list(items)" not in cls and "return item" not in cls
+    assert "def describe" not in cls  # belongs to the nested class unit
+    mod = by["<module>"].text
+    assert "LIMIT = 10" in mod and 'if __name__ == "__main__":' in mod and "def free" not in mod
+    assert units == sorted(units, key=lambda u: (u.start, -u.end))
+    for u in units:
+        check_blocks(u, PY, 200)
+
+
+def gen_python(n_groups=30):
+    out = ["def long_func(data, limit):", "    total = 0"]
+    for i in range(n_groups):
+        out += [
+            f"    for item_{i} in data[{i}]:",
+            f"        if item_{i} > limit and item_{i} % {i + 2} == 0:",
+            f"            total += item_{i} * {i} + compute(item_{i}, limit)",
+            "        else:",
+            f"            total -= item_{i} - adjust(total, {i})",
+            f"    log.debug('group {i} done with total %s and limit %s', total, limit)",
+            "",
+        ]
+    out.append("    return total")
+    return "\n".join(out) + "\n"
+
+
+def check_long(source, path, first_line, budget=120, count=words, kind=None):
+    units = split_code(source, path, max_tokens=budget, count_tokens=count)
+    fn = [u for u in units if u.blocks and u.blocks[0].text.lstrip().startswith(first_line)]
+    assert len(fn) == 1, [(u.kind, u.name) for u in units]
+    fn = fn[0]
+    if kind:
+        assert fn.kind == kind
+    assert len(fn.blocks) >= 3
+    check_blocks(fn, source, budget, count)
+    assert fn.blocks[0].start == fn.start
+    # reasonably full: on average over half the budget
+    sizes = count([b.text for b in fn.blocks])
+    assert sum(sizes) / len(sizes) > budget / 2, sizes
+    return fn
+
+
+def test_python_long_function_blocks():
+    src = gen_python()
+    fn = check_long(src, "long.py", "def long_func(data, limit):")
+    assert fn.end == len(src.rstrip("\n").split("\n"))
+    # cuts fall between statements of the function body: every block after the first starts at a `for`
+    for b in fn.blocks[1:]:
+        assert b.text.startswith("    for item_") or b.text.startswith("    log.debug"), b.text[:40]
+
+
+def test_oversized_statement_is_recursed_into():
+    body = "\n".join(f"        value_{i} = transform(value_{i - 1}, {i})" for i in range(1, 80))
+    src = f"def f(x):\n    if x:\n{body}\n    return x\n"
+    (fn,) = [u for u in split_code(src, "a.py", max_tokens=60, count_tokens=words) if u.name == "f"]
+    check_blocks(fn, src, 60)
+    # the `if` header goes with the first statements of its body, the `return` with the last ones
+    assert fn.blocks[0].text.startswith("def f(x):\n    if x:\n        value_1")
+    assert fn.blocks[-1].text.endswith("    return x")
+
+
+def test_giant_line_is_cut():
+    src = "def f():\n    x = [" + ", ".join(str(i) for i in range(3000)) + "]\n    return x\n"
+    (fn,) = [u for u in split_code(src, "a.py", max_tokens=100, count_tokens=words) if u.name == "f"]
+    assert all(words([b.text])[0] <= 100 for b in fn.blocks)
+    assert "".join(b.text for b in fn.blocks if b.start == 2) == src.split("\n")[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Java
+
+JAVA = '''\
+package com.example;
+
+import java.util.List;
+
+/** A store. */
+public class Store<T> extends Base implements Iterable<T> {
+    private final List<T> items;
+    private int size = 0;
+
+    public Store(List<T> items) {
+        this.items = items;
+    }
+
+    /** Finds an item. */
+    @Override
+    public T find(String key) {
+        for (T item : items) {
+            if (item.toString().equals(key)) {
+                return item;
+            }
+        }
+        Runnable r = () -> { System.out.println(key); };
+        return null;
+    }
+
+    public abstract int count();
+
+    static class Node {
+        int value;
+        int twice() { return value * 2; }
+    }
+}
+
+interface Shape {
+    double area();
+}
+
+enum Color { RED, GREEN }
+'''
+
+
+def test_java_units():
+    units = split_code(JAVA, "Store.java", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Store", 5, 32),  # its Javadoc included
+        ("method", "Store.Store", 10, 12),
+        ("method", "Store.find", 14, 24),
+        ("class", "Store.Node", 28, 31),
+        ("method", "Store.Node.twice", 30, 30),
+        ("class", "Shape", 34, 36),
+        ("class", "Color", 38, 38),
+    }
+    by = units_by_name(units)
+    assert by["Store.find"].text.lstrip().startswith("/** Finds an item. */")  # doc comment goes with it
+    assert by["Store.find"].signature == "@Override public T find(String key)"
+    assert by["Store"].signature == "public class Store<T> extends Base implements Iterable<T>"
+    cls = by["Store"].text
+    assert "private int size = 0;" in cls and "public T find(String key) {" in cls
+    assert "public abstract int count();" in cls  # abstract methods fold into the class unit
+    assert "return item;" not in cls and "/** Finds an item. */" not in cls
+    assert "int twice()" not in cls
+    assert by["Store.Node.twice"].parents == ["Store", "Node"]
+    assert not any(u.kind == "module" for u in units)  # package + imports only
+    for u in units:
+        check_blocks(u, JAVA, 200)
+
+
+def gen_clike(header, decl="int", n_groups=30, footer="}"):
+    out = [header, f"    {decl} total = 0;"]
+    for i in range(n_groups):
+        out += [
+            f"    for ({decl} i{i} = 0; i{i} < limit; i{i}++) {{",
+            f"        if (data[i{i}] > limit && data[i{i}] % {i + 2} == 0) {{",
+            f"            total += data[i{i}] * {i} + compute(data[i{i}], limit);",
+            "        } else {",
+            f"            total -= adjust(total, {i});",
+            "        }",
+            "    }",
+            "",
+        ]
+    out += ["    return total;", footer]
+    return "\n".join(out) + "\n"
+
+
+def test_java_long_method_blocks():
+    src = "class Big {\n" + textwrap.indent(gen_clike("public int longMethod(int[] data, int limit) {"), "    ") + "}\n"
+    fn = check_long(src, "Big.java", "public int longMethod(int[] data, int limit) {", kind="method")
+    assert fn.name == "Big.longMethod"
+    assert fn.blocks[-1].text.rstrip().endswith("}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# JavaScript
+
+JS = '''\
+import fs from "fs";
+const path = require("path");
+
+export class Store extends Base {
+  count = 0;
+  onChange = (e) => {
+    this.count++;
+  };
+
+  constructor(items) {
+    super();
+    this.items = items;
+  }
+
+  *keys() {
+    for (const it of this.items) yield it.key;
+  }
+}
+
+function find(items, key) {
+  const match = (it) => it.key === key;
+  return items.find(match);
+}
+
+const load = async (file) => {
+  return fs.readFileSync(file);
+};
+
+exports.save = function (file, data) {
+  fs.writeFileSync(file, data);
+};
+
+const api = {
+  get(url) {
+    return fetch(url);
+  },
+  post: function (url, body) {
+    return fetch(url, { method: "POST", body });
+  },
+};
+
+console.log(find([], "a"));
+'''
+
+
+def test_javascript_units():
+    units = split_code(JS, "src/store.js", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Store", 4, 18),
+        ("method", "Store.onChange", 6, 8),
+        ("method", "Store.constructor", 10, 13),
+        ("method", "Store.keys", 15, 17),
+        ("function", "find", 20, 23),
+        ("function", "load", 25, 27),
+        ("function", "exports.save", 29, 31),
+        ("method", "api.get", 34, 36),
+        ("method", "api.post", 37, 39),
+        ("module", "<module>", 1, 42),
+    }
+    by = units_by_name(units)
+    assert by["find"].signature == "function find(items, key)"
+    assert by["load"].signature == "const load = async (file) =>"
+    assert "count = 0;" in by["Store"].text and "this.items = items;" not in by["Store"].text
+    assert 'console.log(find([], "a"));' in by["<module>"].text
+    for u in units:
+        check_blocks(u, JS, 200)
+
+
+def test_javascript_long_function_blocks():
+    src = gen_clike("function longFunc(data, limit) {", decl="let")
+    check_long(src, "long.js", "function longFunc(data, limit) {", kind="function")
+    src2 = gen_clike("const longArrow = (data, limit) => {", decl="let", footer="};")
+    fn = check_long(src2, "long.mjs", "const longArrow", kind="function")
+    assert fn.name == "longArrow"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TypeScript
+
+TS = '''\
+import { Item } from "./item";
+
+export interface Repo<T> {
+  get(id: string): T | undefined;
+}
+
+@Injectable()
+export class MemoryRepo<T extends Item> implements Repo<T> {
+  private items = new Map<string, T>();
+
+  get(id: string): T | undefined {
+    return this.items.get(id);
+  }
+
+  abstract close(): void;
+}
+
+export function makeRepo<T extends Item>(items: T[]): MemoryRepo<T> {
+  const repo = new MemoryRepo<T>();
+  items.forEach((it) => repo.add(it));
+  return repo;
+}
+
+namespace util {
+  export const twice = (n: number): number => n * 2;
+}
+'''
+
+
+def test_typescript_units():
+    units = split_code(TS, "repo.ts", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Repo", 3, 5),
+        ("class", "MemoryRepo", 7, 16),
+        ("method", "MemoryRepo.get", 11, 13),
+        ("function", "makeRepo", 18, 22),
+        ("function", "util.twice", 25, 25),
+    }  # no module unit: imports and the namespace's braces only
+    by = units_by_name(units)
+    assert by["MemoryRepo"].text.startswith("@Injectable()")
+    assert by["makeRepo"].signature == "function makeRepo<T extends Item>(items: T[]): MemoryRepo<T>"
+    assert by["util.twice"].parents == ["util"]
+    assert all(u.language == "typescript" for u in units)
+    tsx = split_code("export const App = () => {\n  return <div>hi</div>;\n};\n", "app.tsx")
+    assert [(u.language, u.kind, u.name) for u in tsx] == [("tsx", "function", "App")]
+
+
+def test_typescript_long_function_blocks():
+    src = gen_clike("export function longFunc(data: number[], limit: number): number {", decl="let")
+    check_long(src, "long.ts", "export function longFunc", kind="function")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Go
+
+GO = '''\
+package store
+
+import "fmt"
+
+var defaultSize = 10
+
+// Store keeps items.
+type Store struct {
+	items []Item
+	size  int
+}
+
+type Getter interface {
+	Get(key string) Item
+}
+
+// Get finds an item.
+func (s *Store) Get(key string) Item {
+	for _, it := range s.items {
+		if it.Key == key {
+			return it
+		}
+	}
+	return Item{}
+}
+
+func New(items []Item) *Store {
+	cmp := func(a, b Item) bool { return a.Key < b.Key }
+	sortItems(items, cmp)
+	return &Store{items: items}
+}
+'''
+
+
+def test_go_units():
+    units = split_code(GO, "store.go", count_tokens=words)
+    assert spans(units) == {
+        ("module", "<module>", 1, 5),  # package + import + var
+        ("class", "Store", 7, 11),
+        ("class", "Getter", 13, 15),
+        ("method", "Store.Get", 17, 25),
+        ("function", "New", 27, 31),
+    }
+    by = units_by_name(units)
+    assert by["Store.Get"].parents == ["Store"]
+    assert by["Store.Get"].signature == "func (s *Store) Get(key string) Item"
+    assert by["Store"].signature == "type Store struct"
+    for u in units:
+        check_blocks(u, GO, 200)
+
+
+def test_go_long_function_blocks():
+    out = ["func LongFunc(data []int, limit int) int {", "\ttotal := 0"]
+    for i in range(30):
+        out += [f"\tfor i{i} := 0; i{i} < limit; i{i}++ {{",
+                f"\t\tif data[i{i}] > limit && data[i{i}]%{i + 2} == 0 {{",
+                f"\t\t\ttotal += data[i{i}]*{i} + compute(data[i{i}], limit)",
+                "\t\t} else {", f"\t\t\ttotal -= adjust(total, {i})", "\t\t}", "\t}", ""]
+    out += ["\treturn total", "}"]
+    src = "package main\n\n" + "\n".join(out) + "\n"
+    check_long(src, "long.go", "func LongFunc", kind="function")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rust
+
+RUST = '''\
+use std::collections::HashMap;
+
+/// A store.
+pub struct Store<T> {
+    items: HashMap<String, T>,
+}
+
+impl<T: Clone> Store<T> {
+    pub fn new() -> Self {
+        Store { items: HashMap::new() }
+    }
+
+    pub fn get(&self, key: &str) -> Option<T> {
+        let f = |k: &str| self.items.get(k).cloned();
+        f(key)
+    }
+}
+
+pub trait Named {
+    fn name(&self) -> String;
+    fn shout(&self) -> String {
+        self.name().to_uppercase()
+    }
+}
+
+fn main() {
+    let s: Store<i32> = Store::new();
+    println!("{:?}", s.get("a"));
+}
+
+mod inner {
+    pub fn helper() -> u8 { 1 }
+}
+'''
+
+
+def test_rust_units():
+    units = split_code(RUST, "lib.rs", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Store", 3, 6),
+        ("class", "Store", 8, 17),  # the impl block
+        ("method", "Store.new", 9, 11),
+        ("method", "Store.get", 13, 16),
+        ("class", "Named", 19, 24),
+        ("method", "Named.shout", 21, 23),
+        ("function", "main", 26, 29),
+        ("function", "inner.helper", 32, 32),
+    }
+    by = units_by_name(units)
+    assert by["Store.get"].parents == ["Store"]
+    assert by["Named"].text.count("fn name(&self) -> String;") == 1
+    assert by["main"].signature == "fn main()"
+    for u in units:
+        check_blocks(u, RUST, 200)
+
+
+def test_rust_long_function_blocks():
+    out = ["fn long_func(data: &[i64], limit: i64) -> i64 {", "    let mut total = 0;"]
+    for i in range(30):
+        out += [f"    for x{i} in data.iter() {{",
+                f"        if *x{i} > limit && *x{i} % {i + 2} == 0 {{",
+                f"            total += *x{i} * {i} + compute(*x{i}, limit);",
+                "        } else {", f"            total -= adjust(total, {i});", "        }", "    }", ""]
+    out += ["    total", "}"]
+    check_long("\n".join(out) + "\n", "long.rs", "fn long_func", kind="function")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# C
+
+C = '''\
+#include <stdio.h>
+#include "store.h"
+
+#define MAX 10
+
+struct item {
+    const char *key;
+    int value;
+};
+
+typedef struct {
+    struct item *items;
+    int size;
+} store_t;
+
+static int count = 0;
+
+/* Find an item. */
+struct item *find(store_t *s, const char *key)
+{
+    for (int i = 0; i < s->size; i++) {
+        if (strcmp(s->items[i].key, key) == 0)
+            return &s->items[i];
+    }
+    return NULL;
+}
+
+int main(void) {
+    printf("%d\\n", count);
+    return 0;
+}
+'''
+
+
+def test_c_units():
+    units = split_code(C, "store.c", count_tokens=words)
+    assert spans(units) == {
+        ("module", "<module>", 1, 16),
+        ("class", "item", 6, 9),
+        ("class", "store_t", 11, 14),
+        ("function", "find", 18, 26),
+        ("function", "main", 28, 31),
+    }
+    by = units_by_name(units)
+    assert by["find"].signature == "struct item *find(store_t *s, const char *key)"
+    assert by["find"].text.startswith("/* Find an item. */")
+    for u in units:
+        check_blocks(u, C, 200)
+
+
+def test_c_long_function_blocks():
+    check_long(gen_clike("static int long_func(int *data, int limit)\n{"), "long.c", "static int long_func",
+               kind="function")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# C++
+
+CPP = '''\
+#include <vector>
+
+namespace shop {
+
+class Store : public Base {
+public:
+    Store() : size_(0) {}
+    int find(const std::string& key) const;
+    template <typename F>
+    void each(F f) {
+        for (auto& it : items_) f(it);
+    }
+private:
+    std::vector<Item> items_;
+    int size_;
+};
+
+int Store::find(const std::string& key) const {
+    auto match = [&](const Item& it) { return it.key == key; };
+    return std::count_if(items_.begin(), items_.end(), match);
+}
+
+}  // namespace shop
+
+int main() {
+    shop::Store s;
+    return s.find("a");
+}
+'''
+
+
+def test_cpp_units():
+    units = split_code(CPP, "store.cpp", count_tokens=words)
+    assert spans(units) == {
+        ("class", "shop::Store", 5, 16),
+        ("method", "shop::Store::Store", 7, 7),
+        ("method", "shop::Store::each", 9, 12),
+        ("method", "shop::Store::find", 18, 21),
+        ("function", "main", 25, 28),
+    }
+    by = units_by_name(units)
+    assert by["shop::Store::find"].parents == ["shop", "Store"]
+    assert by["shop::Store::each"].text.lstrip().startswith("template <typename F>")
+    cls = by["shop::Store"].text
+    assert "int find(const std::string& key) const;" in cls and "std::vector<Item> items_;" in cls
+    assert "f(it);" not in cls
+    for u in units:
+        check_blocks(u, CPP, 200)
+
+
+def test_cpp_long_function_blocks():
+    src = "namespace a {\n" + gen_clike("int Big::longFunc(const int* data, int limit) {") + "}\n"
+    fn = check_long(src, "long.cc", "int Big::longFunc", kind="method")
+    assert fn.name == "a::Big::longFunc"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# languages, fallbacks, robustness
+
+def test_language_table():
+    assert language_for("a/b/C.java") == "java"
+    assert language_for("x.TSX") == "tsx"
+    assert language_for("x.hpp") == "cpp" and language_for("x.h") == "c"
+    assert language_for("README.md") is None and language_for("Makefile") is None
+    assert LANGUAGES[".cjs"] == "javascript"
+
+
+def test_unknown_extension_gives_windows():
+    text = "\n".join(f"line {i} with some words in it" for i in range(150))
+    units = split_code(text, "notes.txt", max_tokens=50, count_tokens=words)
+    assert [u.kind for u in units] == ["window"] * 3
+    assert [(u.start, u.end) for u in units] == [(1, 60), (61, 120), (121, 150)]
+    assert units[0].name == "<lines 1-60>" and units[0].language == "text"
+    for u in units:
+        check_blocks(u, text, 50)
+        assert len(u.blocks) >= 5  # 7 words a line, 50 a block
+
+
+def test_explicit_language_overrides_extension():
+    units = split_code("def f():\n    return 1\n", "snippet.txt", language="python")
+    assert [(u.kind, u.name, u.language) for u in units] == [("function", "f", "python")]
+
+
+def test_empty_and_blank():
+    assert split_code("", "a.py") == []
+    assert split_code("\n\n   \n", "a.java") == []
+    assert split_code("", "a.unknown") == []
+
+
+@pytest.mark.parametrize("path", ["a.py", "A.java", "a.js", "a.ts", "a.go", "a.rs", "a.c", "a.cpp", "a.bin"])
+def test_garbage_does_not_raise(path):
+    import random
+
+    rng = random.Random(7)
+    garbage = "".join(chr(rng.choice([rng.randrange(0, 0x250), 0xFFFD, 10, 10, 32, 123, 125]))
+                      for _ in range(20000))
+    units = split_code(garbage, path, max_tokens=64, count_tokens=words)
+    for u in units:
+        assert u.blocks
+        assert all(words([b.text])[0] <= 64 for b in u.blocks)
+
+
+@pytest.mark.parametrize("path", ["a.py", "A.java", "a.js", "a.go", "a.rs", "a.c", "a.cpp"])
+def test_mostly_parse_errors_falls_back_to_windows(path):
+    text = "\n".join(f"}}}}}} ) ] {i} @@ ### ((( " for i in range(100))
+    units = split_code(text, path, max_tokens=64, count_tokens=words)
+    assert units and all(u.kind == "window" for u in units)
+    assert units[0].language == language_for(path)
+    for u in units:
+        check_blocks(u, text, 64)
+
+
+def test_default_counter_and_odd_inputs():
+    # no count_tokens: the approximate counter is used
+    units = split_code("class A:\n    def f(self):\n        return 1\n", "a.py")
+    assert [u.name for u in units] == ["A", "A.f"]
+    # CRLF line ends, a single huge line, no trailing newline
+    crlf = "def f():\r\n    return 1\r\n"
+    (u,) = split_code(crlf, "a.py")
+    assert u.text == "def f():\n    return 1" and (u.start, u.end) == (1, 2)
+    huge = "x = '" + "ab " * 20000 + "'"
+    units = split_code(huge, "a.py", max_tokens=100, count_tokens=words)
+    assert units and all(words([b.text])[0] <= 100 for u in units for b in u.blocks)
