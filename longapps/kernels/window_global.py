@@ -475,6 +475,11 @@ def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.devic
     return g.to(torch.int32).contiguous(), g.stride(0)
 
 
+def prepare_global_idx(global_idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Sorted, de-duplicated int32 (B|1, G) index table, -1 padded, for ``gidx_prepared=True``."""
+    return _prep_global(global_idx, 1, device)[0]
+
+
 def _kpm_arg(kpm: Optional[torch.Tensor], q: torch.Tensor) -> Tuple[torch.Tensor, int]:
     if kpm is None:
         return torch.zeros(1, dtype=torch.int8, device=q.device), 0
@@ -494,12 +499,13 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           sinks: int = 0, global_qkv: Optional[Tuple[torch.Tensor, ...]] = None,
                           out: Optional[torch.Tensor] = None, block_m: Optional[int] = None,
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
-                          num_stages: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          num_stages: Optional[int] = None, gidx_prepared: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
     causal and no ``global_idx``). ``global_qkv=(qg, kg, vg)``: global rows use these
-    projections instead (Longformer); shapes as q, k, v.
+    projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
+    already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -515,6 +521,11 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     kpm, skpb = _kpm_arg(key_padding_mask, q)
     if sinks:
         gidx, sgb, G, has_gk, prefix, has_grows = torch.zeros(1, dtype=torch.int32, device=q.device), 0, sinks, True, True, False
+    elif gidx_prepared and global_idx is not None:
+        gidx, sgb = global_idx, (global_idx.stride(0) if global_idx.shape[0] > 1 else 0)
+        G = gidx.shape[1]
+        has_gk = has_grows = G > 0
+        prefix = False
     else:
         gidx, sgb = _prep_global(global_idx, B, q.device)
         G = gidx.shape[1]

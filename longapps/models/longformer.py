@@ -1,0 +1,233 @@
+"""Longformer encoder that loads HF Longformer weights and runs its attention on ``longapps.attention``.
+
+Same function as ``transformers.LongformerModel`` (last hidden state; HF's global-attention
+semantics: global rows use the ``*_global`` projections, window keys ``|i-j| <= attention_window/2``,
+padded queries get a zero attention output) but:
+
+- one fused QKV GEMM (and one for the global projections, only when global tokens exist);
+- attention through the window+global Triton kernel on CUDA (one launch for the local rows plus
+  a split-K pass for the global rows, no padding to a window multiple, no chunk copies), the
+  PyTorch reference elsewhere (or ``backend='triton'`` under ``TRITON_INTERPRET=1``).
+
+``FastLongformerModel.from_pretrained("allenai/longformer-base-4096")`` or ``.from_hf(hf_model)``;
+``FastLongformerForTokenClassification`` mirrors ``LongformerForTokenClassification``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..attention import WindowGlobal, attention
+from ..kernels._common import HAS_TRITON, interpreting
+
+
+@dataclass
+class FastLongformerOutput:
+    last_hidden_state: torch.Tensor
+    pooler_output: Optional[torch.Tensor] = None
+
+
+def _gelu(name: str):
+    from transformers.activations import ACT2FN
+    return ACT2FN[name]
+
+
+class _FastLayer(nn.Module):
+    """One Longformer layer with fused projections."""
+
+    def __init__(self, hf_layer: nn.Module, window: int, act: str, eps: float) -> None:
+        super().__init__()
+        sa = hf_layer.attention.self
+        self.num_heads = sa.num_heads
+        self.head_dim = sa.head_dim
+        self.window = window
+        self.w_qkv = nn.Parameter(torch.cat([sa.query.weight, sa.key.weight, sa.value.weight]).detach().clone())
+        self.b_qkv = nn.Parameter(torch.cat([sa.query.bias, sa.key.bias, sa.value.bias]).detach().clone())
+        self.w_g = nn.Parameter(torch.cat([sa.query_global.weight, sa.key_global.weight, sa.value_global.weight]).detach().clone())
+        self.b_g = nn.Parameter(torch.cat([sa.query_global.bias, sa.key_global.bias, sa.value_global.bias]).detach().clone())
+        ao = hf_layer.attention.output
+        self.attn_out = nn.Linear(ao.dense.in_features, ao.dense.out_features)
+        self.attn_out.load_state_dict(ao.dense.state_dict())
+        self.ln1 = nn.LayerNorm(ao.LayerNorm.normalized_shape, eps=eps)
+        self.ln1.load_state_dict(ao.LayerNorm.state_dict())
+        self.inter = nn.Linear(hf_layer.intermediate.dense.in_features, hf_layer.intermediate.dense.out_features)
+        self.inter.load_state_dict(hf_layer.intermediate.dense.state_dict())
+        self.out = nn.Linear(hf_layer.output.dense.in_features, hf_layer.output.dense.out_features)
+        self.out.load_state_dict(hf_layer.output.dense.state_dict())
+        self.ln2 = nn.LayerNorm(hf_layer.output.LayerNorm.normalized_shape, eps=eps)
+        self.ln2.load_state_dict(hf_layer.output.LayerNorm.state_dict())
+        self.act = _gelu(act)
+
+    def _split(self, x: torch.Tensor, B: int, N: int) -> Tuple[torch.Tensor, ...]:
+        C = self.num_heads * self.head_dim
+        t = x.view(B, N, 3, self.num_heads, self.head_dim)
+        return tuple(t[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
+
+    def forward(self, x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
+                backend: str) -> torch.Tensor:
+        B, N, C = x.shape
+        H, D = self.num_heads, self.head_dim
+        q, k, v = self._split(F.linear(x, self.w_qkv, self.b_qkv), B, N)
+        has_g = gidx is not None and gidx.shape[-1] > 0
+        qg = kg = vg = None
+        if has_g:
+            qg, kg, vg = self._split(F.linear(x, self.w_g, self.b_g), B, N)
+        o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
+        if backend == "triton":
+            from ..kernels.window_global import window_global_forward
+            if self.training and torch.is_grad_enabled():
+                from ..kernels.window_global import window_global_attention
+                o = window_global_attention(q, k, v, self.window, gidx, False, kpm, None,
+                                            (qg, kg, vg) if has_g else None).transpose(1, 2)
+            else:
+                window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
+                                      global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
+                                      gidx_prepared=has_g)
+        else:
+            o = _reference_longformer_attention(q, k, v, qg, kg, vg, self.window, gidx if has_g else None,
+                                                kpm, backend).transpose(1, 2)
+        a = o.reshape(B, N, C)
+        if kpm is not None:  # HF: padded queries get a zero attention output
+            a = a.masked_fill(~kpm[:, :, None], 0.0)
+        h = self.ln1(self.attn_out(a) + x)
+        return self.ln2(self.out(self.act(self.inter(h))) + h)
+
+
+def _reference_longformer_attention(q, k, v, qg, kg, vg, window, gidx, kpm, backend):
+    """Non-Triton path: local rows through ``attention`` (reference/flex/sdpa), global rows dense."""
+    pat = WindowGlobal(window, gidx if gidx is not None else [])
+    o = attention(q, k, v, pat, key_padding_mask=kpm, backend=backend if backend != "auto" else "auto")
+    if gidx is None:
+        return o
+    from ..kernels.window_global import _global_rows_dense
+    B, H, N, D = q.shape
+    og, gs = _global_rows_dense(qg, kg, vg, gidx, kpm, False, 1.0 / math.sqrt(D))
+    valid = (gidx.long().expand(B, -1) >= 0)
+    o = o.clone()
+    for b in range(B):
+        rows = gs[b][valid[b]]
+        o[b][:, rows] = og[b][:, valid[b]].to(o.dtype)
+    return o
+
+
+class FastLongformerModel(nn.Module):
+    """Longformer encoder (HF-compatible weights) on the efficient attention backend."""
+
+    def __init__(self, hf_model: nn.Module, backend: str = "auto") -> None:
+        super().__init__()
+        cfg = hf_model.config
+        self.config = cfg
+        self.backend = backend
+        self.embeddings = hf_model.embeddings
+        aw = cfg.attention_window
+        aw = aw if isinstance(aw, (list, tuple)) else [aw] * cfg.num_hidden_layers
+        self.layers = nn.ModuleList(
+            _FastLayer(layer, aw[i] // 2, cfg.hidden_act, cfg.layer_norm_eps) for i, layer in enumerate(hf_model.encoder.layer))
+        self.pooler = getattr(hf_model, "pooler", None)
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, backend: str = "auto") -> "FastLongformerModel":
+        """Wrap an instantiated ``transformers.LongformerModel`` (weights copied/shared)."""
+        m = cls(hf_model, backend)
+        p = next(hf_model.parameters())
+        return m.to(device=p.device, dtype=p.dtype)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, backend: str = "auto", **kwargs) -> "FastLongformerModel":
+        """Load HF weights (hub id or local folder), e.g. ``yikuan8/Clinical-Longformer``."""
+        from transformers import LongformerModel
+        return cls.from_hf(LongformerModel.from_pretrained(name_or_path, **kwargs), backend)
+
+    def _backend(self, x: torch.Tensor) -> str:
+        if self.backend != "auto":
+            return self.backend
+        if HAS_TRITON and (x.is_cuda or interpreting()) and self.layers[0].head_dim in (16, 32, 64, 128) \
+                and x.dtype != torch.float64:
+            return "triton"
+        return "auto"
+
+    @staticmethod
+    def prepare(attention_mask: Optional[torch.Tensor], global_attention_mask: Optional[torch.Tensor],
+                device: torch.device) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(global index table (B, G) int32 -1 padded or None, key padding mask bool or None)."""
+        kpm = None
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            kpm = attention_mask.bool().to(device)
+        gidx = None
+        if global_attention_mask is not None:
+            g = global_attention_mask.bool()
+            if attention_mask is not None:
+                g = g & attention_mask.bool()
+            counts = g.sum(1)
+            G = int(counts.max()) if g.numel() else 0
+            if G > 0:
+                N = g.shape[1]
+                pos = torch.arange(N, device=g.device).expand_as(g)
+                key = torch.where(g, pos, N + pos)  # globals first, in order
+                order = key.argsort(dim=1)[:, :G]
+                sel = torch.gather(g, 1, order)
+                gidx = torch.where(sel, order, -1).to(torch.int32).to(device).contiguous()
+        return gidx, kpm
+
+    def encode(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> torch.Tensor:
+        """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path)."""
+        be = self._backend(hidden)
+        for layer in self.layers:
+            hidden = layer(hidden, gidx, kpm, be)
+        return hidden
+
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                global_attention_mask: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None) -> FastLongformerOutput:
+        """Same arguments as ``LongformerModel.forward``; returns last_hidden_state (+ pooler_output)."""
+        emb = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                              inputs_embeds=inputs_embeds)
+        gidx, kpm = self.prepare(attention_mask, global_attention_mask, emb.device)
+        h = self.encode(emb, gidx, kpm)
+        pooled = self.pooler(h) if self.pooler is not None else None
+        return FastLongformerOutput(h, pooled)
+
+
+class FastLongformerForTokenClassification(nn.Module):
+    """Equivalent of ``LongformerForTokenClassification``: encoder + dropout + linear classifier."""
+
+    def __init__(self, hf_model: nn.Module, backend: str = "auto") -> None:
+        super().__init__()
+        self.config = hf_model.config
+        self.num_labels = hf_model.num_labels
+        self.longformer = FastLongformerModel(hf_model.longformer, backend)
+        self.longformer.pooler = None
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+        self.classifier = hf_model.classifier
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, backend: str = "auto") -> "FastLongformerForTokenClassification":
+        m = cls(hf_model, backend)
+        p = next(hf_model.parameters())
+        return m.to(device=p.device, dtype=p.dtype)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, backend: str = "auto", **kwargs) -> "FastLongformerForTokenClassification":
+        from transformers import LongformerForTokenClassification
+        return cls.from_hf(LongformerForTokenClassification.from_pretrained(name_or_path, **kwargs), backend)
+
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                global_attention_mask: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None,
+                labels: Optional[torch.Tensor] = None) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+        """Returns (loss or None, logits (B, N, num_labels))."""
+        h = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+                            inputs_embeds).last_hidden_state
+        logits = self.classifier(self.dropout(h))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return loss, logits
+
+
+__all__ = ["FastLongformerModel", "FastLongformerForTokenClassification", "FastLongformerOutput"]
