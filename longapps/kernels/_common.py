@@ -40,3 +40,25 @@ def default_blocks(t: torch.Tensor, bm: int = 128, bn: int = 64) -> tuple[int, i
     if interpreting() and not t.is_cuda:
         return 16, 16
     return bm, bn
+
+
+
+CHILD_ENV = "LONGAPPS_TRITON_INTERP_CHILD"
+
+
+def in_interpreter_child() -> bool:
+    """True inside the subprocess that runs Triton kernel tests under the interpreter."""
+    return os.environ.get(CHILD_ENV) == "1" and interpreting()
+
+
+def run_tests_under_interpreter(test_file: str, timeout: float = 600.0) -> tuple[int, str]:
+    """Run ``pytest test_file`` in a fresh process with TRITON_INTERPRET=1 set before triton is
+    imported (the interpreter cannot be switched on after ``import triton``)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="1", **{CHILD_ENV: "1"})
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", test_file],
+                       env=env, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, (p.stdout + p.stderr)[-6000:]

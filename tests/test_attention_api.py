@@ -1,0 +1,137 @@
+"""longapps.attention on CPU: every pattern through reference / SDPA / Flex (eager) paths, input checks."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from longapps.attention import (BlockSparse, Causal, Full, Linear, SinksWindow, SlidingWindow, WindowGlobal,
+                                attention, choose_backend, dense_mask)
+from longapps.attention.flex import flex_available, flex_path
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    assert torch.isfinite(a).all(), "non-finite values"
+    return float((a - b).norm() / b.norm())
+
+
+def _qkv(B=2, H=2, N=41, D=16, dt=torch.float32, nk=None):
+    nk = nk or N
+    return torch.randn(B, H, N, D, dtype=dt), torch.randn(B, H, nk, D, dtype=dt), torch.randn(B, H, nk, D, dtype=dt)
+
+
+def _patterns(N):
+    return [Full(), Causal(), SlidingWindow(5), SlidingWindow(5, causal=True), WindowGlobal(4, [0, N - 1]),
+            WindowGlobal(3, torch.tensor([[2, -1], [7, 9]]), causal=True), SinksWindow(3, 6),
+            BlockSparse(torch.rand(-(-N // 8), -(-N // 8)) > 0.4, 8)]
+
+
+def _naive(q, k, v, pattern, kpm):
+    """Independent O(N^2) loop-free check using the dense mask and float64."""
+    m = dense_mask(pattern, q.shape[2], k.shape[2], "cpu", kpm)
+    s = (q.double() @ k.double().transpose(-1, -2)) / q.shape[-1] ** 0.5
+    s = s.masked_fill(~m, float("-inf"))
+    p = torch.nan_to_num(torch.softmax(s, -1))
+    return p @ v.double()
+
+
+@pytest.mark.parametrize("use_kpm", [False, True])
+def test_all_patterns_all_cpu_paths_agree(use_kpm):
+    N = 41
+    q, k, v = _qkv(N=N)
+    kpm = None
+    if use_kpm:
+        kpm = torch.ones(2, N, dtype=torch.bool)
+        kpm[1, 30:] = False
+    for pat in _patterns(N):
+        ref = _naive(q, k, v, pat, kpm)
+        for be in ("auto", "reference", "sdpa"):
+            assert rel(attention(q, k, v, pat, key_padding_mask=kpm, backend=be), ref) < 1e-5, (pat, be)
+        if flex_available():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert rel(flex_path(q, k, v, pat, kpm), ref) < 1e-5, pat
+
+
+def test_cpu_auto_is_reference():
+    q, k, v = _qkv()
+    assert choose_backend(q, k, WindowGlobal(3, [0])) == "reference"
+
+
+def test_pattern_semantics_small():
+    m = dense_mask(WindowGlobal(1, [0]), 5, 5)[0, 0]
+    exp = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 0, 1, 1, 1], [1, 0, 0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(m, exp)
+    s = dense_mask(SinksWindow(1, 1), 5, 5)[0, 0]
+    exp = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 1, 1, 0], [1, 0, 0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(s, exp)
+
+
+def test_decode_alignment_end():
+    q, k, v = _qkv(N=3, nk=20)
+    for pat in (Causal(), SinksWindow(2, 4), SlidingWindow(4, causal=True)):
+        full_q = torch.cat([torch.randn(2, 2, 17, 16), q], 2)
+        a = attention(q, k, v, pat)
+        b = attention(full_q, k, v, pat)[:, :, -3:]
+        assert rel(a, b) < 1e-6
+
+
+def test_linear_reference_paths():
+    q, k, v = _qkv(N=33)
+    a = attention(q, k, v, Linear(scale=0.5))
+    n = 33
+    s = (q.double() @ k.double().transpose(-1, -2) * 0.5).masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), 0)
+    assert rel(a, s @ v.double()) < 1e-5
+
+
+def test_fully_masked_rows_are_zero():
+    q, k, v = _qkv(B=1, N=10)
+    kpm = torch.zeros(1, 10, dtype=torch.bool)
+    for be in ("reference", "sdpa"):
+        assert torch.equal(attention(q, k, v, Full(), key_padding_mask=kpm, backend=be), torch.zeros_like(q))
+
+
+def test_backward_through_reference():
+    q, k, v = [t.double().requires_grad_(True) for t in _qkv(B=1, H=1, N=9, D=4)]
+    assert torch.autograd.gradcheck(lambda a, b, c: attention(a, b, c, WindowGlobal(2, [4])), (q, k, v))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda: SlidingWindow(0), "window"),
+    (lambda: SlidingWindow(-3), "window"),
+    (lambda: SinksWindow(-1, 4), "sinks"),
+    (lambda: WindowGlobal(0, [1]), "window"),
+    (lambda: WindowGlobal(4, [[[1]]]), "global_idx"),
+    (lambda: BlockSparse(torch.ones(3), 4), "block_mask"),
+])
+def test_bad_patterns(bad, match):
+    with pytest.raises(ValueError, match=match):
+        bad()
+
+
+def test_bad_inputs():
+    q, k, v = _qkv(N=16)
+    with pytest.raises(ValueError, match="global_idx"):
+        attention(q, k, v, WindowGlobal(3, [0, 16]))
+    with pytest.raises(ValueError, match="global_idx"):
+        attention(q, k, v, WindowGlobal(3, [-1]))
+    with pytest.raises(ValueError, match="dtype"):
+        attention(q, k.half(), v, Full())
+    with pytest.raises(ValueError, match="k shape"):
+        attention(q, k[:, :1], v, Full())
+    with pytest.raises(ValueError, match="v shape"):
+        attention(q, k, v[:, :, :5], Full())
+    with pytest.raises(ValueError, match="q must"):
+        attention(q[0], k, v, Full())
+    with pytest.raises(ValueError, match="key_padding_mask"):
+        attention(q, k, v, Full(), key_padding_mask=torch.ones(2, 15, dtype=torch.bool))
+    with pytest.raises(ValueError, match="backend"):
+        attention(q, k, v, Full(), backend="cuda-magic")
+    with pytest.raises(ValueError, match="block_mask"):
+        attention(q, k, v, BlockSparse(torch.ones(3, 3, dtype=torch.bool), 4))
+    with pytest.raises(ValueError, match="pattern"):
+        attention(q, k, v, "causal")
+    with pytest.raises(ValueError, match="triton"):
+        attention(q, k, v, WindowGlobal(3, [0]), backend="triton")  # CPU without interpreter

@@ -1,0 +1,159 @@
+"""Window+global / sinks Triton kernels vs the float64 PyTorch reference, under the Triton
+interpreter on CPU (run in a child process: the interpreter must be on before triton is imported)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from longapps.kernels._common import HAS_TRITON, in_interpreter_child, run_tests_under_interpreter
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 1e-2}
+child = pytest.mark.skipif(not in_interpreter_child(), reason="runs inside the interpreter child process")
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    assert torch.isfinite(a).all(), "non-finite values in output"
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+@pytest.mark.skipif(in_interpreter_child(), reason="parent wrapper")
+def test_under_interpreter():
+    rc, out = run_tests_under_interpreter(__file__)
+    assert rc == 0, out
+
+
+CASES = [  # (N, window, globals, kpm)
+    (77, 11, [0, 76], True),       # odd length, globals at both ends, padding
+    (50, 3, [], False),            # window smaller than a block, no globals
+    (64, 20, "2d", True),          # per-batch globals (-1 padded), padding
+    (33, 40, [16], False),         # window wider than the sequence
+]
+
+
+def _inputs(N, dt, D=32, B=2, H=2, grad=False):
+    g = torch.Generator().manual_seed(torch.seed() % 2**31)
+    t = [torch.randn(B, H, N, D, generator=g).to(dt) for _ in range(3)]
+    if grad:
+        t = [x.requires_grad_(True) for x in t]
+    return t
+
+
+def _globals(spec, N):
+    if spec == "2d":
+        return torch.tensor([[3, N - 1, -1], [0, 1, N // 2]])
+    return torch.tensor(spec, dtype=torch.long)
+
+
+def _kpm(flag, N):
+    if not flag:
+        return None
+    m = torch.ones(2, N, dtype=torch.bool)
+    m[1, N - 7:] = False
+    return m
+
+
+FWD = [(dt, c, case) for dt in (torch.float32, torch.bfloat16) for c in (False, True) for case in CASES]
+FWD += [(torch.float16, False, CASES[0]), (torch.float16, True, CASES[2])]
+
+
+@child
+@pytest.mark.parametrize("dt,causal,case", FWD)
+def test_forward(dt, causal, case):
+    from longapps.kernels.window_global import reference_window_global, window_global_forward
+    N, W, gspec, kflag = case
+    q, k, v = _inputs(N, dt)
+    g, kpm = _globals(gspec, N), _kpm(kflag, N)
+    out = torch.full_like(q, float("nan"))  # poison: every element must be written
+    o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out)
+    ref = reference_window_global(q, k, v, W, g, causal, kpm)
+    assert rel(o, ref) < TOL[dt]
+
+
+@child
+@pytest.mark.parametrize("dt,sinks,window,N", [(torch.float32, 4, 9, 61), (torch.bfloat16, 0, 5, 40),
+                                               (torch.bfloat16, 20, 6, 45)])
+def test_sinks_forward_backward(dt, sinks, window, N):
+    from longapps.kernels.window_global import reference_window_global, sinks_window_attention
+    q, k, v = _inputs(N, dt, D=16, grad=True)
+    do = torch.randn_like(q)
+    o = sinks_window_attention(q, k, v, sinks, window)
+    ref = reference_window_global(q, k, v, window, None, True, None, sinks=sinks)
+    assert rel(o, ref) < TOL[dt]
+    gk = torch.autograd.grad(o, (q, k, v), do)
+    gr = torch.autograd.grad(ref, (q, k, v), do)
+    for a, b in zip(gk, gr):
+        assert rel(a, b) < TOL[dt]
+
+
+@child
+@pytest.mark.parametrize("dt,causal,case", [(torch.float32, False, CASES[0]), (torch.bfloat16, True, CASES[0]),
+                                            (torch.float32, True, CASES[2]), (torch.float16, False, CASES[2])])
+def test_backward(dt, causal, case):
+    from longapps.kernels.window_global import reference_window_global, window_global_attention
+    N, W, gspec, kflag = case
+    q, k, v = _inputs(N, dt, D=16, grad=True)
+    g, kpm = _globals(gspec, N), _kpm(kflag, N)
+    do = torch.randn_like(q)
+    o = window_global_attention(q, k, v, W, g, causal, kpm)
+    ref = reference_window_global(q, k, v, W, g, causal, kpm)
+    gk = torch.autograd.grad(o, (q, k, v), do)
+    gr = torch.autograd.grad(ref, (q, k, v), do)
+    for name, a, b in zip("qkv", gk, gr):
+        assert rel(a, b) < TOL[dt], name
+
+
+@child
+def test_gradcheck_float64_reference_agrees():
+    """Reference itself passes torch.autograd.gradcheck (the kernels are then compared to it)."""
+    from longapps.kernels.window_global import reference_window_global
+    q, k, v = [torch.randn(1, 1, 7, 2, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    assert torch.autograd.gradcheck(lambda a, b, c: reference_window_global(a, b, c, 2, torch.tensor([0])), (q, k, v))
+
+
+@child
+def test_separate_global_projections():
+    """Longformer: global rows use their own q/k/v (``global_qkv``), local rows the usual ones."""
+    from longapps.kernels.window_global import reference_window_global, window_global_attention
+    N, W, dt = 45, 6, torch.float32
+    q, k, v = _inputs(N, dt, D=16, grad=True)
+    qg, kg, vg = _inputs(N, dt, D=16, grad=True)
+    g = torch.tensor([0, 30])
+    kpm = _kpm(True, N)
+    o = window_global_attention(q, k, v, W, g, False, kpm, global_qkv=(qg, kg, vg))
+    ref_local = reference_window_global(q, k, v, W, g, False, kpm)
+    ref_glob = reference_window_global(qg, kg, vg, N, None, False, kpm)  # window >= N: dense
+    ref = ref_local.clone()
+    ref[:, :, g] = ref_glob[:, :, g]
+    assert rel(o, ref) < TOL[dt]
+    do = torch.randn_like(o)
+    got = torch.autograd.grad(o, (q, k, v, qg, kg, vg), do)
+    exp = torch.autograd.grad(ref, (q, k, v, qg, kg, vg), do)
+    for a, b in zip(got, exp):
+        assert rel(a, b) < TOL[dt]
+
+
+@child
+@pytest.mark.parametrize("dt", [torch.float32, torch.float16])
+def test_dispatch_triton_matches_reference(dt):
+    from longapps.attention import SinksWindow, SlidingWindow, WindowGlobal, attention
+    N = 37
+    q, k, v = _inputs(N, dt, D=16)
+    kpm = _kpm(True, N)
+    for pat in (WindowGlobal(5, [0, 36]), WindowGlobal(4, [2], causal=True), SlidingWindow(7),
+                SlidingWindow(7, causal=True), SinksWindow(3, 8)):
+        a = attention(q, k, v, pat, key_padding_mask=kpm, backend="triton")
+        b = attention(q.double(), k.double(), v.double(), pat, key_padding_mask=kpm, backend="reference")
+        assert rel(a, b) < TOL[dt], pat
+
+
+@child
+def test_scale_argument():
+    from longapps.kernels.window_global import reference_window_global, window_global_forward
+    q, k, v = _inputs(30, torch.float32, D=16)
+    o, _ = window_global_forward(q, k, v, 4, torch.tensor([1]), scale=0.37)
+    assert rel(o, reference_window_global(q, k, v, 4, torch.tensor([1]), scale=0.37)) < 1e-4
+    assert math.isfinite(rel(o, reference_window_global(q, k, v, 4, torch.tensor([1]))))

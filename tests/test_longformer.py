@@ -1,0 +1,90 @@
+"""FastLongformer vs HF transformers' LongformerModel (random-init small config) on CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from longapps.kernels._common import HAS_TRITON, in_interpreter_child, run_tests_under_interpreter  # noqa: E402
+from longapps.models.longformer import FastLongformerForTokenClassification, FastLongformerModel  # noqa: E402
+
+child = pytest.mark.skipif(not in_interpreter_child(), reason="runs inside the interpreter child process")
+
+
+def _cfg(**kw):
+    base = dict(vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                attention_window=[8, 16], max_position_embeddings=256, pad_token_id=1, type_vocab_size=1)
+    base.update(kw)
+    return transformers.LongformerConfig(**base)
+
+
+def _inputs(B=2, N=45):
+    ids = torch.randint(2, 120, (B, N))
+    am = torch.ones(B, N, dtype=torch.long)
+    am[1, N - 8:] = 0
+    ids[1, N - 8:] = 1
+    gm = torch.zeros(B, N, dtype=torch.long)
+    gm[0, 0] = 1
+    gm[1, [0, 5, 20]] = 1
+    return ids, am, gm
+
+
+def _compare(backend, N=45):
+    torch.manual_seed(0)
+    hf = transformers.LongformerModel(_cfg()).eval()
+    fast = FastLongformerModel.from_hf(hf, backend=backend).eval()
+    ids, am, gm = _inputs(N=N)
+    worst = 0.0
+    with torch.no_grad():
+        for a, g in ((am, gm), (None, None), (am, None), (None, gm)):
+            r = hf(input_ids=ids, attention_mask=a, global_attention_mask=g).last_hidden_state
+            o = fast(input_ids=ids, attention_mask=a, global_attention_mask=g).last_hidden_state
+            assert torch.isfinite(o).all()
+            worst = max(worst, float((o - r).abs().max()))
+    return worst
+
+
+def test_matches_hf_reference_path():
+    assert _compare("auto") < 1e-4
+
+
+def test_matches_hf_length_not_multiple_of_window():
+    assert _compare("reference", N=37) < 1e-4
+
+
+def test_token_classification_matches_hf():
+    torch.manual_seed(1)
+    hf = transformers.LongformerForTokenClassification(_cfg(num_labels=5)).eval()
+    fast = FastLongformerForTokenClassification.from_hf(hf).eval()
+    ids, am, gm = _inputs()
+    labels = torch.randint(0, 5, ids.shape)
+    with torch.no_grad():
+        r = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
+        loss, logits = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
+    assert float((logits - r.logits).abs().max()) < 1e-4
+    assert abs(float(loss) - float(r.loss)) < 1e-4
+
+
+def test_from_pretrained_local_folder(tmp_path):
+    torch.manual_seed(2)
+    hf = transformers.LongformerModel(_cfg()).eval()
+    hf.save_pretrained(tmp_path)
+    fast = FastLongformerModel.from_pretrained(str(tmp_path)).eval()
+    ids, am, gm = _inputs()
+    with torch.no_grad():
+        r = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        o = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+    assert float((o - r).abs().max()) < 1e-4
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+@pytest.mark.skipif(in_interpreter_child(), reason="parent wrapper")
+def test_triton_path_under_interpreter():
+    rc, out = run_tests_under_interpreter(__file__ + "::test_child_triton_path")
+    assert rc == 0, out
+
+
+@child
+def test_child_triton_path():
+    assert _compare("triton") < 1e-4
