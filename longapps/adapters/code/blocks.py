@@ -14,53 +14,107 @@ tokenizers that count it (0 for WordPiece / whitespace splitters).
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
 
-def boundary_depths(root, n_rows: int, lines: list[str]) -> tuple[list[int], set[int]]:
-    """depth[r]: nesting depth of the deepest node spanning the boundary between rows r and r+1;
-    and the rows that hold only a comment."""
+# nodes whose children are statements or declarations: cutting between two of their children keeps every
+# statement whole ("clean" boundaries)
+_BLOCK_SUFFIXES = ("block", "body", "program", "module", "source_file", "translation_unit", "statement_list",
+                   "declaration_list", "enumerator_list", "enum_variant_list", "case", "switch_default",
+                   "case_statement", "switch_block_statement_group", "object", "array", "list_literal",
+                   "initializer_list", "interface_type", "dictionary", "list")
+_NOT_BLOCKS = frozenset({"argument_list", "parameter_list", "template_argument_list", "template_parameter_list",
+                         "type_parameter_list", "expression_list", "pattern_list", "type_list",
+                         "identifier_list", "lambda_parameters"})
+
+
+def is_block_like(node_type: str) -> bool:
+    return node_type.endswith(_BLOCK_SUFFIXES) and node_type not in _NOT_BLOCKS
+
+
+_CLOSER = re.compile(r"\s*[)\]}]+[)\]};,]*\s*(//.*|/\*.*|#.*)?$")
+
+
+@dataclass
+class Layout:
+    """Per-row facts a Packer needs: boundary depth and cleanliness (row r | r+1), soft (blank/comment) rows."""
+
+    depth: list[int]
+    clean: list[bool]
+    soft: list[bool]
+    closer: list[bool] = None  # rows of closing brackets only (`}`, `});`): they go with what they close
+
+    def __post_init__(self):
+        if self.closer is None:
+            self.closer = [False] * len(self.soft)
+
+    @classmethod
+    def flat(cls, lines: list[str]) -> "Layout":
+        n = max(len(lines), 1)
+        return cls([0] * n, [True] * n, [not ln.strip() for ln in lines])
+
+
+def layout_of(root, lines: list[str]) -> Layout:
+    """depth[r]: nesting depth of the deepest node spanning the boundary between rows r and r+1, clean[r]:
+    whether that node is block-like; soft[r]: row r is blank or only a comment."""
+    n_rows = len(lines)
     depth = [0] * max(n_rows, 1)
-    comments: set[int] = set()
+    clean = [True] * max(n_rows, 1)
+    soft = [not ln.strip() for ln in lines]
     stack = [(root, 0)]
     while stack:
         node, d = stack.pop()
         s, s_col = node.start_point
         e_row, e_col = node.end_point
         e = e_row - 1 if (e_col == 0 and e_row > s) else e_row
-        if "comment" in node.type and s < n_rows and not lines[s][:s_col].strip():
+        t = node.type
+        if "comment" in t and s < n_rows and not lines[s][:s_col].strip():
             last = min(e, n_rows - 1)
             tail = lines[last][e_col:] if e_row == last else ""
             if not tail.strip():
-                comments.update(range(s, last + 1))
+                for r in range(s, last + 1):
+                    soft[r] = True
         if e <= s:
             continue  # single-row node: neither it nor its descendants span a boundary
         e = min(e, n_rows - 1)
         if e > s:
             depth[s:e] = [d] * (e - s)
+            clean[s:e] = [is_block_like(t)] * (e - s)
         for c in node.children:
             stack.append((c, d + 1))
-    return depth, comments
+    closer = [bool(_CLOSER.match(ln)) for ln in lines]
+    return Layout(depth, clean, soft, closer)
 
 
 class Packer:
     """Blocks of one unit: `rows` are the unit's source rows in order (0-based)."""
 
-    def __init__(self, rows: list[int], costs: list[int], depth: list[int], soft: list[bool], newline: int = 0):
+    def __init__(self, rows: list[int], costs: list[int], layout: Layout, newline: int = 0):
         self.rows = rows
         self.n = len(rows)
         self.newline = newline
         self.prefix = [0]
         for r in rows:
             self.prefix.append(self.prefix[-1] + costs[r])
-        bd = []
+        depth, clean = layout.depth, layout.clean
+        bd, ok = [], []
         for p in range(self.n - 1):
             r0, r1 = rows[p], rows[p + 1]
-            bd.append(depth[r0] if r1 == r0 + 1 else min(depth[r0:r1]) if r1 > r0 else 0)
+            if r1 == r0 + 1:
+                bd.append(depth[r0])
+                ok.append(clean[r0])
+            else:  # rows left out between them (method bodies of a class summary): the shallowest boundary
+                k = min(range(r0, r1), key=depth.__getitem__) if r1 > r0 else r0
+                bd.append(depth[k])
+                ok.append(clean[k])
         self.bd = bd
-        self.soft = [soft[r] for r in rows]   # blank or comment-only rows
+        self.clean = ok                          # cutting there keeps statements whole
+        self.soft = [layout.soft[r] for r in rows]   # blank or comment-only rows
+        self.closer = [layout.closer[r] for r in rows]
 
     def cost(self, a: int, b: int) -> int:
         return self.prefix[b] - self.prefix[a] + self.newline * max(0, b - a - 1)
@@ -98,7 +152,14 @@ class Packer:
                 merged[-1] = (merged[-1][0], b)
             else:
                 merged.append((pending, b))
-        return merged
+        # closing brackets go with what they close
+        out: list[tuple[int, int]] = []
+        for x, y in merged:
+            if out and all(self.closer[p] or self.soft[p] for p in range(x, y)):
+                out[-1] = (out[-1][0], y)
+            else:
+                out.append((x, y))
+        return out
 
     def _pack(self, a: int, b: int, budget: int, cur: tuple[int, int] | None = None) -> list[tuple[int, int]]:
         """Blocks for [a, b); `cur` is an open block ending at `a` that the first blocks may extend."""
@@ -116,7 +177,12 @@ class Packer:
                     cur = (cur[0], y)
                 else:
                     if cur is not None:
-                        out.append(cur)
+                        cur = self._close(cur, out, budget)
+                        if cur is not None and self.cost(cur[0], y) <= budget:
+                            cur = (cur[0], y)
+                            continue
+                        if cur is not None:
+                            out.append(cur)
                     cur = (x, y)
                 continue
             # a piece too big alone: split it one level down. A small open block before it (its header,
@@ -130,6 +196,33 @@ class Packer:
         if cur is not None:
             out.append(cur)
         return out
+
+    def _close(self, cur: tuple[int, int], out: list, budget: int) -> tuple[int, int] | None:
+        """The open block is full: close it at its best boundary and return the rest (the start of the next
+        block), or None when it closes whole. Best: keeps statements whole (clean), then shallowest, then
+        latest; only boundaries that leave the closed block at least half full are considered."""
+        a, b = cur
+        if b - a < 2:
+            out.append(cur)
+            return None
+        best, best_key = b, self._cut_key(b)
+        floor = budget // 2
+        for p in range(b - 1, a, -1):
+            if self.cost(a, p) < floor:
+                break
+            if self.soft[p - 1] or self.closer[p]:
+                continue
+            key = self._cut_key(p)
+            if key < best_key:
+                best, best_key = p, key
+        out.append((a, best))
+        return (best, b) if best < b else None
+
+    def _cut_key(self, p: int) -> tuple[int, int]:
+        """How bad a cut before position p is (lower is better); the end of the unit is the best cut."""
+        if p >= self.n:
+            return (0, -1)
+        return (0 if self.clean[p - 1] else 1, self.bd[p - 1])
 
     def _merge_small(self, blocks: list[tuple[int, int]], budget: int) -> list[tuple[int, int]]:
         """Fold a small block into a neighbour when the union still fits."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from longapps.adapters.chunk import Chunk, approx_tokens
-from longapps.adapters.code.blocks import Packer, boundary_depths, cut_line
+from longapps.adapters.code.blocks import Layout, Packer, cut_line, layout_of
 from longapps.adapters.code.languages import SPECS, get_parser, language_for
 from longapps.adapters.code.units import RawUnit, end_row, find_units
 
@@ -112,9 +112,9 @@ def _row_costs(lines: list[str], count: CountTokens) -> tuple[list[int], int]:
     return [table.get(ln, 0) for ln in lines], newline
 
 
-def _finish(plans: list[_Plan], lines, costs, newline, depth, soft, path, language, budget, count) -> list[CodeUnit]:
+def _finish(plans: list[_Plan], lines, costs, newline, layout, path, language, budget, count) -> list[CodeUnit]:
     for p in plans:
-        p.packer = Packer(p.rows, costs, depth, soft, newline)
+        p.packer = Packer(p.rows, costs, layout, newline)
         p.spans = p.packer.split(budget)
     _verify(plans, lines, budget, count)
     units = []
@@ -175,10 +175,7 @@ def _split_tree(parsed, text, lines, path, lang, budget, count) -> list[CodeUnit
     tree, src = parsed
     root = tree.root_node
     n = len(lines)
-    depth, comment_rows = boundary_depths(root, n, lines)
-    soft = [not ln.strip() for ln in lines]
-    for r in comment_rows:
-        soft[r] = True
+    layout = layout_of(root, lines)
     raw = find_units(root, src, lines, lang)
     plans: list[_Plan] = []
 
@@ -204,11 +201,11 @@ def _split_tree(parsed, text, lines, path, lang, budget, count) -> list[CodeUnit
         for r in range(u.start, min(u.end, n - 1) + 1):
             covered[r] = True
     costs, newline = _row_costs(lines, count)
-    plans.extend(_module_plans(root, lines, covered, soft, lang, costs, newline, depth, budget))
-    return _finish(plans, lines, costs, newline, depth, soft, path, lang, budget, count)
+    plans.extend(_module_plans(root, lines, covered, layout, lang, costs, newline, budget))
+    return _finish(plans, lines, costs, newline, layout, path, lang, budget, count)
 
 
-def _module_plans(root, lines, covered, soft, lang, costs, newline, depth, budget) -> list[_Plan]:
+def _module_plans(root, lines, covered, layout, lang, costs, newline, budget) -> list[_Plan]:
     """Top-level code outside every unit, cut (at block boundaries) into module units of at most
     WINDOW_LINES non-blank lines; those holding only imports, comments and blank lines are dropped."""
     rows = [r for r in range(len(lines)) if not covered[r]]
@@ -231,7 +228,7 @@ def _module_plans(root, lines, covered, soft, lang, costs, newline, depth, budge
     imports.update(r for r in rows if _TRIVIAL.match(lines[r]))
     if lang in ("c", "cpp"):
         imports.update(r for r in rows if _PREPROC.match(lines[r]))
-    spans = Packer(rows, costs, depth, soft, newline).split(budget)
+    spans = Packer(rows, costs, layout, newline).split(budget)
     groups: list[list[tuple[int, int]]] = []
     size = 0
     for a, b in spans:
@@ -245,7 +242,7 @@ def _module_plans(root, lines, covered, soft, lang, costs, newline, depth, budge
     out = []
     for g in groups:
         sub = rows[g[0][0]:g[-1][1]]
-        if not any(lines[r].strip() and not soft[r] and r not in imports for r in sub):
+        if not any(lines[r].strip() and not layout.soft[r] and r not in imports for r in sub):
             continue
         nonblank = [r for r in sub if lines[r].strip()]
         sub = _squeeze_blank([r for r in sub if nonblank[0] <= r <= nonblank[-1]], lines)
@@ -266,8 +263,7 @@ def _squeeze_blank(rows: list[int], lines) -> list[int]:
 # -- fallback --------------------------------------------------------------------------------------------
 def _split_windows(lines, path, language, budget, count) -> list[CodeUnit]:
     n = len(lines)
-    depth = [0] * max(n, 1)
-    soft = [not ln.strip() for ln in lines]
+    layout = Layout.flat(lines)
     plans = []
     for s in range(0, n, WINDOW_LINES):
         rows = list(range(s, min(n, s + WINDOW_LINES)))
@@ -279,4 +275,4 @@ def _split_windows(lines, path, language, budget, count) -> list[CodeUnit]:
     if not plans:
         return []
     costs, newline = _row_costs(lines, count)
-    return _finish(plans, lines, costs, newline, depth, soft, path, language, budget, count)
+    return _finish(plans, lines, costs, newline, layout, path, language, budget, count)
