@@ -196,7 +196,10 @@ def build(language: str, out: Path, max_queries: int = 500, seed: int = 0) -> di
         if q["query"].lower() not in seen:
             seen.add(q["query"].lower())
             picked.append(q)
-    picked = picked[:max_queries]
+    # every long function (>= 25 lines) is kept, the rest sampled, so "long" MRR rests on enough queries
+    long_q = [q for q in picked if q["n_lines"] >= 25]
+    short_q = [q for q in picked if q["n_lines"] < 25]
+    picked = long_q[:max_queries // 2] + short_q[:max_queries - min(len(long_q), max_queries // 2)]
     with open(out / "queries.jsonl", "w") as fh:
         for q in picked:
             fh.write(json.dumps(q) + "\n")

@@ -207,10 +207,15 @@ class CachedEncoder:
         return self.inner.count_tokens(texts)
 
 
+def with_cache(encoder: Encoder) -> "CachedEncoder":
+    """Give any encoder the on-disk content-hash cache (no-op if it already has one)."""
+    if isinstance(encoder, CachedEncoder):
+        return encoder
+    return CachedEncoder(encoder, EmbeddingCache(cache_dir("embeddings") / f"{encoder.name}.sqlite", encoder.dim))
+
+
 def load_encoder(model: str | None = None, *, device: str | None = None, cache: bool = True,
                  batch_size: int = 32, max_tokens: int | None = None) -> Encoder:
     """Load an encoder by HF id / local path (None = packaged all-MiniLM-L6-v2), with the embedding cache."""
     enc = SentenceTransformerEncoder(model, device=device, batch_size=batch_size, max_tokens=max_tokens)
-    if not cache:
-        return enc
-    return CachedEncoder(enc, EmbeddingCache(cache_dir("embeddings") / f"{enc.name}.sqlite", enc.dim))
+    return with_cache(enc) if cache else enc

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,9 @@ def walk_repo(root: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
                 st = full.stat()
             except (OSError, RuntimeError):  # broken link, symlink loop, permission
                 result.skipped.append((rel, "unreadable"))
+                continue
+            if not stat.S_ISREG(st.st_mode):  # FIFOs, sockets, devices: reading could block forever
+                result.skipped.append((rel, "not a regular file"))
                 continue
             if st.st_size > max_bytes:
                 result.skipped.append((rel, "too large"))

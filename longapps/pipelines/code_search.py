@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from longapps.adapters.aggregate import fuse_scores, pool_groups
-from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder
+from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder, with_cache
 from longapps.index.dense import DenseIndex
 from longapps.index.files import DEFAULT_MAX_BYTES, read_source, walk_repo
 from longapps.index.lexical import BM25Index, tokenize
@@ -92,7 +92,8 @@ class IndexSummary:
 # -- the three stages, as plain functions the benchmark reuses ------------------------------------
 
 def qualified_name(unit: dict[str, Any]) -> str:
-    return ".".join([*unit.get("parents", []), unit["name"]])
+    """The splitter already qualifies names ('Class.method')."""
+    return unit["name"]
 
 
 def block_header(unit: dict[str, Any], mode: str) -> str:
@@ -162,7 +163,7 @@ class CodeSearch:
             raise LongappsError(f"not a directory: {repo}")
         self.config = config or CodeSearchConfig()
         self.store = IndexStore(index_dir or default_index_dir(self.repo))
-        self._encoder = encoder
+        self._encoder = with_cache(encoder) if encoder is not None else None
         self.show_progress = progress
         self._snapshot: dict[str, Any] | None = None
         self.summary: IndexSummary | None = None
@@ -222,17 +223,22 @@ class CodeSearch:
             self.store.delete_files(removed)
             summary.removed = len(removed)
             skipped = list(walk.skipped)
-            for rel, (_, _, sha) in self.store.file_states().items():
+            for rel, (_, _, sha) in self.store.file_states().items():  # files stored as skipped
                 if sha.startswith("skip:"):
                     skipped.append((rel, sha[5:]))
             summary.skipped_files = skipped
             for _, reason in skipped:
                 summary.skipped[reason] = summary.skipped.get(reason, 0) + 1
+            # the published snapshot is fresh only if it was built from exactly the stored file states
+            # (a run killed after storing states but before publishing leaves them out of step)
+            states_now = self.store.file_states()
+            digest = hashlib.sha1(json.dumps(sorted((r, h) for r, (_, _, h) in states_now.items())).encode()
+                                  ).hexdigest()
             manifest = self.store.manifest()
-            fresh = (manifest is not None and not summary.parsed and not removed
+            fresh = (manifest is not None and manifest.get("state_digest") == digest
                      and manifest.get("scoring") == self._scoring_key() and manifest.get("index_key") == key)
             if not fresh:
-                self._publish(summary, key)
+                self._publish(summary, key, digest)
             else:
                 summary.units, summary.blocks = manifest["units"], manifest["blocks"]
         self._snapshot = None
@@ -242,7 +248,7 @@ class CodeSearch:
     def _scoring_key(self) -> str:
         return f"{self.config.pooling}"
 
-    def _publish(self, summary: IndexSummary, key: str) -> None:
+    def _publish(self, summary: IndexSummary, key: str, digest: str) -> None:
         units: list[dict[str, Any]] = []
         for _, file_units in self.store.all_units():
             units.extend(file_units)
@@ -270,6 +276,7 @@ class CodeSearch:
             np.save(folder / "block_unit.npy", groups_arr, allow_pickle=False)
             bm25.save(folder / "bm25")
             return {"version": 1, "index_key": key, "scoring": self._scoring_key(), "model": enc.name,
+                    "state_digest": digest,
                     "units": len(units), "blocks": len(texts), "dim": enc.dim}
 
         self.store.publish(write)
