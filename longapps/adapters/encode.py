@@ -190,7 +190,8 @@ class CachedEncoder:
         self.hits += len(texts) - sum(len(v) for v in todo.values())
         if progress and len(texts) - sum(len(v) for v in todo.values()):
             progress(len(texts) - sum(len(v) for v in todo.values()))
-        items = list(todo.items())
+        # longest first across the whole request, so each slice batches texts of similar length
+        items = sorted(todo.items(), key=lambda kv: -len(texts[kv[1][0]]))
         # encode in slices and commit each, so an interrupted run keeps what it finished
         for s in range(0, len(items), self.chunk):
             part = items[s:s + self.chunk]
