@@ -127,7 +127,7 @@ if HAS_TRITON:
                        H, N, W, G, qk_scale,
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_D: tl.constexpr, DT: tl.constexpr):
+                       BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr):
         bh = tl.program_id(0)
         t = tl.program_id(1)
         b = bh // H
@@ -167,8 +167,8 @@ if HAS_TRITON:
             else:
                 g_hi = G
             gbase = GIDX + b.to(tl.int64) * sgb
-            for g0 in range(0, g_hi, BLOCK_N):
-                offs_g = g0 + tl.arange(0, BLOCK_N)
+            for g0 in range(0, g_hi, BLOCK_GK):
+                offs_g = g0 + tl.arange(0, BLOCK_GK)
                 gidx, gval = _load_gidx(gbase, offs_g, G, GK_PREFIX)
                 k = tl.load(kbase + gidx[None, :] * skn + offs_d[:, None], mask=gval[None, :], other=0.0)
                 v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0)
@@ -545,7 +545,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
         H, N, window, G, qk_scale,
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
-        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, **extra)
+        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
+        **extra)
     if has_grows:
         qg, kg, vg = global_qkv if global_qkv is not None else (q, k, v)
         _check_last_dim(qg, kg, vg)

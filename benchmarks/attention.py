@@ -1,0 +1,82 @@
+"""Attention benchmark on the GPU: our Triton kernels vs SDPA (dense, masked) and compiled
+FlexAttention, measured in the same run. Prints a markdown table; --json writes the rows.
+
+    python benchmarks/attention.py --n 4096 16384 65536 --dtype bf16 --json out.json
+    python benchmarks/attention.py --sweep   # block-size sweep of the two softmax kernels
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import torch  # noqa: E402
+
+from longapps.attention.bench import device_name, format_table, measure, pairs, rows_to_json, run_attention_bench  # noqa: E402
+from longapps.attention.patterns import SinksWindow, WindowGlobal  # noqa: E402
+
+
+def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> list:
+    """Time the forward kernel over tile shapes / warps / stages (the numbers pick the defaults)."""
+    from longapps.kernels.window_global import prepare_global_idx, window_global_forward
+    out = []
+    cases = [("wg", 16384, WindowGlobal(window, [0])), ("sinks", 65536, SinksWindow(4, 512))]
+    cfgs = [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 2), (128, 128, 8, 2),
+            (64, 64, 4, 3), (128, 32, 4, 3), (64, 128, 4, 3), (256, 64, 8, 3)]
+    for name, n, pat in cases:
+        q, k, v = [torch.randn(1, heads, n, dim, device="cuda", dtype=dtype) for _ in range(3)]
+        useful = 4.0 * dim * heads * pairs(pat, n)
+        for bm, bn, nw, ns in cfgs:
+            if isinstance(pat, WindowGlobal):
+                g = prepare_global_idx(pat.global_idx, q.device)
+                fn = lambda: window_global_forward(q, k, v, pat.window, g, False, gidx_prepared=True, block_m=bm,  # noqa: E731
+                                                   block_n=bn, num_warps=nw, num_stages=ns)
+            else:
+                fn = lambda: window_global_forward(q, k, v, pat.window, None, True, sinks=pat.sinks, block_m=bm,  # noqa: E731
+                                                   block_n=bn, num_warps=nw, num_stages=ns)
+            try:
+                ms, _ = measure(fn)
+                tf = useful / (ms * 1e-3) / 1e12
+                log(f"  sweep {name} n={n} BM={bm} BN={bn} warps={nw} stages={ns}: {ms:.3f} ms {tf:.1f} TFLOP/s")
+                out.append(dict(case=name, n=n, bm=bm, bn=bn, warps=nw, stages=ns, ms=ms, tflops=tf))
+            except Exception as e:
+                log(f"  sweep {name} BM={bm} BN={bn} warps={nw} stages={ns}: failed {e!r}"[:300])
+        del q, k, v
+        torch.cuda.empty_cache()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, nargs="+", default=[4096, 16384, 65536])
+    ap.add_argument("--linear-n", type=int, nargs="+", default=[2048, 4096, 8192, 16384, 32768, 65536])
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--window", type=int, default=256, help="one-sided window of the Longformer scenario")
+    ap.add_argument("--no-flex", action="store_true")
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    dev = device_name()
+    print(f"device: {dev}; torch {torch.__version__}")
+    res = {"device": dev, "torch": torch.__version__}
+    if a.sweep:
+        res["sweep"] = sweep({"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads, a.dim, a.window)
+    rows = run_attention_bench(a.n, a.dtype, a.heads, a.dim, with_flex=not a.no_flex, window=a.window,
+                               linear_ns=a.linear_n, only=a.only)
+    res["rows"] = rows_to_json(rows)
+    res["config"] = vars(a)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    print(f"\n## attention, {dev}, {a.dtype}, B=1 H={a.heads} D={a.dim}\n")
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()

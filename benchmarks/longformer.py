@@ -1,0 +1,121 @@
+"""Longformer-base encoder, fp16: HF transformers' LongformerModel vs ours (eager and CUDA graph),
+plus a dense BERT-base with SDPA at the same length, measured in the same run. Random-init base
+config (the device has no internet); outputs compared with HF fp16 and HF fp32.
+
+    python benchmarks/longformer.py --n 4096 --batch 1 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import torch  # noqa: E402
+
+from longapps.attention.bench import measure  # noqa: E402
+
+
+def _err(a: torch.Tensor, b: torch.Tensor) -> dict:
+    a, b = a.float(), b.float()
+    return {"max_abs": float((a - b).abs().max()), "rel_l2": float((a - b).norm() / b.norm()),
+            "finite": bool(torch.isfinite(a).all())}
+
+
+def run(n: int, batch: int, n_global: int, log=print) -> dict:
+    from transformers import BertConfig, BertModel, LongformerConfig, LongformerModel
+
+    from longapps.models.longformer import FastLongformerModel
+
+    torch.manual_seed(0)
+    cfg = LongformerConfig(max_position_embeddings=max(4098, n + 2))  # defaults = longformer-base-4096 shape
+    hf32 = LongformerModel(cfg).cuda().eval()
+    ids = torch.randint(3, cfg.vocab_size, (batch, n), device="cuda")
+    am = torch.ones(batch, n, dtype=torch.long, device="cuda")
+    gm = torch.zeros(batch, n, dtype=torch.long, device="cuda")
+    gm[:, :n_global] = 1
+    out: dict = {"n": n, "batch": batch, "n_global": n_global, "config": "longformer-base (12x768, window 512), random init"}
+    with torch.no_grad():
+        ref32 = hf32(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        hf = hf32.half()
+        fast = FastLongformerModel.from_hf(hf).eval()
+        hf_fn = lambda: hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state  # noqa: E731
+        ref16 = hf_fn()
+        ours_fn = lambda: fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state  # noqa: E731
+        o16 = ours_fn()
+        out["err_ours_vs_hf16"] = _err(o16, ref16)
+        out["err_ours_vs_hf32"] = _err(o16, ref32)
+        out["err_hf16_vs_hf32"] = _err(ref16, ref32)
+        log(f"  errors: ours vs HF fp16 {out['err_ours_vs_hf16']}, ours vs HF fp32 {out['err_ours_vs_hf32']}, "
+            f"HF fp16 vs HF fp32 {out['err_hf16_vs_hf32']}")
+        t = {}
+        t["hf_longformer"] = measure(hf_fn, iters=10, budget_s=3.0)
+        log(f"  HF LongformerModel: {t['hf_longformer'][0]:.2f} ms")
+        t["ours_eager"] = measure(ours_fn, iters=30)
+        log(f"  ours eager: {t['ours_eager'][0]:.3f} ms")
+        # CUDA graph of the whole encoder (embeddings + 12 layers): static inputs, prepared masks
+        gidx, kpm = fast.prepare(am, gm, ids.device)
+        step = lambda: fast.encode(fast.embeddings(input_ids=ids), gidx, kpm)  # noqa: E731
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = step()
+        graph.replay()
+        torch.cuda.synchronize()
+        out["err_graph_vs_hf16"] = _err(static_out, ref16)
+        t["ours_cuda_graph"] = measure(graph.replay, iters=50)
+        log(f"  ours CUDA graph: {t['ours_cuda_graph'][0]:.3f} ms")
+        # dense BERT-base with SDPA at the same length (all pairs)
+        try:
+            bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")
+            bert = BertModel(bcfg, add_pooling_layer=False).cuda().half().eval()
+            bert_fn = lambda: bert(input_ids=ids % bcfg.vocab_size).last_hidden_state  # noqa: E731
+            t["bert_sdpa_dense"] = measure(bert_fn, iters=20)
+            log(f"  BERT-base SDPA dense: {t['bert_sdpa_dense'][0]:.3f} ms")
+            del bert
+        except Exception as e:
+            log(f"  BERT peer failed: {e!r}"[:300])
+    out["ms"] = {k: v[0] for k, v in t.items()}
+    out["peak_mem_mb"] = {k: v[1] for k, v in t.items()}
+    best = min(out["ms"]["ours_eager"], out["ms"]["ours_cuda_graph"])
+    out["speedup_vs_hf"] = {"eager": out["ms"]["hf_longformer"] / out["ms"]["ours_eager"],
+                            "cuda_graph": out["ms"]["hf_longformer"] / out["ms"]["ours_cuda_graph"], "best": out["ms"]["hf_longformer"] / best}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, nargs="+", default=[4096])
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--n-global", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    dev = torch.cuda.get_device_name()
+    print(f"device: {dev}; torch {torch.__version__}")
+    results = []
+    for n in a.n:
+        r = run(n, a.batch, a.n_global)
+        results.append(r)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": dev, "torch": torch.__version__, "results": results}, f, indent=1)
+    print(f"\n## Longformer-base encoder, fp16, {dev}\n")
+    print("| N | batch | HF ms | ours eager ms | ours graph ms | BERT SDPA dense ms | speedup (graph) | speedup (eager) | max abs err vs HF16 | rel err vs HF16 | rel err vs HF32 (HF16 vs HF32) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ms = r["ms"]
+        print(f"| {r['n']} | {r['batch']} | {ms['hf_longformer']:.2f} | {ms['ours_eager']:.3f} | {ms['ours_cuda_graph']:.3f} | "
+              f"{ms.get('bert_sdpa_dense', float('nan')):.3f} | {r['speedup_vs_hf']['cuda_graph']:.1f}x | {r['speedup_vs_hf']['eager']:.1f}x | "
+              f"{r['err_ours_vs_hf16']['max_abs']:.3g} | {r['err_ours_vs_hf16']['rel_l2']:.3g} | "
+              f"{r['err_ours_vs_hf32']['rel_l2']:.3g} ({r['err_hf16_vs_hf32']['rel_l2']:.3g}) |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""GPU-size checks of the Triton kernels and the Longformer encoder (skipped without CUDA).
+
+Run on the device (benchmarks/device_run.sh). References are float64 (chunked over queries).
+fp32 inputs go through tf32 dots in Triton, hence the looser fp32 threshold here.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+TOL = {torch.float32: 3e-3, torch.bfloat16: 2e-2, torch.float16: 1e-2}
+
+
+def rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    assert torch.isfinite(a).all(), "non-finite values"
+    return float((a - b).norm() / b.norm())
+
+
+def _qkv(B, H, N, D, dt, grad=False, scale=1.0):
+    t = [(torch.randn(B, H, N, D, device="cuda") * scale).to(dt) for _ in range(3)]
+    return [x.requires_grad_(grad) for x in t]
+
+
+@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("N,W,g,causal", [(16384, 256, [0], False), (4097, 300, [0, 17, 4096], False),
+                                          (8191, 511, [5, 8000], True), (4096, 256, [], False)])
+def test_window_global_forward(dt, N, W, g, causal):
+    from longapps.attention import WindowGlobal, reference_attention
+    from longapps.kernels.window_global import window_global_forward
+    H = 16 if N == 16384 else 4
+    q, k, v = _qkv(1, H, N, 64, dt)
+    pat = WindowGlobal(W, g, causal=causal)
+    out = torch.full_like(q, float("nan"))
+    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out)
+    ref = reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)
+    assert rel(o, ref) < TOL[dt]
+
+
+def test_window_global_padding_and_2d_globals():
+    from longapps.attention import WindowGlobal, attention, reference_attention
+    N = 5000
+    q, k, v = _qkv(2, 4, N, 64, torch.bfloat16)
+    kpm = torch.ones(2, N, dtype=torch.bool, device="cuda")
+    kpm[1, 4100:] = False
+    pat = WindowGlobal(256, torch.tensor([[0, 4999, -1], [0, 1, 2000]]))
+    o = attention(q, k, v, pat, key_padding_mask=kpm)
+    ref = reference_attention(q, k, v, pat, key_padding_mask=kpm, compute_dtype=torch.float64, chunk=512)
+    assert rel(o, ref) < 2e-2
+
+
+@pytest.mark.parametrize("N", [65536, 4099])
+def test_sinks_window_forward(N):
+    from longapps.attention import SinksWindow, reference_attention
+    from longapps.kernels.window_global import sinks_window_attention
+    q, k, v = _qkv(1, 2, N, 64, torch.bfloat16)
+    o = sinks_window_attention(q, k, v, 4, 512)
+    ref = reference_attention(q, k, v, SinksWindow(4, 512), compute_dtype=torch.float64, chunk=512)
+    assert rel(o, ref) < 2e-2
+
+
+@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("causal,sinks", [(False, 0), (True, 0), (True, 4)])
+def test_window_global_backward(dt, causal, sinks):
+    from longapps.kernels.window_global import reference_window_global, sinks_window_attention, window_global_attention
+    N, W = 2049, 200
+    q, k, v = _qkv(1, 4, N, 64, dt, grad=True)
+    do = torch.randn_like(q)
+    if sinks:
+        o = sinks_window_attention(q, k, v, sinks, W)
+        ref = reference_window_global(q, k, v, W, None, True, None, sinks=sinks)
+    else:
+        g = torch.tensor([0, 1000, 2048], device="cuda")
+        kpm = torch.ones(1, N, dtype=torch.bool, device="cuda")
+        kpm[0, 2000:2040] = False
+        o = window_global_attention(q, k, v, W, g, causal, kpm)
+        ref = reference_window_global(q, k, v, W, g, causal, kpm)
+    assert rel(o, ref) < TOL[dt]
+    for a, b in zip(torch.autograd.grad(o, (q, k, v), do), torch.autograd.grad(ref, (q, k, v), do)):
+        assert rel(a, b) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
+def test_lightning_forward_backward(dt):
+    from longapps.kernels.lightning import chunked_lightning_torch, lightning_attention
+    q, k, v = _qkv(1, 4, 8193, 64, dt, grad=True, scale=0.1)
+    do = torch.randn_like(q)
+    o = lightning_attention(q, k, v)
+    ref = chunked_lightning_torch(q.double(), k.double(), v.double(), block=512)
+    assert rel(o, ref) < TOL[dt]
+    for a, b in zip(torch.autograd.grad(o, (q, k, v), do), torch.autograd.grad(ref, (q, k, v), do.double())):
+        assert rel(a, b) < TOL[dt]
+
+
+def test_sinks_decode_long_cache():
+    from longapps.kernels.sinks_decode import reference_sinks_decode, sinks_window_decode
+    q = torch.randn(4, 16, 1, 64, device="cuda", dtype=torch.bfloat16)
+    k, v = [torch.randn(4, 16, 65536, 64, device="cuda", dtype=torch.bfloat16) for _ in range(2)]
+    assert rel(sinks_window_decode(q, k, v, 4, 512), reference_sinks_decode(q, k, v, 4, 512)) < 2e-2
+
+
+def test_longformer_base_fp16_matches_hf():
+    transformers = pytest.importorskip("transformers")
+    from longapps.models.longformer import FastLongformerModel
+    torch.manual_seed(0)
+    cfg = transformers.LongformerConfig(max_position_embeddings=4098)
+    hf = transformers.LongformerModel(cfg).cuda().eval()
+    ids = torch.randint(3, cfg.vocab_size, (1, 4096), device="cuda")
+    am = torch.ones_like(ids)
+    am[:, 4000:] = 0
+    gm = torch.zeros_like(ids)
+    gm[:, 0] = 1
+    with torch.no_grad():
+        r32 = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        hf.half()
+        r16 = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        fast = FastLongformerModel.from_hf(hf).eval()
+        o16 = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+    valid = am[0].bool()
+    e_ours, e_hf = rel(o16[:, valid], r32[:, valid]), rel(r16[:, valid], r32[:, valid])
+    print(f"rel err vs HF fp32: ours fp16 {e_ours:.3g}, HF fp16 {e_hf:.3g}")
+    assert e_ours < 2 * e_hf + 1e-3
+    assert rel(o16[:, valid], r16[:, valid]) < 1e-2
