@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from longapps.adapters.chunk import approx_tokens
 from longapps.adapters.code_split import LANGUAGES, CodeUnit, language_for, split_code
 
 
@@ -728,3 +729,66 @@ def test_default_counter_and_odd_inputs():
     huge = "x = '" + "ab " * 20000 + "'"
     units = split_code(huge, "a.py", max_tokens=100, count_tokens=words)
     assert units and all(words([b.text])[0] <= 100 for u in units for b in u.blocks)
+
+
+def test_header_file_read_as_cpp_when_c_fails():
+    src = textwrap.dedent('''\
+        #pragma once
+        namespace geo {
+        template <typename T>
+        class Point {
+        public:
+            T norm() const { return x * x + y * y; }
+        private:
+            T x, y;
+        };
+        }  // namespace geo
+        ''')
+    units = split_code(src, "point.h", count_tokens=words)
+    assert {(u.language, u.kind, u.name) for u in units} == {
+        ("cpp", "class", "geo::Point"), ("cpp", "method", "geo::Point::norm")}
+    # plain C headers stay C
+    (u,) = split_code("struct s { int a; };\n", "s.h")
+    assert (u.language, u.kind, u.name) == ("c", "class", "s")
+
+
+def test_non_additive_counter_is_respected():
+    # counts characters, and line breaks dearly: per-line sums under-estimate joined blocks
+    def chars(texts):
+        return [len(t) // 4 + 3 * t.count("\n") for t in texts]
+
+    src = gen_python(20)
+    units = split_code(src, "long.py", max_tokens=150, count_tokens=chars)
+    (fn,) = units
+    assert len(fn.blocks) > 3
+    check_blocks(fn, src, 150, count=chars)
+
+
+def test_count_tokens_is_batched():
+    calls = []
+
+    def counting(texts):
+        calls.append(len(texts))
+        return words(texts)
+
+    split_code(gen_python(30) + PY, "a.py", max_tokens=100, count_tokens=counting)
+    assert len(calls) <= 3 and max(calls) > 50  # one call for all lines, maybe one to verify full blocks
+
+
+def test_unit_with_errors_keeps_ast_units():
+    src = PY + "\n\ndef broken(:\n    pass\n"
+    names = {u.name for u in split_code(src, "a.py", count_tokens=words)}
+    assert {"free", "Store.fetch", "Store.Meta.describe"} <= names
+
+
+def test_minified_code_units_take_their_own_text():
+    js = ";".join(f"function f{i}(a,b){{var c=a+b;if(c>{i}){{return c*{i}}}else{{return g(a,b,{i})}}}}"
+                  for i in range(300))
+    js += ";function big(){" + ";".join(f"x{i}=y{i}+z{i}" for i in range(400)) + "}"
+    units = split_code(js, "app.min.js", max_tokens=50, count_tokens=approx_tokens)
+    by = units_by_name(units)
+    assert len(units) == 301
+    assert by["f7"].text == "function f7(a,b){var c=a+b;if(c>7){return c*7}else{return g(a,b,7)}}"
+    assert [b.text for b in by["f7"].blocks] == [by["f7"].text]
+    assert len(by["big"].blocks) > 10 and "".join(b.text for b in by["big"].blocks) == by["big"].text
+    assert all(approx_tokens([b.text])[0] <= 50 for u in units for b in u.blocks)

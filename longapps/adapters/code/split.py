@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 CountTokens = Callable[[Sequence[str]], list[int]]
 
 WINDOW_LINES = 60      # fallback windows, and the most non-blank lines in one module unit
-ERROR_SHARE = 0.5      # parse errors covering more of the file than this -> line windows
+ERROR_SHARE = 0.5      # parse errors over more of the file than this, and units for less than half of
+                       # its lines -> line windows
 _TRIVIAL = re.compile(r"\s*[{}()\[\];,]*\s*(//.*)?$")  # lone braces and the like
 _PREPROC = re.compile(r"\s*#\s*(include|import|pragma|ifndef|ifdef|endif|else|elif|if\b|define\s+\w+\s*$)")
 
@@ -47,7 +48,7 @@ class _Plan:
     end: int
     packer: Packer | None = None
     spans: list[tuple[int, int]] = field(default_factory=list)
-
+    inline: str | None = None  # the unit's own text when it shares its lines with much other code
 
 def split_code(text: str, path: str, *, max_tokens: int = 200, count_tokens: CountTokens | None = None,
                language: str | None = None) -> list[CodeUnit]:
@@ -62,12 +63,20 @@ def split_code(text: str, path: str, *, max_tokens: int = 200, count_tokens: Cou
     max_tokens = max(1, int(max_tokens))
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
     lang = language or language_for(path)
-    tree = None
+    parsed = None
     if lang is not None and lang in SPECS:
-        tree = _parse(text, lang)
+        parsed = _parse(text, lang)
+        if (lang == "c" and language is None and parsed is not None and parsed[2] > 0
+                and path.lower().endswith(".h")):
+            # a .h file is as often C++ as C: keep whichever grammar reads it with fewer errors
+            alt = _parse(text, "cpp")
+            if alt is not None and alt[2] < parsed[2]:
+                lang, parsed = "cpp", alt
     try:
-        if tree is not None:
-            return _split_tree(tree, text, lines, path, lang, max_tokens, count)
+        if parsed is not None:
+            units = _split_tree(parsed, lines, path, lang, max_tokens, count)
+            if units is not None:
+                return units
     except RecursionError:  # pragma: no cover - pathological nesting
         log.warning("%s: too deeply nested for the AST split; using line windows", path)
     except Exception:  # pragma: no cover - never fail a whole indexing run on one file
@@ -76,6 +85,7 @@ def split_code(text: str, path: str, *, max_tokens: int = 200, count_tokens: Cou
 
 
 def _parse(text: str, lang: str):
+    """(tree, source bytes, share of the bytes inside ERROR nodes), or None without a grammar."""
     parser = get_parser(lang)
     if parser is None:
         return None
@@ -85,9 +95,8 @@ def _parse(text: str, lang: str):
     except Exception:  # pragma: no cover
         return None
     root = tree.root_node
-    if root.has_error and _error_bytes(root) > ERROR_SHARE * max(1, len(src)):
-        return None
-    return tree, src
+    share = _error_bytes(root) / max(1, len(src)) if root.has_error else 0.0
+    return tree, src, share
 
 
 def _error_bytes(root) -> int:
@@ -113,16 +122,23 @@ def _row_costs(lines: list[str], count: CountTokens) -> tuple[list[int], int]:
 
 
 def _finish(plans: list[_Plan], lines, costs, newline, layout, path, language, budget, count) -> list[CodeUnit]:
-    for p in plans:
+    inline = [p for p in plans if p.inline is not None]
+    plans_rows = [p for p in plans if p.inline is None]
+    for p in plans_rows:
         p.packer = Packer(p.rows, costs, layout, newline)
         p.spans = p.packer.split(budget)
-    _verify(plans, lines, budget, count)
+    _verify(plans_rows, lines, budget, count)
+    inline_sizes = dict(zip(map(id, inline), count([p.inline for p in inline]))) if inline else {}
     units = []
     for p in plans:
-        blocks = _chunks(p, lines, costs, path, budget, count)
+        if p.inline is not None:
+            blocks = _inline_chunks(p, path, budget, count, inline_sizes[id(p)])
+            text = p.inline
+        else:
+            blocks = _chunks(p, lines, costs, path, budget, count)
+            text = "\n".join(lines[r] for r in p.rows)
         if not blocks:
             continue
-        text = "\n".join(lines[r] for r in p.rows)
         units.append(CodeUnit(path, language, p.kind, p.name, p.signature, p.start + 1, p.end + 1, text, blocks,
                               list(p.parents)))
     units.sort(key=lambda u: (u.start, -u.end))
@@ -150,6 +166,20 @@ def _verify(plans: list[_Plan], lines, budget: int, count: CountTokens) -> None:
             p.spans[i:i + 1] = p.packer.split(min(tighter, budget - 1) if budget > 1 else 1, a, b)
 
 
+def _inline_chunks(p: _Plan, path, budget, count, size) -> list[Chunk]:
+    """Blocks of a unit cut out of long shared lines (minified code): its own text, cut by characters."""
+    text = p.inline
+    pieces = [text] if size <= budget else cut_line(text, budget, count, size)
+    out, offset = [], 0
+    for k, piece in enumerate(pieces):
+        row = p.start + text.count("\n", 0, offset)
+        offset += len(piece)
+        if piece.strip():
+            meta = {"index": len(out)} if len(pieces) == 1 else {"index": len(out), "part": k}
+            out.append(Chunk(piece, path, row + 1, p.start + text.count("\n", 0, offset) + 1, meta))
+    return out
+
+
 def _chunks(p: _Plan, lines, costs, path, budget, count) -> list[Chunk]:
     out: list[Chunk] = []
     rows = p.rows
@@ -171,12 +201,20 @@ def _chunks(p: _Plan, lines, costs, path, budget, count) -> list[Chunk]:
 
 
 # -- AST split -------------------------------------------------------------------------------------------
-def _split_tree(parsed, text, lines, path, lang, budget, count) -> list[CodeUnit]:
-    tree, src = parsed
+def _split_tree(parsed, lines, path, lang, budget, count) -> list[CodeUnit] | None:
+    """The AST split, or None when the parse is mostly errors and yields units for little of the file."""
+    tree, src, error_share = parsed
     root = tree.root_node
     n = len(lines)
-    layout = layout_of(root, lines)
     raw = find_units(root, src, lines, lang)
+    if error_share > ERROR_SHARE:
+        rows = set()
+        for u in raw:
+            rows.update(range(u.start, min(u.end, n - 1) + 1))
+        code = sum(1 for ln in lines if ln.strip())
+        if sum(1 for r in rows if lines[r].strip()) < 0.5 * code:
+            return None
+    layout = layout_of(root, lines)
     plans: list[_Plan] = []
 
     def add(u: RawUnit):
@@ -190,7 +228,18 @@ def _split_tree(parsed, text, lines, path, lang, budget, count) -> list[CodeUnit
             rows = list(range(u.start, min(u.end, n - 1) + 1))
         if u.kind == "class":
             rows = _squeeze_blank(rows, lines)
-        if rows:
+        a, b = u.span
+        if sum(len(lines[r]) for r in range(u.decl, min(u.end, n - 1) + 1)) > 2 * (b - a) + 200:
+            # the unit shares its lines with much other code (minified, one-liners): take its own bytes
+            keep, pos = [], a
+            for c in sorted(u.children, key=lambda c: c.span) if u.kind == "class" else []:
+                if c.span[0] >= pos:
+                    keep.append(src[pos:c.span[0]])
+                    pos = c.span[1]
+            keep.append(src[pos:b])
+            plans.append(_Plan(u.kind, u.name, u.parents, u.signature, [], u.decl, u.end,
+                               inline=b"".join(keep).decode("utf-8", "replace")))
+        elif rows:
             plans.append(_Plan(u.kind, u.name, u.parents, u.signature, rows, u.start, u.end))
         for c in u.children:
             add(c)

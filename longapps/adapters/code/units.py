@@ -28,6 +28,7 @@ class RawUnit:
     end: int           # 0-based last row
     signature: str
     keep_upto: int     # last row of the header: what a class summary keeps of this unit
+    span: tuple[int, int] = (0, 0)  # bytes of the unit's node (for units that share their lines: minified code)
     children: list["RawUnit"] = field(default_factory=list)
 
 
@@ -99,7 +100,7 @@ class UnitFinder:
         start = self.doc_start(span_node, span_node.start_point.row)
         unit = RawUnit(kind=kind, name=name or "<anonymous>", parents=list(parents), start=start,
                        decl=decl, end=max(end_row(span_node), decl), signature=self.signature(sig_node or decl_node, body),
-                       keep_upto=self.header_end(body, decl))
+                       keep_upto=self.header_end(body, decl), span=(span_node.start_byte, span_node.end_byte))
         (owner.children if owner is not None else self.units).append(unit)
         return unit
 
@@ -196,7 +197,7 @@ class UnitFinder:
             d = node.child_by_field_name("declarator")
             while d is not None and d.type not in _C_NAME_LEAVES:
                 d = d.child_by_field_name("declarator") or (d.named_children[0] if d.named_child_count else None)
-            name = collapse(self.text(d), 120).replace(" ", "") if d is not None else ""
+            name = _c_name(self.text(d)) if d is not None else ""
             if lang == "cpp" and "::" in name and d is not None and d.type == "qualified_identifier":
                 parts = name.split("::")
                 quals += [p for p in parts[:-1] if p]
@@ -281,6 +282,19 @@ class UnitFinder:
                 return True
             return False
         return False
+
+
+def _c_name(text: str) -> str:
+    """`ns :: Cls<A, B>::method` -> `ns::Cls<A,B>::method`; a macro misread as part of the name is dropped."""
+    text = re.sub(r"\s*::\s*", "::", collapse(text, 300))
+    out, depth = [], 0
+    for ch in text:
+        depth += ch == "<"
+        depth -= ch == ">" and depth > 0
+        if ch == " " and depth:
+            continue
+        out.append(ch)
+    return "".join(out).split(" ")[-1][:120]
 
 
 def find_units(root, src: bytes, lines: list[str], language: str) -> list[RawUnit]:
