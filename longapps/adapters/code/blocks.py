@@ -1,12 +1,17 @@
 """Cut a unit into blocks that each fit a token budget, along the AST (the SEA block split).
 
 A unit is a list of source rows (contiguous for functions; with method bodies left out for class summaries;
-top-level leftovers for module code). Each boundary between two rows has a *depth*: the nesting depth of the
-deepest AST node spanning it. Cutting at the shallowest boundaries of a range separates sibling statements
-(a header line and the statements of a body; the branches of an if ...); a range that does not fit is cut
-there, the pieces are packed greedily in order, and a piece that alone does not fit is split the same way
-(its own shallowest boundaries are one level down: the statements of its body, its header being the first
-piece). A single row that does not fit is cut inside the line.
+top-level leftovers for module code). Each boundary between two rows has a *depth*, the nesting depth of the
+deepest AST node spanning it, and is *clean* when that node is block-like (its children are statements), i.e.
+cutting there keeps every statement whole.
+
+A range that does not fit is cut at its shallowest boundaries (sibling statements; a header and its body;
+the branches of an if), and the pieces are packed greedily in order. A piece that alone does not fit is split
+the same way one level down (the statements of its body); a small open block before it (its header, a short
+statement) is carried into its first block. A full block is closed at the best boundary of its second half
+(clean, then shallowest, then latest) rather than just before the piece that did not fit. Comments and blank
+rows go with the statement after them, lone closing brackets with what they close. A single row that does
+not fit is cut inside the line.
 
 Token counts are per row (one batched call per file) and summed; `newline` is the cost of a line break for
 tokenizers that count it (0 for WordPiece / whitespace splitters).
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 CountTokens = Callable[[Sequence[str]], list[int]]
@@ -46,11 +51,7 @@ class Layout:
     depth: list[int]
     clean: list[bool]
     soft: list[bool]
-    closer: list[bool] = None  # rows of closing brackets only (`}`, `});`): they go with what they close
-
-    def __post_init__(self):
-        if self.closer is None:
-            self.closer = [False] * len(self.soft)
+    closer: list[bool] = field(default_factory=list)  # rows of closing brackets only (`}`, `});`)
 
     @classmethod
     def flat(cls, lines: list[str]) -> "Layout":
@@ -114,7 +115,7 @@ class Packer:
         self.bd = bd
         self.clean = ok                          # cutting there keeps statements whole
         self.soft = [layout.soft[r] for r in rows]   # blank or comment-only rows
-        self.closer = [layout.closer[r] for r in rows]
+        self.closer = [layout.closer[r] for r in rows] if layout.closer else [False] * self.n
 
     def cost(self, a: int, b: int) -> int:
         return self.prefix[b] - self.prefix[a] + self.newline * max(0, b - a - 1)

@@ -5,7 +5,7 @@ import importlib
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ class Spec:
     wrappers: frozenset[str] = frozenset()  # nodes wrapping a definition whose span they extend (decorators, templates)
     namespaces: frozenset[str] = frozenset()  # named scopes that qualify names but are not units themselves
     imports: frozenset[str] = frozenset()  # top-level nodes that alone don't make a module unit worth keeping
-    assigned: bool = False                 # JS/TS: functions assigned to variables/properties are units
     sep: str = "."                         # qualified-name separator
-    extra: dict = field(default_factory=dict)
 
 
 _JS_FUNCS = frozenset({"function_declaration", "generator_function_declaration", "method_definition",
@@ -104,10 +102,10 @@ SPECS: dict[str, Spec] = {
         imports=frozenset({"package_declaration", "import_declaration"}),
     ),
     "javascript": Spec(functions=_JS_FUNCS, classes=_JS_CLASSES, wrappers=frozenset({"export_statement"}),
-                       imports=frozenset({"import_statement"}), assigned=True),
+                       imports=frozenset({"import_statement"})),
     "typescript": Spec(functions=_JS_FUNCS, classes=_TS_CLASSES, wrappers=frozenset({"export_statement"}),
                        namespaces=frozenset({"internal_module", "module"}),
-                       imports=frozenset({"import_statement"}), assigned=True),
+                       imports=frozenset({"import_statement"})),
     "go": Spec(
         functions=frozenset({"function_declaration", "method_declaration"}),
         classes=frozenset({"type_spec"}),

@@ -122,10 +122,8 @@ class UnitFinder:
                 for c in node.named_children:
                     if c.type in spec.functions or c.type in spec.classes or c.type in spec.wrappers:
                         inner = c
-            if inner is not None:
-                self.visit(inner, parents, owner, in_class, span)
-                # decorators etc. may hold nothing else of interest
-                return
+            if inner is not None:  # the wrapper's span (decorators, `template<...>`, `export`) joins the unit
+                return self.visit(inner, parents, owner, in_class, span)
             return self.walk(node, parents, owner, in_class)
         lang = self.language
         if lang in ("javascript", "typescript", "tsx"):
