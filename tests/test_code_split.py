@@ -792,3 +792,20 @@ def test_minified_code_units_take_their_own_text():
     assert [b.text for b in by["f7"].blocks] == [by["f7"].text]
     assert len(by["big"].blocks) > 10 and "".join(b.text for b in by["big"].blocks) == by["big"].text
     assert all(approx_tokens([b.text])[0] <= 50 for u in units for b in u.blocks)
+
+
+def test_class_summary_keeps_whole_multiline_headers_only():
+    src = textwrap.dedent('''\
+        class A:
+            def f(self, a,
+                  *args):
+                # a comment opening the body
+                return 1
+
+            @property
+            def g(self):
+                return 2
+        ''')
+    by = units_by_name(split_code(src, "a.py", count_tokens=words))
+    assert by["A"].text == "class A:\n    def f(self, a,\n          *args):\n\n    def g(self):"
+    assert by["A.g"].text.startswith("    @property") and (by["A.g"].start, by["A.g"].end) == (7, 9)

@@ -16,6 +16,8 @@ _JS_EXPR_FUNCS = frozenset({"function", "function_expression", "arrow_function",
 _C_NAME_LEAVES = frozenset({"identifier", "field_identifier", "qualified_identifier", "destructor_name",
                             "operator_name", "type_identifier", "template_function", "operator_cast"})
 SIGNATURE_CHARS = 200
+_COMMENT_LINE = {"python": re.compile(r"\s*#")}
+_C_COMMENT_LINE = re.compile(r"\s*(//|/\*|\*(\s|/|$))")
 
 
 @dataclass
@@ -72,7 +74,12 @@ class UnitFinder:
         line = self.lines[row] if row < len(self.lines) else ""
         before = line[:col] if col <= len(line) else line
         if not before.strip() and row > decl_row:
-            return row - 1
+            row -= 1
+            # comments between the header and the first statement belong to the body
+            comment = _COMMENT_LINE.get(self.language, _C_COMMENT_LINE)
+            while row > decl_row and (not self.lines[row].strip() or comment.match(self.lines[row])):
+                row -= 1
+            return row
         return max(row, decl_row)
 
     def signature(self, start_node, body) -> str:
