@@ -398,6 +398,9 @@ def test_typescript_units():
     assert all(u.language == "typescript" for u in units)
     tsx = split_code("export const App = () => {\n  return <div>hi</div>;\n};\n", "app.tsx")
     assert [(u.language, u.kind, u.name) for u in tsx] == [("tsx", "function", "App")]
+    dec = split_code("class A {\n  @action.bound\n  async load(): Promise<void> {\n    return;\n  }\n}\n", "a.ts")
+    assert spans(dec) == {("class", "A", 1, 6), ("method", "A.load", 2, 5)}
+    assert units_by_name(dec)["A"].text == "class A {\n  async load(): Promise<void> {\n}"
 
 
 def test_typescript_long_function_blocks():

@@ -90,10 +90,11 @@ class UnitFinder:
         return collapse(text)
 
     def doc_start(self, node, row: int) -> int:
-        """Extend a unit upwards over the comments right above it (no blank line between)."""
+        """Extend a unit upwards over the comments (and TS method decorators) right above it, no blank line
+        between."""
         prev = node.prev_sibling
-        while prev is not None and "comment" in prev.type and end_row(prev) >= row - 1 \
-                and end_row(prev) < row:
+        while prev is not None and ("comment" in prev.type or prev.type == "decorator") \
+                and row - 1 <= end_row(prev) <= row:
             # the comment must start its line (not trail code on that line)
             r, c = prev.start_point
             if self.lines[r][:c].strip():
