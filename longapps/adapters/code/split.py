@@ -111,23 +111,27 @@ def _error_bytes(root) -> int:
 
 
 # -- costs -----------------------------------------------------------------------------------------------
-def _row_costs(lines: list[str], count: CountTokens) -> tuple[list[int], int]:
-    """Tokens per row (one batched call for all distinct non-blank rows) and the cost of a line break."""
-    distinct = list({ln for ln in lines if ln.strip()})
-    sizes = count([*distinct, "x\nx", "x"]) if distinct else count(["x\nx", "x"])
-    sizes = [int(s) for s in sizes]
-    newline = max(0, sizes[-2] - 2 * sizes[-1])
+def _row_costs(lines: list[str], count: CountTokens) -> tuple[list[int], int, bool]:
+    """Tokens per row (one batched call for all distinct non-blank rows), the cost of a line break, and
+    whether row sums were exact on a probe (a run of the file's own lines counted joined)."""
+    distinct = list(dict.fromkeys(ln for ln in lines if ln.strip()))
+    sample = [ln for ln in lines if ln.strip()][:40]
+    sizes = [int(s) for s in count([*distinct, "x\nx", "x", "\n".join(sample)])]
+    newline = max(0, sizes[-3] - 2 * sizes[-2])
     table = dict(zip(distinct, sizes))
-    return [table.get(ln, 0) for ln in lines], newline
+    costs = [table.get(ln, 0) for ln in lines]
+    exact = sizes[-1] == sum(table[ln] for ln in sample) + newline * max(0, len(sample) - 1)
+    return costs, newline, exact
 
 
-def _finish(plans: list[_Plan], lines, costs, newline, layout, path, language, budget, count) -> list[CodeUnit]:
+def _finish(plans: list[_Plan], lines, costs, newline, exact, layout, path, language, budget, count) -> list[CodeUnit]:
     inline = [p for p in plans if p.inline is not None]
     plans_rows = [p for p in plans if p.inline is None]
     for p in plans_rows:
         p.packer = Packer(p.rows, costs, layout, newline)
         p.spans = p.packer.split(budget)
-    _verify(plans_rows, lines, budget, count)
+    if not exact:  # per-row sums may under-estimate: recount the full blocks
+        _verify(plans_rows, lines, budget, count)
     inline_sizes = dict(zip(map(id, inline), count([p.inline for p in inline]))) if inline else {}
     units = []
     for p in plans:
@@ -249,9 +253,9 @@ def _split_tree(parsed, lines, path, lang, budget, count) -> list[CodeUnit] | No
         add(u)
         for r in range(u.start, min(u.end, n - 1) + 1):
             covered[r] = True
-    costs, newline = _row_costs(lines, count)
+    costs, newline, exact = _row_costs(lines, count)
     plans.extend(_module_plans(root, lines, covered, layout, lang, costs, newline, budget))
-    return _finish(plans, lines, costs, newline, layout, path, lang, budget, count)
+    return _finish(plans, lines, costs, newline, exact, layout, path, lang, budget, count)
 
 
 def _module_plans(root, lines, covered, layout, lang, costs, newline, budget) -> list[_Plan]:
@@ -323,5 +327,5 @@ def _split_windows(lines, path, language, budget, count) -> list[CodeUnit]:
                            nonblank[0], nonblank[-1]))
     if not plans:
         return []
-    costs, newline = _row_costs(lines, count)
-    return _finish(plans, lines, costs, newline, layout, path, language, budget, count)
+    costs, newline, exact = _row_costs(lines, count)
+    return _finish(plans, lines, costs, newline, exact, layout, path, language, budget, count)
