@@ -15,37 +15,63 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
 
-from longapps.attention.bench import device_name, format_table, measure, pairs, rows_to_json, run_attention_bench  # noqa: E402
-from longapps.attention.patterns import SinksWindow, WindowGlobal  # noqa: E402
+from longapps.attention.bench import (device_name, format_table, graph_of, measure, pairs, rows_to_json,  # noqa: E402
+                                      run_attention_bench)
+from longapps.attention.patterns import SinksWindow, SlidingWindow, WindowGlobal  # noqa: E402
+
+
+def _t(fn):
+    """(graph-replay ms, eager ms)."""
+    ms_e, _ = measure(fn)
+    rep = graph_of(fn)
+    return (measure(rep)[0] if rep is not None else ms_e), ms_e
 
 
 def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> list:
-    """Time the forward kernel over tile shapes / warps / stages (the numbers pick the defaults)."""
+    """Time kernel variants (tiles, warps, stages, loop split, grid order; lightning chunking).
+    The numbers pick the defaults in FWD_DEFAULTS / LIGHTNING_DEFAULTS."""
+    from longapps.kernels.lightning import lightning_forward
     from longapps.kernels.window_global import prepare_global_idx, window_global_forward
     out = []
-    cases = [("wg", 16384, WindowGlobal(window, [0])), ("sinks", 65536, SinksWindow(4, 512))]
-    cfgs = [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 2), (128, 128, 8, 2),
-            (64, 64, 4, 3), (128, 32, 4, 3), (64, 128, 4, 3), (256, 64, 8, 3)]
+    cases = [("wg", 16384, WindowGlobal(window, [0])), ("sw", 16384, SlidingWindow(window)),
+             ("sinks", 65536, SinksWindow(4, 512))]
+    tiles = [(64, 64, 4, 3), (128, 64, 4, 3), (64, 64, 4, 4), (128, 128, 8, 3), (64, 32, 4, 3), (128, 64, 8, 4)]
     for name, n, pat in cases:
         q, k, v = [torch.randn(1, heads, n, dim, device="cuda", dtype=dtype) for _ in range(3)]
         useful = 4.0 * dim * heads * pairs(pat, n)
-        for bm, bn, nw, ns in cfgs:
-            if isinstance(pat, WindowGlobal):
-                g = prepare_global_idx(pat.global_idx, q.device)
-                fn = lambda: window_global_forward(q, k, v, pat.window, g, False, gidx_prepared=True, block_m=bm,  # noqa: E731
-                                                   block_n=bn, num_warps=nw, num_stages=ns)
-            else:
-                fn = lambda: window_global_forward(q, k, v, pat.window, None, True, sinks=pat.sinks, block_m=bm,  # noqa: E731
-                                                   block_n=bn, num_warps=nw, num_stages=ns)
-            try:
-                ms, _ = measure(fn)
-                tf = useful / (ms * 1e-3) / 1e12
-                log(f"  sweep {name} n={n} BM={bm} BN={bn} warps={nw} stages={ns}: {ms:.3f} ms {tf:.1f} TFLOP/s")
-                out.append(dict(case=name, n=n, bm=bm, bn=bn, warps=nw, stages=ns, ms=ms, tflops=tf))
-            except Exception as e:
-                log(f"  sweep {name} BM={bm} BN={bn} warps={nw} stages={ns}: failed {e!r}"[:300])
+        for bm, bn, nw, ns in tiles:
+            for split in (False, True):
+                for tm in (False, True):
+                    kw = dict(block_m=bm, block_n=bn, num_warps=nw, num_stages=ns, split=split, tile_major=tm)
+                    if isinstance(pat, WindowGlobal):
+                        g = prepare_global_idx(pat.global_idx, q.device)
+                        fn = lambda: window_global_forward(q, k, v, pat.window, g, False, gidx_prepared=True, **kw)  # noqa: E731
+                    elif isinstance(pat, SlidingWindow):
+                        fn = lambda: window_global_forward(q, k, v, pat.window, None, False, **kw)  # noqa: E731
+                    else:
+                        fn = lambda: window_global_forward(q, k, v, pat.window, None, True, sinks=pat.sinks, **kw)  # noqa: E731
+                    try:
+                        ms, ms_e = _t(fn)
+                        tf = useful / (ms * 1e-3) / 1e12
+                        log(f"  sweep {name} n={n} {kw}: {ms:.3f} ms (eager {ms_e:.3f}) {tf:.1f} TFLOP/s")
+                        out.append(dict(case=name, n=n, **kw, ms=ms, ms_eager=ms_e, tflops=tf))
+                    except Exception as e:
+                        log(f"  sweep {name} {kw}: failed {e!r}"[:300])
         del q, k, v
         torch.cuda.empty_cache()
+    for n in (4096, 65536):
+        q, k, v = [torch.randn(1, heads, n, dim, device="cuda", dtype=dtype) * 0.1 for _ in range(3)]
+        for bl in (64, 128):
+            for mb in (2, 4, 8, 16, 64):
+                for nw in (4, 8):
+                    kw = dict(block=bl, max_blocks_per_chunk=mb, num_warps=nw)
+                    try:
+                        ms, ms_e = _t(lambda: lightning_forward(q, k, v, **kw))
+                        log(f"  sweep linear n={n} {kw}: {ms:.4f} ms (eager {ms_e:.4f}) {ms * 1e6 / n:.2f} ns/token")
+                        out.append(dict(case="linear", n=n, **kw, ms=ms, ms_eager=ms_e))
+                    except Exception as e:
+                        log(f"  sweep linear {kw}: failed {e!r}"[:300])
+        del q, k, v
     return out
 
 
@@ -60,6 +86,7 @@ def main() -> None:
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--sweep-only", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     dev = device_name()
@@ -67,6 +94,11 @@ def main() -> None:
     res = {"device": dev, "torch": torch.__version__}
     if a.sweep:
         res["sweep"] = sweep({"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads, a.dim, a.window)
+        if a.sweep_only:
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump(res, f, indent=1)
+            return
     rows = run_attention_bench(a.n, a.dtype, a.heads, a.dim, with_flex=not a.no_flex, window=a.window,
                                linear_ns=a.linear_n, only=a.only)
     res["rows"] = rows_to_json(rows)

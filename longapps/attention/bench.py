@@ -29,6 +29,7 @@ class Row:
     ns_per_token: Optional[float]
     note: str = ""
     ratios: Dict[str, float] = field(default_factory=dict)
+    ms_eager: Optional[float] = None
 
 
 def pairs(pattern: Pattern, n: int) -> int:
@@ -95,6 +96,28 @@ def _time_ms(fn: Callable[[], object], warmup: int = 3, iters: int = 20, budget_
     return times[len(times) // 2]
 
 
+def graph_of(fn: Callable[[], object]) -> Optional[Callable[[], object]]:
+    """Capture ``fn`` in a CUDA graph (after warm-up); returns its replay, or None if capture fails."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        g.replay()
+        torch.cuda.synchronize()
+        return g.replay
+    except Exception:
+        torch.cuda.synchronize()
+        return None
+
+
 def measure(fn: Callable[[], object], **kw) -> tuple[float, Optional[float]]:
     """(median ms, peak extra memory MB during one call on CUDA)."""
     peak = None
@@ -158,7 +181,7 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
                         dim: int = 64, batch: int = 1, with_flex: bool = True, mask_max_n: int = 16384,
                         dense_max_n: int = 65536, window: int = 256, sink_window: int = 512, sinks: int = 4,
                         linear_ns: Optional[Sequence[int]] = None, only: Optional[Sequence[str]] = None,
-                        log: Callable[[str], None] = print) -> List[Row]:
+                        use_graphs: bool = True, log: Callable[[str], None] = print) -> List[Row]:
     """Time ours and the peers at each length; returns rows (ratios = peer ms / our ms)."""
     if not torch.cuda.is_available():
         raise RuntimeError("the attention benchmark needs a CUDA GPU")
@@ -184,15 +207,20 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
             res: Dict[str, Row] = {}
             for meth, fn in fns.items():
                 try:
-                    ms, mem = measure(fn)
+                    ms_e, mem = measure(fn)
+                    rep = graph_of(fn) if use_graphs else None
+                    ms = measure(rep)[0] if rep is not None else ms_e
                     tf = useful / (ms * 1e-3) / 1e12 if useful else None
-                    res[meth] = Row(name, n, meth, ms, tf, mem, ms * 1e6 / (n * batch))
+                    res[meth] = Row(name, n, meth, ms, tf, mem, ms * 1e6 / (n * batch),
+                                    note="" if rep is not None else "eager (no graph)", ms_eager=ms_e)
+                    del rep
                 except Exception as e:
                     res[meth] = Row(name, n, meth, None, None, None, None, note=repr(e)[:200])
                     torch.cuda.empty_cache()
                 r = res[meth]
-                log(f"  {name:24s} n={n:6d} {meth:10s} " + (f"{r.ms:9.3f} ms" if r.ms else f"failed {r.note}") +
-                    (f" {r.tflops:7.1f} TFLOP/s" if r.tflops else ""))
+                log(f"  {name:24s} n={n:6d} {meth:10s} " + (f"{r.ms:9.3f} ms (eager {r.ms_eager:.3f})" if r.ms else
+                                                            f"failed {r.note}") +
+                    (f" {r.tflops:7.1f} TFLOP/s" if r.tflops else "") + (f" [{r.note}]" if r.note and r.ms else ""))
             ours = res.get("ours")
             if ours and ours.ms:
                 for meth, r in res.items():
@@ -206,15 +234,17 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
 
 def format_table(rows: Sequence[Row]) -> str:
     """Markdown table."""
-    lines = ["| scenario | N | method | ms | useful TFLOP/s | ns/token | peak MB | speedup of ours vs this |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    lines = ["| scenario | N | method | ms (graph) | ms (eager) | useful TFLOP/s | ns/token | peak MB | speedup of ours vs this |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     ours = {(r.scenario, r.n): r for r in rows if r.method == "ours"}
     for r in rows:
         o = ours.get((r.scenario, r.n))
         sp = ""
         if r.method != "ours" and o and o.ms and r.ms:
             sp = f"{r.ms / o.ms:.2f}x"
-        lines.append(f"| {r.scenario} | {r.n} | {r.method} | " + (f"{r.ms:.3f}" if r.ms else "fail") + " | " +
+        lines.append(f"| {r.scenario} | {r.n} | {r.method} | " + (f"{r.ms:.3f}" if r.ms else "fail") +
+                     (" (eager)" if r.note.startswith("eager") else "") + " | " +
+                     (f"{r.ms_eager:.3f}" if r.ms_eager else "-") + " | " +
                      (f"{r.tflops:.1f}" if r.tflops else "-") + " | " +
                      (f"{r.ns_per_token:.2f}" if r.ns_per_token else "-") + " | " +
                      (f"{r.peak_mem_mb:.0f}" if r.peak_mem_mb is not None else "-") + f" | {sp} |")

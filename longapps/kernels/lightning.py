@@ -120,16 +120,21 @@ if HAS_TRITON:
             state += tl.dot(kT, v)
 
 
-def _n_super(BH: int, nblocks: int, device: torch.device) -> int:
+# blocks per super-chunk at most (more super-chunks = more parallel programs, a larger cumsum)
+LIGHTNING_DEFAULTS = {"block": 64, "max_blocks_per_chunk": 8, "num_warps": 4, "num_stages": 2}
+
+
+def _n_super(BH: int, nblocks: int, device: torch.device, max_blocks: int) -> int:
     if interpreting():
         return max(1, min(nblocks, 2))
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
-    target = -(-2 * sms // BH)
+    target = max(-(-2 * sms // BH), -(-nblocks // max_blocks))
     return max(1, min(nblocks, target))
 
 
 def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
-                      reverse: bool = False, block: Optional[int] = None) -> torch.Tensor:
+                      reverse: bool = False, block: Optional[int] = None, max_blocks_per_chunk: Optional[int] = None,
+                      num_warps: Optional[int] = None, num_stages: Optional[int] = None) -> torch.Tensor:
     """Run the chunked Triton kernels (no autograd). ``reverse``: anti-causal (j >= i)."""
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128) or v.shape[-1] != D:
@@ -137,14 +142,15 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.stride(-1) != 1:
             raise ValueError(f"{name} must have a contiguous last dimension")
-    BL = block or default_blocks(q, 64, 64)[0]
+    BL = block or default_blocks(q, LIGHTNING_DEFAULTS["block"], 64)[0]
     DT = dot_dtype(q.dtype)
     nblocks = -(-N // BL)
-    ns = _n_super(B * H, nblocks, q.device)
+    ns = _n_super(B * H, nblocks, q.device, max_blocks_per_chunk or LIGHTNING_DEFAULTS["max_blocks_per_chunk"])
     CS = -(-nblocks // ns) * BL
     ns = -(-N // CS)
     S = torch.empty(B * H, ns, D, D, dtype=torch.float32, device=q.device)
-    ex = {} if interpreting() else {"num_warps": 4, "num_stages": 2}
+    ex = {} if interpreting() else {"num_warps": num_warps or LIGHTNING_DEFAULTS["num_warps"],
+                                    "num_stages": num_stages or LIGHTNING_DEFAULTS["num_stages"]}
     _state_kernel[(B * H, ns)](k, v, S, k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
                                H, N, CS, BL=BL, BLOCK_D=D, DT=DT, **ex)
     if reverse:

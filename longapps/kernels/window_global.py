@@ -69,11 +69,17 @@ if HAS_TRITON:
 
     @triton.jit
     def _fwd_band(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, offs_m, offs_d,
-                  lo, hi, N, W, qk_scale,
-                  MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
+                  lo, hi, N, W, qk_scale, n_sink, S,
+                  MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, SINKS: tl.constexpr,
                   BLOCK_N: tl.constexpr, DT: tl.constexpr):
+        """Online-softmax over key tiles: ``n_sink`` prefix tiles (keys < S, sinks) then [lo, hi)."""
         offs_n0 = tl.arange(0, BLOCK_N)
-        for start_n in range(lo, hi, BLOCK_N):
+        n_it = n_sink + tl.cdiv(hi - lo, BLOCK_N)
+        for it in range(0, n_it):
+            if SINKS:
+                start_n = tl.where(it < n_sink, it * BLOCK_N, lo + (it - n_sink) * BLOCK_N)
+            else:
+                start_n = lo + it * BLOCK_N
             offs_n = start_n + offs_n0
             if MASKED:
                 kv_ok = offs_n < N
@@ -82,22 +88,26 @@ if HAS_TRITON:
             else:
                 k = tl.load(kbase + offs_n[None, :] * stride_kn + offs_d[:, None])
                 v = tl.load(vbase + offs_n[:, None] * stride_vn + offs_d[None, :])
-            qk = tl.dot(q, k.to(DT)) * qk_scale
+            qk = tl.dot(q, k.to(DT))
             if MASKED:
                 diff = offs_m[:, None] - offs_n[None, :]
                 if CAUSAL:
-                    ok = (diff <= W) & (diff >= 0) & kv_ok[None, :]
+                    ok = (diff <= W) & (diff >= 0)
+                    if SINKS:
+                        ok = ok | ((offs_n[None, :] < S) & (diff >= 0))
                 else:
-                    ok = (diff <= W) & (diff >= -W) & kv_ok[None, :]
+                    ok = (diff <= W) & (diff >= -W)
+                ok = ok & kv_ok[None, :]
                 qk = tl.where(ok, qk, float("-inf"))
             if HAS_KPM:
                 kp = tl.load(kpm_base + offs_n, mask=offs_n < N, other=0)
                 qk = tl.where(kp[None, :] != 0, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            p = tl.math.exp2(qk * qk_scale - m_new[:, None])
             alpha = tl.math.exp2(m_i - m_new)
-            p = tl.math.exp2(qk - m_new[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT))
+            acc = acc * alpha[:, None]
+            acc = tl.dot(p.to(DT), v.to(DT), acc)
             m_i = m_new
         return acc, l_i, m_i
 
@@ -127,9 +137,14 @@ if HAS_TRITON:
                        H, N, W, G, qk_scale,
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr):
-        bh = tl.program_id(0)
-        t = tl.program_id(1)
+                       BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr):
+        if TILE_MAJOR:
+            t = tl.program_id(0)
+            bh = tl.program_id(1)
+        else:
+            bh = tl.program_id(0)
+            t = tl.program_id(1)
         b = bh // H
         h = bh % H
         m0 = t * BLOCK_M
@@ -155,13 +170,21 @@ if HAS_TRITON:
         ilo = tl.minimum(tl.maximum(ilo, lo), hi)
         ihi = tl.minimum(((e + 1) // BLOCK_N) * BLOCK_N, (N // BLOCK_N) * BLOCK_N)
         ihi = tl.maximum(ihi, ilo)
-        acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                  lo, ilo, N, W, qk_scale, True, CAUSAL, HAS_KPM, BLOCK_N, DT)
-        acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                  ilo, ihi, N, W, qk_scale, False, CAUSAL, HAS_KPM, BLOCK_N, DT)
-        acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                  ihi, hi, N, W, qk_scale, True, CAUSAL, HAS_KPM, BLOCK_N, DT)
-        if HAS_GK:
+        if SPLIT:  # interior tiles without elementwise masks, edges masked
+            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                      lo, ilo, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                      ilo, ihi, N, W, qk_scale, 0, 0, False, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                      ihi, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+        elif GK_PREFIX:  # one pipelined loop: sink tiles below the band, then the band
+            n_sink = tl.minimum(tl.cdiv(G, BLOCK_N), lo // BLOCK_N)
+            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                      lo, hi, N, W, qk_scale, n_sink, G, True, CAUSAL, HAS_KPM, True, BLOCK_N, DT)
+        else:  # one pipelined loop over the band, masks on every tile
+            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                      lo, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+        if HAS_GK and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
                 g_hi = tl.minimum(G, tl.maximum(m0 + BLOCK_M - 1 - W, 0))
             else:
@@ -459,6 +482,9 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
+# Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
+FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": False, "tile_major": False}
+
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
     if global_idx is None or global_idx.numel() == 0:
@@ -499,7 +525,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           sinks: int = 0, global_qkv: Optional[Tuple[torch.Tensor, ...]] = None,
                           out: Optional[torch.Tensor] = None, block_m: Optional[int] = None,
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
-                          num_stages: Optional[int] = None, gidx_prepared: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+                          num_stages: Optional[int] = None, gidx_prepared: bool = False,
+                          split: Optional[bool] = None, tile_major: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -512,7 +539,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         raise ValueError(f"head dim must be 16, 32, 64 or 128 for the Triton kernel, got {D}")
     _check_last_dim(q, k, v)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
-    bm_d, bn_d = default_blocks(q)
+    bm_d, bn_d = default_blocks(q, FWD_DEFAULTS["block_m"], FWD_DEFAULTS["block_n"])
     BM = block_m or bm_d
     BN = block_n or bn_d
     DT = dot_dtype(q.dtype)
@@ -532,13 +559,15 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         has_gk = has_grows = bool(global_idx is not None and global_idx.numel() > 0)
         prefix = False
     qk_scale = scale * LOG2E
-    nw = num_warps or (4 if BM <= 64 else 8)
-    ns = num_stages or 3
+    nw = num_warps or FWD_DEFAULTS["num_warps"]
+    ns = num_stages or FWD_DEFAULTS["num_stages"]
     if interpreting():
         extra = {}
     else:
         extra = {"num_warps": nw, "num_stages": ns}
-    grid = (B * H, triton.cdiv(N, BM))
+    split = FWD_DEFAULTS["split"] if split is None else split
+    tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
+    grid = (triton.cdiv(N, BM), B * H) if tile_major else (B * H, triton.cdiv(N, BM))
     _wg_fwd_kernel[grid](
         q, k, v, o, lse, gidx, kpm,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
@@ -546,7 +575,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         H, N, window, G, qk_scale,
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        **extra)
+        SPLIT=split, TILE_MAJOR=tile_major, **extra)
     if has_grows:
         qg, kg, vg = global_qkv if global_qkv is not None else (q, k, v)
         _check_last_dim(qg, kg, vg)
