@@ -666,6 +666,500 @@ def test_cpp_long_function_blocks():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Ruby
+
+RUBY = '''\
+require "json"
+
+module Shop
+  # A store of items.
+  class Store < Base
+    attr_reader :items
+
+    def initialize(items)
+      @items = items
+    end
+
+    # Find an item.
+    def find(key)
+      @items.find { |it| it.key == key }
+    end
+
+    def self.build(data)
+      new(data.map { |d| Item.new(d) })
+    end
+
+    def reset; end
+  end
+end
+
+def helper(x)
+  x * 2
+end
+
+puts helper(3)
+'''
+
+
+def test_ruby_units():
+    units = split_code(RUBY, "store.rb", count_tokens=words)
+    assert spans(units) == {
+        ("module", "<module>", 1, 29),  # require ... puts
+        ("class", "Shop", 3, 23),
+        ("class", "Shop.Store", 4, 22),  # its comment sits inside `module`, before the body
+        ("method", "Shop.Store.initialize", 8, 10),
+        ("method", "Shop.Store.find", 12, 15),
+        ("method", "Shop.Store.build", 17, 19),
+        ("method", "Shop.Store.reset", 21, 21),  # an empty method is still a method
+        ("function", "helper", 25, 27),
+    }
+    by = units_by_name(units)
+    assert by["Shop.Store.find"].parents == ["Shop", "Store"]
+    assert by["Shop.Store.find"].text.startswith("    # Find an item.")
+    assert by["Shop"].signature == "module Shop"
+    cls = by["Shop.Store"].text
+    assert "attr_reader :items" in cls and "    def find(key)" in cls and "@items = items" not in cls
+    assert "# Find an item." not in cls
+    for u in units:
+        assert u.language == "ruby"
+        check_blocks(u, RUBY, 200)
+
+
+def test_ruby_long_method_blocks():
+    out = ["class Big", "  def long_method(data, limit)", "    total = 0"]
+    for i in range(30):
+        out += [f"    data.each do |x{i}|",
+                f"      if x{i} > limit && x{i} % {i + 2} == 0",
+                f"        total += x{i} * {i} + compute(x{i}, limit)",
+                "      else", f"        total -= adjust(total, {i})", "      end", "    end", ""]
+    out += ["    total", "  end", "end"]
+    src = "\n".join(out) + "\n"
+    fn = check_long(src, "big.rb", "def long_method(data, limit)", kind="method")
+    assert fn.name == "Big.long_method"
+    # cut between the statements of the method body, `end`s stay with what they close
+    for b in fn.blocks[1:]:
+        assert b.text.startswith("    data.each do |x"), b.text[:40]
+        assert b.text.rstrip().endswith("end")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PHP
+
+PHP = '''\
+<?php
+namespace App\\Shop;
+
+use App\\Models\\Item;
+
+interface Finder
+{
+    public function find(string $key): ?Item;
+}
+
+/**
+ * A store of items.
+ */
+class Store implements Finder
+{
+    private array $items = [];
+
+    public function __construct(array $items)
+    {
+        $this->items = $items;
+    }
+
+    public function find(string $key): ?Item
+    {
+        foreach ($this->items as $it) {
+            if ($it->key === $key) {
+                return $it;
+            }
+        }
+        return null;
+    }
+}
+
+trait Greets
+{
+    public function hello(): string { return "hi"; }
+}
+
+function helper($x)
+{
+    return $x * 2;
+}
+
+echo helper(3);
+'''
+
+
+def test_php_units():
+    units = split_code(PHP, "Store.php", count_tokens=words)
+    ns = "App\\Shop"
+    assert spans(units) == {
+        ("module", "<module>", 1, 44),  # `<?php`, namespace, use + echo
+        ("class", f"{ns}.Finder", 6, 9),
+        ("class", f"{ns}.Store", 11, 32),
+        ("method", f"{ns}.Store.__construct", 18, 21),
+        ("method", f"{ns}.Store.find", 23, 31),
+        ("class", f"{ns}.Greets", 34, 37),
+        ("method", f"{ns}.Greets.hello", 36, 36),
+        ("function", f"{ns}.helper", 39, 42),
+    }
+    by = units_by_name(units)
+    assert by[f"{ns}.Store.find"].parents == [ns, "Store"]
+    assert by[f"{ns}.Store.find"].signature == "public function find(string $key): ?Item"
+    assert by[f"{ns}.Finder"].text.count("public function find(string $key): ?Item;") == 1  # bodiless: folded
+    assert by[f"{ns}.Store"].text.startswith("/**\n * A store of items.")
+    assert by["<module>"].text.endswith("use App\\Models\\Item;\n\necho helper(3);")
+    # `<?php`, a namespace and imports alone make no module unit
+    assert {u.kind for u in split_code(PHP.replace("echo helper(3);", ""), "Store.php", count_tokens=words)} == {
+        "class", "method", "function"}
+    for u in units:
+        check_blocks(u, PHP, 200)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# C#
+
+CSHARP = '''\
+using System;
+using System.Collections.Generic;
+
+namespace Shop.Core
+{
+    /// <summary>A store of items.</summary>
+    public class Store : IStore
+    {
+        private readonly List<Item> _items;
+
+        public Store(List<Item> items)
+        {
+            _items = items;
+        }
+
+        public Item Find(string key)
+        {
+            foreach (var it in _items)
+            {
+                if (it.Key == key) return it;
+            }
+            return null;
+        }
+
+        public int Count => _items.Count;
+
+        public int Twice(int x) => x * 2;
+    }
+
+    public interface IStore
+    {
+        Item Find(string key);
+    }
+
+    public record Item(string Key);
+}
+'''
+
+
+def test_csharp_units():
+    units = split_code(CSHARP, "Store.cs", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Shop.Core.Store", 6, 28),
+        ("method", "Shop.Core.Store.Store", 11, 14),
+        ("method", "Shop.Core.Store.Find", 16, 23),
+        ("method", "Shop.Core.Store.Twice", 27, 27),
+        ("class", "Shop.Core.IStore", 30, 33),
+        ("class", "Shop.Core.Item", 35, 35),
+    }
+    by = units_by_name(units)
+    assert by["Shop.Core.Store.Find"].parents == ["Shop.Core", "Store"]
+    assert by["Shop.Core.Store.Find"].signature == "public Item Find(string key)"
+    assert "public int Count => _items.Count;" in by["Shop.Core.Store"].text
+    assert "foreach" not in by["Shop.Core.Store"].text
+    for u in units:
+        check_blocks(u, CSHARP, 200)
+    # a file-scoped namespace qualifies what follows it
+    src = ("namespace Flat;\n\npublic static class Helpers\n{\n"
+           "    public static int Helper(int x) { return x * 2; }\n}\n")
+    assert spans(split_code(src, "h.cs", count_tokens=words)) == {
+        ("class", "Flat.Helpers", 3, 6), ("method", "Flat.Helpers.Helper", 5, 5)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kotlin
+
+KOTLIN = '''\
+package shop
+
+import kotlin.math.max
+
+/** A store of items. */
+class Store(private val items: List<Item>) : Finder {
+    val size: Int get() = items.size
+
+    override fun find(key: String): Item? {
+        for (it in items) {
+            if (it.key == key) return it
+        }
+        return null
+    }
+
+    companion object {
+        fun empty(): Store = Store(emptyList())
+    }
+}
+
+interface Finder {
+    fun find(key: String): Item?
+}
+
+object Registry {
+    fun register(s: Store) {
+        println(s)
+    }
+}
+
+fun helper(x: Int): Int {
+    return x * 2
+}
+'''
+
+
+def test_kotlin_units():
+    units = split_code(KOTLIN, "Store.kt", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Store", 5, 19),
+        ("method", "Store.find", 9, 14),
+        ("method", "Store.empty", 17, 17),  # companion object members are the class's
+        ("class", "Finder", 21, 23),
+        ("class", "Registry", 25, 29),
+        ("method", "Registry.register", 26, 28),
+        ("function", "helper", 31, 33),
+    }
+    by = units_by_name(units)
+    assert by["Store.find"].signature == "override fun find(key: String): Item?"
+    assert by["Finder"].text == "interface Finder {\n    fun find(key: String): Item?\n}"
+    assert "return null" not in by["Store"].text
+    for u in units:
+        check_blocks(u, KOTLIN, 200)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scala
+
+SCALA = '''\
+package shop
+
+import scala.collection.mutable
+
+/** A store of items. */
+class Store(items: Seq[Item]) extends Finder {
+  private val index = items.map(i => i.key -> i).toMap
+
+  def find(key: String): Option[Item] = {
+    val hit = index.get(key)
+    hit.orElse(None)
+  }
+}
+
+trait Finder {
+  def find(key: String): Option[Item]
+}
+
+object Store {
+  def empty: Store = new Store(Nil)
+}
+
+def helper(x: Int): Int =
+  x * 2
+
+case class Item(key: String)
+'''
+
+
+def test_scala_units():
+    units = split_code(SCALA, "Store.scala", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Store", 5, 13),
+        ("method", "Store.find", 9, 12),
+        ("class", "Finder", 15, 17),
+        ("class", "Store", 19, 21),  # the companion object
+        ("method", "Store.empty", 20, 20),
+        ("function", "helper", 23, 24),  # an indented body: the blank line after it is not its own
+        ("class", "Item", 26, 26),
+    }
+    by = units_by_name(units)
+    assert by["Store.find"].signature == "def find(key: String): Option[Item] ="
+    assert by["Finder"].text.count("def find(key: String): Option[Item]") == 1
+    for u in units:
+        check_blocks(u, SCALA, 200)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Swift
+
+SWIFT = '''\
+import Foundation
+
+/// A store of items.
+class Store: Finder {
+    private var items: [Item] = []
+
+    init(items: [Item]) {
+        self.items = items
+    }
+
+    /// Find an item.
+    func find(key: String) -> Item? {
+        for it in items where it.key == key {
+            return it
+        }
+        return nil
+    }
+}
+
+protocol Finder {
+    func find(key: String) -> Item?
+}
+
+struct Item {
+    let key: String
+}
+
+extension Store {
+    func twice(_ x: Int) -> Int { x * 2 }
+}
+
+func helper(_ x: Int) -> Int {
+    return x * 2
+}
+'''
+
+
+def test_swift_units():
+    units = split_code(SWIFT, "Store.swift", count_tokens=words)
+    assert spans(units) == {
+        ("class", "Store", 3, 18),
+        ("method", "Store.init", 7, 9),
+        ("method", "Store.find", 11, 17),
+        ("class", "Finder", 20, 22),
+        ("class", "Item", 24, 26),   # struct
+        ("class", "Store", 28, 30),  # extension
+        ("method", "Store.twice", 29, 29),
+        ("function", "helper", 32, 34),
+    }
+    by = units_by_name(units)
+    assert by["Store.find"].text.startswith("    /// Find an item.")
+    assert by["Store.find"].signature == "func find(key: String) -> Item?"
+    for u in units:
+        check_blocks(u, SWIFT, 200)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lua
+
+LUA = '''\
+local M = {}
+
+local Store = {}
+Store.__index = Store
+
+function Store.new(items)
+  local self = setmetatable({}, Store)
+  self.items = items
+  return self
+end
+
+-- Find an item.
+function Store:find(key)
+  for _, it in ipairs(self.items) do
+    if it.key == key then
+      return it
+    end
+  end
+  return nil
+end
+
+local function helper(x)
+  return x * 2
+end
+
+M.twice = function(x) return helper(x) end
+
+return M
+'''
+
+
+def test_lua_units():
+    units = split_code(LUA, "store.lua", count_tokens=words)
+    assert spans(units) == {
+        ("module", "<module>", 1, 28),
+        ("function", "Store.new", 6, 10),
+        ("method", "Store.find", 12, 20),  # `:` -> a method
+        ("function", "helper", 22, 24),
+        ("function", "M.twice", 26, 26),
+    }
+    by = units_by_name(units)
+    assert by["Store.find"].parents == ["Store"]
+    assert by["Store.find"].text.startswith("-- Find an item.")
+    assert by["helper"].signature == "local function helper(x)"
+    for u in units:
+        check_blocks(u, LUA, 200)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bash
+
+BASH = '''\
+#!/usr/bin/env bash
+set -euo pipefail
+
+LOG=/tmp/build.log
+
+# Print a message.
+log() {
+  echo "$(date) $*" >> "$LOG"
+}
+
+function build {
+  local target=$1
+  for f in src/*.c; do
+    gcc -c "$f" -o "${f%.c}.o"
+  done
+}
+
+log "start"
+build all
+'''
+
+
+def test_bash_units():
+    units = split_code(BASH, "build.sh", count_tokens=words)
+    assert spans(units) == {
+        ("module", "<module>", 1, 19),
+        ("function", "log", 6, 9),
+        ("function", "build", 11, 16),
+    }
+    by = units_by_name(units)
+    assert by["build"].signature == "function build"
+    assert 'log "start"' in by["<module>"].text and "gcc" not in by["<module>"].text
+    for u in units:
+        check_blocks(u, BASH, 200)
+
+
+def test_grammar_import_failure_falls_back_to_windows(monkeypatch):
+    from longapps.adapters.code import languages
+
+    monkeypatch.setitem(languages._GRAMMARS, "lua", ("no_such_grammar_module", "language"))
+    monkeypatch.setattr(languages, "_languages", {})
+    monkeypatch.setattr(languages, "_failed", set())
+    monkeypatch.setattr(languages._local, "parsers", {})
+    units = split_code(LUA, "store.lua", count_tokens=words)
+    assert [(u.kind, u.language, u.start, u.end) for u in units] == [("window", "lua", 1, 28)]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # languages, fallbacks, robustness
 
 def test_language_table():
@@ -674,6 +1168,9 @@ def test_language_table():
     assert language_for("x.hpp") == "cpp" and language_for("x.h") == "c"
     assert language_for("README.md") is None and language_for("Makefile") is None
     assert LANGUAGES[".cjs"] == "javascript"
+    assert [language_for(f"x{e}") for e in (".rb", ".php", ".cs", ".kt", ".kts", ".scala", ".sc", ".swift",
+                                            ".lua", ".sh", ".bash")] == [
+        "ruby", "php", "csharp", "kotlin", "kotlin", "scala", "scala", "swift", "lua", "bash", "bash"]
 
 
 def test_unknown_extension_gives_windows():
@@ -698,7 +1195,8 @@ def test_empty_and_blank():
     assert split_code("", "a.unknown") == []
 
 
-@pytest.mark.parametrize("path", ["a.py", "A.java", "a.js", "a.ts", "a.go", "a.rs", "a.c", "a.cpp", "a.bin"])
+@pytest.mark.parametrize("path", ["a.py", "A.java", "a.js", "a.ts", "a.go", "a.rs", "a.c", "a.cpp", "a.bin",
+                                  "a.rb", "a.php", "A.cs", "A.kt", "A.scala", "A.swift", "a.lua", "a.sh"])
 def test_garbage_does_not_raise(path):
     import random
 
@@ -711,7 +1209,8 @@ def test_garbage_does_not_raise(path):
         assert all(words([b.text])[0] <= 64 for b in u.blocks)
 
 
-@pytest.mark.parametrize("path", ["a.py", "A.java", "a.js", "a.go", "a.rs", "a.c", "a.cpp"])
+@pytest.mark.parametrize("path", ["a.py", "A.java", "a.js", "a.go", "a.rs", "a.c", "a.cpp", "a.rb", "A.cs", "A.kt",
+                                  "A.scala", "A.swift", "a.lua"])
 def test_mostly_parse_errors_falls_back_to_windows(path):
     text = "\n".join(f"}}}}}} ) ] {i} @@ ### ((( " for i in range(100))
     units = split_code(text, path, max_tokens=64, count_tokens=words)

@@ -31,7 +31,9 @@ CountTokens = Callable[[Sequence[str]], list[int]]
 _BLOCK_SUFFIXES = ("block", "body", "program", "module", "source_file", "translation_unit", "statement_list",
                    "declaration_list", "enumerator_list", "enum_variant_list", "case", "switch_default",
                    "case_statement", "switch_block_statement_group", "object", "array", "list_literal",
-                   "initializer_list", "interface_type", "dictionary", "list")
+                   "initializer_list", "interface_type", "dictionary", "list",
+                   "body_statement", "statements", "compound_statement", "do_group", "chunk",
+                   "compilation_unit", "switch_section", "then", "else")
 _NOT_BLOCKS = frozenset({"argument_list", "parameter_list", "template_argument_list", "template_parameter_list",
                          "type_parameter_list", "expression_list", "pattern_list", "type_list",
                          "identifier_list", "lambda_parameters"})
@@ -41,7 +43,7 @@ def is_block_like(node_type: str) -> bool:
     return node_type.endswith(_BLOCK_SUFFIXES) and node_type not in _NOT_BLOCKS
 
 
-_CLOSER = re.compile(r"\s*[)\]}]+[)\]};,]*\s*(//.*|/\*.*|#.*)?$")
+_CLOSER = re.compile(r"\s*([)\]}]+|(end|fi|done|esac)\b)[)\]};,]*\s*(//.*|/\*.*|#.*|--.*)?$")
 
 
 @dataclass

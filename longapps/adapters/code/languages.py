@@ -5,7 +5,7 @@ import importlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,14 @@ LANGUAGES: dict[str, str] = {
     ".rs": "rust",
     ".c": "c", ".h": "c",
     ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".cs": "csharp",
+    ".kt": "kotlin", ".kts": "kotlin",
+    ".scala": "scala", ".sc": "scala",
+    ".swift": "swift",
+    ".lua": "lua",
+    ".sh": "bash", ".bash": "bash",
 }
 
 
@@ -39,6 +47,14 @@ _GRAMMARS: dict[str, tuple[str, str]] = {
     "rust": ("tree_sitter_rust", "language"),
     "c": ("tree_sitter_c", "language"),
     "cpp": ("tree_sitter_cpp", "language"),
+    "ruby": ("tree_sitter_ruby", "language"),
+    "php": ("tree_sitter_php", "language_php"),
+    "csharp": ("tree_sitter_c_sharp", "language"),
+    "kotlin": ("tree_sitter_kotlin", "language"),
+    "scala": ("tree_sitter_scala", "language"),
+    "swift": ("tree_sitter_swift", "language"),
+    "lua": ("tree_sitter_lua", "language"),
+    "bash": ("tree_sitter_bash", "language"),
 }
 
 _local = threading.local()  # tree-sitter parsers are not thread-safe: one per thread and language
@@ -80,6 +96,10 @@ class Spec:
     namespaces: frozenset[str] = frozenset()  # named scopes that qualify names but are not units themselves
     imports: frozenset[str] = frozenset()  # top-level nodes that alone don't make a module unit worth keeping
     sep: str = "."                         # qualified-name separator
+    bodies: frozenset[str] = frozenset()   # child node types that are the body when there is no 'body' field
+    empty_functions: bool = False          # a function without a body is still a definition (Ruby/Lua
+                                           # `def f; end`), not a declaration folding into its class
+    names: dict[str, str] = field(default_factory=dict)  # node type -> name when it has no 'name' field
 
 
 _JS_FUNCS = frozenset({"function_declaration", "generator_function_declaration", "method_definition",
@@ -129,6 +149,52 @@ SPECS: dict[str, Spec] = {
         namespaces=frozenset({"namespace_definition"}),
         imports=frozenset({"preproc_include", "using_declaration", "alias_declaration"}),
         sep="::",
+    ),
+    "ruby": Spec(
+        functions=frozenset({"method", "singleton_method"}),
+        classes=frozenset({"class", "module"}),  # `class << self` is walked through: its methods are the class's
+        empty_functions=True,
+    ),
+    "php": Spec(
+        functions=frozenset({"function_definition", "method_declaration"}),
+        classes=frozenset({"class_declaration", "interface_declaration", "trait_declaration", "enum_declaration"}),
+        namespaces=frozenset({"namespace_definition"}),  # `namespace A\B;` qualifies the declarations after it
+        imports=frozenset({"php_tag", "namespace_definition", "namespace_use_declaration"}),
+    ),
+    "csharp": Spec(
+        functions=frozenset({"method_declaration", "constructor_declaration", "destructor_declaration",
+                             "local_function_statement"}),
+        classes=frozenset({"class_declaration", "struct_declaration", "interface_declaration",
+                           "record_declaration", "record_struct_declaration", "enum_declaration"}),
+        namespaces=frozenset({"namespace_declaration", "file_scoped_namespace_declaration"}),
+        imports=frozenset({"using_directive", "extern_alias_directive", "file_scoped_namespace_declaration"}),
+    ),
+    "kotlin": Spec(
+        functions=frozenset({"function_declaration", "secondary_constructor"}),
+        classes=frozenset({"class_declaration", "object_declaration"}),
+        bodies=frozenset({"function_body", "class_body", "enum_class_body", "block"}),
+        imports=frozenset({"package_header", "import_list", "import_header", "import"}),
+        names={"secondary_constructor": "constructor"},
+    ),
+    "scala": Spec(
+        functions=frozenset({"function_definition"}),
+        classes=frozenset({"class_definition", "object_definition", "trait_definition", "enum_definition"}),
+        imports=frozenset({"package_clause", "import_declaration"}),
+    ),
+    "swift": Spec(
+        functions=frozenset({"function_declaration", "init_declaration", "deinit_declaration"}),
+        classes=frozenset({"class_declaration", "protocol_declaration"}),  # class/struct/enum/extension/actor
+        imports=frozenset({"import_declaration"}),
+        names={"init_declaration": "init", "deinit_declaration": "deinit"},
+    ),
+    "lua": Spec(
+        functions=frozenset({"function_declaration"}),
+        classes=frozenset(),
+        empty_functions=True,
+    ),
+    "bash": Spec(
+        functions=frozenset({"function_definition"}),
+        classes=frozenset(),
     ),
 }
 SPECS["tsx"] = SPECS["typescript"]

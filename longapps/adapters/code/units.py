@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from longapps.adapters.code.languages import SPECS, Spec
 
 _WS = re.compile(r"\s+")
+_JS = ("javascript", "typescript", "tsx")
 _JS_EXPR_FUNCS = frozenset({"function", "function_expression", "arrow_function", "generator_function"})
 _C_NAME_LEAVES = frozenset({"identifier", "field_identifier", "qualified_identifier", "destructor_name",
                             "operator_name", "type_identifier", "template_function", "operator_cast"})
 SIGNATURE_CHARS = 200
-_COMMENT_LINE = {"python": re.compile(r"\s*#")}
+_HASH_COMMENT = re.compile(r"\s*#")
+_COMMENT_LINE = {"python": _HASH_COMMENT, "ruby": _HASH_COMMENT, "bash": _HASH_COMMENT,
+                 "lua": re.compile(r"\s*--"), "php": re.compile(r"\s*(#|//|/\*|\*(\s|/|$))")}
 _C_COMMENT_LINE = re.compile(r"\s*(//|/\*|\*(\s|/|$))")
 
 
@@ -61,7 +64,14 @@ class UnitFinder:
 
     def name_of(self, node) -> str:
         n = node.child_by_field_name("name")
-        return collapse(self.text(n), 120) if n is not None else ""
+        return collapse(self.text(n), 120) if n is not None else self.spec.names.get(node.type, "")
+
+    def body_of(self, node):
+        """The node's 'body' field, or (grammars without one: Kotlin) its first child of a body type."""
+        body = node.child_by_field_name("body")
+        if body is None and self.spec.bodies:
+            body = next((c for c in node.named_children if c.type in self.spec.bodies), None)
+        return body
 
     def qualify(self, parents: list[str], name: str) -> str:
         return self.spec.sep.join([*parents, name]) if parents else name
@@ -84,6 +94,12 @@ class UnitFinder:
 
     def signature(self, start_node, body) -> str:
         stop = body.start_byte if body is not None else start_node.end_byte
+        for c in start_node.children:  # a comment between the header and the body (Ruby, Python) is not in it
+            if c.start_byte >= stop:
+                break
+            if "comment" in c.type and c.start_point.row > start_node.start_point.row:
+                stop = c.start_byte
+                break
         text = self.src[start_node.start_byte:stop].decode("utf-8", "replace")
         if body is None:
             text = text.split("\n", 1)[0]
@@ -93,6 +109,9 @@ class UnitFinder:
         """Extend a unit upwards over the comments (and TS method decorators) right above it, no blank line
         between."""
         prev = node.prev_sibling
+        parent = node.parent
+        if prev is None and self.language == "ruby" and parent is not None and parent.start_byte == node.start_byte:
+            prev = parent.prev_sibling  # the first statement of a body_statement: comments sit before that node
         while prev is not None and ("comment" in prev.type or prev.type == "decorator") \
                 and row - 1 <= end_row(prev) <= row:
             # the comment must start its line (not trail code on that line)
@@ -106,8 +125,11 @@ class UnitFinder:
     def emit(self, owner, kind, name, parents, span_node, decl_node, body, sig_node=None):
         decl = decl_node.start_point.row
         start = self.doc_start(span_node, span_node.start_point.row)
+        end = max(end_row(span_node), decl)
+        while decl < end < len(self.lines) and not self.lines[end].strip():
+            end -= 1  # indentation-based bodies (Scala) take the blank lines after them
         unit = RawUnit(kind=kind, name=name or "<anonymous>", parents=list(parents), start=start,
-                       decl=decl, end=max(end_row(span_node), decl), signature=self.signature(sig_node or decl_node, body),
+                       decl=decl, end=end, signature=self.signature(sig_node or decl_node, body),
                        keep_upto=self.header_end(body, decl), span=(span_node.start_byte, span_node.end_byte))
         (owner.children if owner is not None else self.units).append(unit)
         return unit
@@ -119,6 +141,13 @@ class UnitFinder:
 
     def walk(self, node, parents, owner, in_class):
         for child in node.named_children:
+            if child.type in self.spec.namespaces and self.body_of(child) is None:
+                # `namespace A.B;` (C#, PHP): qualifies the declarations after it (or inside it, for grammars
+                # that nest them)
+                name = self.name_of(child)
+                parents = [*parents, name] if name else parents
+                self.walk(child, parents, owner, in_class)
+                continue
             self.visit(child, parents, owner, in_class, child)
 
     def visit(self, node, parents, owner, in_class, span):
@@ -134,17 +163,19 @@ class UnitFinder:
                 return self.visit(inner, parents, owner, in_class, span)
             return self.walk(node, parents, owner, in_class)
         lang = self.language
-        if lang in ("javascript", "typescript", "tsx"):
+        if lang in _JS:
             if self.visit_js(node, parents, owner, in_class, span):
                 return
-        if t in spec.functions and (lang not in ("javascript", "typescript", "tsx") or t not in _JS_EXPR_FUNCS):
-            body = node.child_by_field_name("body")
-            if body is None:  # abstract/interface/prototype: folds into the class unit
+        elif lang == "lua" and self.visit_lua(node, parents, owner, in_class, span):
+            return
+        if t in spec.functions and (lang not in _JS or t not in _JS_EXPR_FUNCS):
+            body = self.body_of(node)
+            if body is None and not spec.empty_functions:  # abstract/interface/prototype: folds into the class
                 return
             name, kind, quals = self.function_name(node, parents, in_class)
             self.emit(owner, kind, self.qualify(quals, name), quals, span, node, body)
             return
-        if t in spec.classes and not (t == "class" and lang != "python"):
+        if t in spec.classes and not (t == "class" and lang in _JS):
             if self.visit_class(node, parents, owner, span):
                 return
         if t in ("type_definition", "declaration", "field_declaration") and lang in ("c", "cpp"):
@@ -157,7 +188,7 @@ class UnitFinder:
                 self.class_unit(ty, name, parents, owner, span, ty.child_by_field_name("body"), sig_node=node)
                 return
         if t in spec.namespaces:
-            body = node.child_by_field_name("body")
+            body = self.body_of(node)
             if body is not None:
                 name = self.name_of(node) or ""
                 self.walk(body, [*parents, name] if name else parents, owner, False)
@@ -166,7 +197,7 @@ class UnitFinder:
 
     def visit_class(self, node, parents, owner, span) -> bool:
         lang = self.language
-        body = node.child_by_field_name("body")
+        body = self.body_of(node)
         name = self.name_of(node)
         if lang == "go":
             ty = node.child_by_field_name("type")
@@ -211,6 +242,10 @@ class UnitFinder:
                 kind = "method"
             return name, kind, quals
         name = self.name_of(node)
+        if lang == "lua":
+            return _lua_name(name, kind, quals)
+        if node.type == "destructor_declaration":  # C#
+            name = "~" + name
         if lang == "go" and node.type == "method_declaration":
             recv = node.child_by_field_name("receiver")
             rname = self.first_type_identifier(recv) if recv is not None else None
@@ -288,6 +323,35 @@ class UnitFinder:
                 return True
             return False
         return False
+
+    # -- Lua: functions assigned to names --------------------------------------------------------------
+    def visit_lua(self, node, parents, owner, in_class, span) -> bool:
+        """`M.f = function() ... end`, `local f = function() ... end` -> function units named by the variable."""
+        if node.type == "variable_declaration" and node.named_child_count == 1:
+            node = node.named_children[0]
+        if node.type != "assignment_statement":
+            return False
+        targets = [c for c in node.named_children if c.type == "variable_list"]
+        values = [c for c in node.named_children if c.type == "expression_list"]
+        if len(targets) != 1 or len(values) != 1 or targets[0].named_child_count != 1 \
+                or values[0].named_child_count != 1 or values[0].named_children[0].type != "function_definition":
+            return False
+        fn = values[0].named_children[0]
+        name, kind, quals = _lua_name(collapse(self.text(targets[0]), 120), "method" if in_class else "function",
+                                      list(parents))
+        self.emit(owner, kind, self.qualify(quals, name), quals, span, span, self.body_of(fn))
+        return True
+
+
+def _lua_name(text: str, kind: str, quals: list[str]):
+    """`Store:find` -> method `find` of `Store`; `M.util.f` -> function `f` qualified by `M.util`."""
+    text = text.replace(" ", "")
+    if ":" in text or "." in text:
+        if ":" in text:
+            kind = "method"
+        *scope, text = re.split(r"[.:]", text)
+        quals = [*quals, *(p for p in scope if p)]
+    return text, kind, quals
 
 
 def _c_name(text: str) -> str:
