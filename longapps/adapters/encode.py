@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -65,6 +65,7 @@ class SentenceTransformerEncoder:
         # the cache key: a folder's name is not unique, so include its config bytes' hash
         self.name = _model_key(self.path, self.max_tokens)
         self.tokenizer = self._model.tokenizer
+        self._counter: Any = None
 
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -84,8 +85,25 @@ class SentenceTransformerEncoder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
+        if self._counter is None:
+            self._counter = _plain_rust_tokenizer(self.tokenizer) or False
+        if self._counter:  # Rust tokenizer without offsets, padding or truncation: same counts, ~2x faster
+            return [len(e.ids) for e in self._counter.encode_batch_fast(list(texts), add_special_tokens=False)]
         enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
         return [len(x) for x in enc]
+
+
+def _plain_rust_tokenizer(tokenizer: Any) -> Any:
+    """A copy of a fast tokenizer's Rust backend with padding and truncation off (None if unavailable)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    from tokenizers import Tokenizer
+
+    plain = Tokenizer.from_str(backend.to_str())
+    plain.no_padding()
+    plain.no_truncation()
+    return plain
 
 
 def _model_key(path: str, max_tokens: int) -> str:

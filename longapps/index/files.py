@@ -11,7 +11,7 @@ import pathspec
 # source files worth indexing; files in languages without a grammar are split by line windows
 SOURCE_EXTENSIONS = frozenset("""
 .py .pyi .java .js .mjs .cjs .jsx .ts .tsx .go .rs .c .h .cc .cpp .cxx .hpp .hh .hxx .cs .kt .kts .scala
-.swift .rb .php .lua .pl .pm .r .m .mm .sh .bash .zsh .sql .dart .ex .exs .erl .hs .ml .mli .fs .fsx .clj
+.swift .sc .rb .php .lua .pl .pm .r .m .mm .sh .bash .zsh .sql .dart .ex .exs .erl .hs .ml .mli .fs .fsx .clj
 .groovy .vue .svelte .jl .nim .zig .v .sv .vhd .f90 .f .pas .cob .tcl .ps1 .el .lisp .scm .rkt .proto
 """.split())
 VENDORED_DIRS = frozenset("""
