@@ -55,20 +55,11 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         log(f"  HF LongformerModel: {t['hf_longformer'][0]:.2f} ms")
         t["ours_eager"] = measure(ours_fn, iters=30)
         log(f"  ours eager: {t['ours_eager'][0]:.3f} ms")
-        # CUDA graph of the whole encoder (embeddings + 12 layers): static inputs, prepared masks
-        gidx, kpm = fast.prepare(am, gm, ids.device)
-        step = lambda: fast.encode(fast.embeddings(input_ids=ids), gidx, kpm)  # noqa: E731
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = step()
-        graph.replay()
+        # CUDA graph of the whole encoder (embeddings + 12 layers), the model's own runner
+        runner = fast.cuda_graph(ids, am, gm)
+        static_out = runner(ids, am, gm)
         torch.cuda.synchronize()
+        graph = runner.graph
         out["err_graph_vs_hf16"] = _err(static_out, ref16)
         t["ours_cuda_graph"] = measure(graph.replay, iters=50)
         log(f"  ours CUDA graph: {t['ours_cuda_graph'][0]:.3f} ms")

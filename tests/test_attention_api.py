@@ -135,3 +135,14 @@ def test_bad_inputs():
         attention(q, k, v, "causal")
     with pytest.raises(ValueError, match="triton"):
         attention(q, k, v, WindowGlobal(3, [0]), backend="triton")  # CPU without interpreter
+
+
+def test_cli_bench_command_without_gpu():
+    from click.testing import CliRunner
+
+    from longapps.cli_bench import attention_command
+    r = CliRunner().invoke(attention_command, ["--help"])
+    assert r.exit_code == 0 and "--dtype" in r.output and "--json" in r.output
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(attention_command, ["--n", "4096"])
+        assert r.exit_code != 0 and "GPU" in r.output

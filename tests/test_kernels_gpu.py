@@ -123,3 +123,6 @@ def test_longformer_base_fp16_matches_hf():
     print(f"rel err vs HF fp32: ours fp16 {e_ours:.3g}, HF fp16 {e_hf:.3g}")
     assert e_ours < 2 * e_hf + 1e-3
     assert rel(o16[:, valid], r16[:, valid]) < 1e-2
+    runner = fast.cuda_graph(ids, am, gm)
+    og = runner(ids, am, gm)
+    assert rel(og[:, valid], o16[:, valid]) < 1e-3

@@ -4,9 +4,9 @@ o_i = scale * sum_{j <= i} (q_i . k_j) v_j
 
 Chunked form over blocks of BL tokens: intra-block ``((Q K^T) * causal) V`` plus inter-block
 ``Q S`` with the running state ``S = sum K^T V`` (D x D, fp32). To fill the GPU the sequence is
-split into super-chunks: kernel 1 sums K^T V per super-chunk (parallel), a tiny exclusive
-cumsum over super-chunks gives each its starting state, kernel 2 walks the blocks of its
-super-chunk (parallel over super-chunks and heads). Backward is the same machinery three times:
+split into super-chunks: kernel 1 sums K^T V per super-chunk (parallel), kernel 2 adds up the
+earlier super-chunks' sums into its starting state and walks the blocks of its super-chunk
+(parallel over super-chunks and heads). Two launches, no host-side scan. Backward is the same machinery three times:
 dQ = fwd(dO, V, K), dK = rev(V, dO, Q), dV = rev(K, Q, dO) where ``rev`` is anti-causal.
 
 ``reference_lightning`` (quadratic) and ``chunked_lightning_torch`` (O(N) memory) are the
@@ -80,7 +80,7 @@ if HAS_TRITON:
         tl.store(S + out + offs_d[:, None] * BLOCK_D + offs_d[None, :], acc)
 
     @triton.jit
-    def _lightning_kernel(Q, K, V, O, S0, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+    def _lightning_kernel(Q, K, V, O, S, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
                           H, N, CS, scale,
                           REVERSE: tl.constexpr, BL: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
         bh = tl.program_id(0)
@@ -94,8 +94,17 @@ if HAS_TRITON:
         kb = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
         vb = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
         ob = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
-        st_off = (bh.to(tl.int64) * ns + s) * BLOCK_D * BLOCK_D
-        state = tl.load(S0 + st_off + offs_d[:, None] * BLOCK_D + offs_d[None, :])
+        # starting state: sum of the other super-chunks' K^T V (before s; after s when REVERSE)
+        state = tl.zeros([BLOCK_D, BLOCK_D], dtype=tl.float32)
+        if REVERSE:
+            j_lo = s + 1
+            j_hi = ns
+        else:
+            j_lo = 0
+            j_hi = s
+        for j in range(j_lo, j_hi):
+            st_off = (bh.to(tl.int64) * ns + j) * BLOCK_D * BLOCK_D
+            state += tl.load(S + st_off + offs_d[:, None] * BLOCK_D + offs_d[None, :])
         lo = s * CS
         hi = tl.minimum(N, lo + CS)
         nblk = tl.cdiv(hi - lo, BL)
@@ -121,7 +130,7 @@ if HAS_TRITON:
 
 
 # blocks per super-chunk at most (more super-chunks = more parallel programs, a larger cumsum)
-LIGHTNING_DEFAULTS = {"block": 64, "max_blocks_per_chunk": 8, "num_warps": 4, "num_stages": 2}
+LIGHTNING_DEFAULTS = {"block": 128, "max_blocks_per_chunk": 64, "num_warps": 4, "num_stages": 2}
 
 
 def _n_super(BH: int, nblocks: int, device: torch.device, max_blocks: int) -> int:
@@ -153,13 +162,8 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
                                     "num_stages": num_stages or LIGHTNING_DEFAULTS["num_stages"]}
     _state_kernel[(B * H, ns)](k, v, S, k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
                                H, N, CS, BL=BL, BLOCK_D=D, DT=DT, **ex)
-    if reverse:
-        S0 = S.flip(1).cumsum(1).flip(1) - S
-    else:
-        S0 = S.cumsum(1) - S
-    S0 = S0.contiguous()
     o = torch.empty(B, H, N, D, dtype=q.dtype, device=q.device)
-    _lightning_kernel[(B * H, ns)](q, k, v, o, S0, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1),
+    _lightning_kernel[(B * H, ns)](q, k, v, o, S, q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1),
                                    k.stride(2), v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1),
                                    o.stride(2), H, N, CS, 1.0 if scale is None else float(scale),
                                    REVERSE=reverse, BL=BL, BLOCK_D=D, DT=DT, **ex)

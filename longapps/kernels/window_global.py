@@ -132,19 +132,14 @@ if HAS_TRITON:
         return ok & gval[None, :]
 
     @triton.jit
-    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM,
-                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                       H, N, W, G, qk_scale,
-                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
-                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr):
-        if TILE_MAJOR:
-            t = tl.program_id(0)
-            bh = tl.program_id(1)
-        else:
-            bh = tl.program_id(0)
-            t = tl.program_id(1)
+    def _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
+                      sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                      H, N, W, G, qk_scale,
+                      CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
+                      SKIP_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
+                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
+                      SPLIT: tl.constexpr):
+        """One query tile of non-global rows: band tiles + gathered global-key tile(s)."""
         b = bh // H
         h = bh % H
         m0 = t * BLOCK_M
@@ -184,6 +179,7 @@ if HAS_TRITON:
         else:  # one pipelined loop over the band, masks on every tile
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
                                       lo, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+        row_ok = offs_m < N
         if HAS_GK and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
                 g_hi = tl.minimum(G, tl.maximum(m0 + BLOCK_M - 1 - W, 0))
@@ -195,36 +191,39 @@ if HAS_TRITON:
                 gidx, gval = _load_gidx(gbase, offs_g, G, GK_PREFIX)
                 k = tl.load(kbase + gidx[None, :] * skn + offs_d[:, None], mask=gval[None, :], other=0.0)
                 v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0)
-                qk = tl.dot(q, k.to(DT)) * qk_scale
+                qk = tl.dot(q, k.to(DT))
                 ok = _global_ok(offs_m, gidx, gval, W, CAUSAL)
                 if HAS_KPM:
                     kp = tl.load(kpm_base + gidx, mask=gval, other=0)
                     ok = ok & (kp[None, :] != 0)
+                if SKIP_GROWS:  # global query rows are written by the global-row programs
+                    hit = (offs_m[:, None] == gidx[None, :]) & gval[None, :]
+                    row_ok = row_ok & (tl.max(hit.to(tl.int32), 1) == 0)
                 qk = tl.where(ok, qk, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(qk, 1))
+                m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+                p = tl.math.exp2(qk * qk_scale - m_new[:, None])
                 alpha = tl.math.exp2(m_i - m_new)
-                p = tl.math.exp2(qk - m_new[:, None])
                 l_i = l_i * alpha + tl.sum(p, 1)
-                acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT))
+                acc = acc * alpha[:, None]
+                acc = tl.dot(p.to(DT), v.to(DT), acc)
                 m_i = m_new
         empty = l_i == 0.0
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
         obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
-        tl.store(obase + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=offs_m[:, None] < N)
-        tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=offs_m < N)
+        tl.store(obase + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
+        tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=row_ok)
 
     @triton.jit
-    def _wg_grow_partial_kernel(QG, KG, VG, GIDX, KPM, PO, PML,
-                                sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sgb, skpb,
-                                H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
-                                CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
-                                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
-        """Global query rows, split-K over the keys: partial (acc, m, l) per split."""
-        bh = tl.program_id(0)
-        pid = tl.program_id(1)
-        gt = pid // NSPLIT
-        s = pid % NSPLIT
+    def _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
+                      sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                      H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                      CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
+                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
+        """Global query rows, split-K over the keys; the last split to finish merges the partials
+        (atomic ticket) and writes the rows of O and LSE."""
+        gt = t // NSPLIT
+        s = t % NSPLIT
         b = bh // H
         h = bh % H
         offs_g = gt * BLOCK_G + tl.arange(0, BLOCK_G)
@@ -247,7 +246,7 @@ if HAS_TRITON:
             kv_ok = offs_n < N
             k = tl.load(kbase + offs_n[None, :] * skn + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
             v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
-            qk = tl.dot(q, k.to(DT)) * qk_scale
+            qk = tl.dot(q, k.to(DT))
             ok = kv_ok[None, :] & gval[:, None]
             if CAUSAL:
                 ok = ok & (offs_n[None, :] <= grow[:, None])
@@ -255,50 +254,74 @@ if HAS_TRITON:
                 kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
                 ok = ok & (kp[None, :] != 0)
             qk = tl.where(ok, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            p = tl.math.exp2(qk * qk_scale - m_new[:, None])
             alpha = tl.math.exp2(m_i - m_new)
-            p = tl.math.exp2(qk - m_new[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(DT), v.to(DT))
+            acc = acc * alpha[:, None]
+            acc = tl.dot(p.to(DT), v.to(DT), acc)
             m_i = m_new
         row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
         tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc)
         tl.store(PML + row * 2, m_i)
         tl.store(PML + row * 2 + 1, l_i)
+        ticket = tl.atomic_add(CNT + bh * (GP // BLOCK_G) + gt, 1)  # acq_rel: partials visible
+        if ticket == NSPLIT - 1:
+            acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
+            l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
+            m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
+            for j in range(0, NSPLIT):
+                rj = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + j
+                a_j = tl.load(PO + rj[:, None] * BLOCK_D + offs_d[None, :], cache_modifier=".cg")
+                m_j = tl.load(PML + rj * 2, cache_modifier=".cg")
+                l_j = tl.load(PML + rj * 2 + 1, cache_modifier=".cg")
+                m_new = tl.maximum(m_i, m_j)
+                a1 = tl.math.exp2(m_i - m_new)
+                a2 = tl.math.exp2(m_j - m_new)
+                acc = acc * a1[:, None] + a_j * a2[:, None]
+                l_i = l_i * a1 + l_j * a2
+                m_i = m_new
+            empty = l_i == 0.0
+            out = acc / tl.where(empty, 1.0, l_i)[:, None]
+            lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+            obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+            tl.store(obase + grow_s[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=gval[:, None])
+            tl.store(LSE + bh.to(tl.int64) * N + grow_s, lse, mask=gval)
+            tl.atomic_xchg(CNT + bh * (GP // BLOCK_G) + gt, 0)  # ready for the next call
 
     @triton.jit
-    def _wg_grow_combine_kernel(PO, PML, GIDX, O, LSE, sob, soh, son, sgb,
-                                H, N, G, GP, NSPLIT,
-                                BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr):
-        bh = tl.program_id(0)
-        gt = tl.program_id(1)
-        b = bh // H
-        h = bh % H
-        offs_g = gt * BLOCK_G + tl.arange(0, BLOCK_G)
-        offs_d = tl.arange(0, BLOCK_D)
-        grow = tl.load(GIDX + b.to(tl.int64) * sgb + offs_g, mask=offs_g < G, other=-1)
-        gval = grow >= 0
-        acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
-        l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
-        m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
-        for s in range(0, NSPLIT):
-            row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
-            a_s = tl.load(PO + row[:, None] * BLOCK_D + offs_d[None, :])
-            m_s = tl.load(PML + row * 2)
-            l_s = tl.load(PML + row * 2 + 1)
-            m_new = tl.maximum(m_i, m_s)
-            a1 = tl.math.exp2(m_i - m_new)
-            a2 = tl.math.exp2(m_s - m_new)
-            acc = acc * a1[:, None] + a_s * a2[:, None]
-            l_i = l_i * a1 + l_s * a2
-            m_i = m_new
-        empty = l_i == 0.0
-        out = acc / tl.where(empty, 1.0, l_i)[:, None]
-        lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
-        grow_s = tl.where(gval, grow, 0)
-        obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
-        tl.store(obase + grow_s[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=gval[:, None])
-        tl.store(LSE + bh.to(tl.int64) * N + grow_s, lse, mask=gval)
+    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM, QG, KG, VG, PO, PML, CNT,
+                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                       gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn,
+                       H, N, W, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT, N_GPROG,
+                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
+                       HAS_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, BLOCK_G: tl.constexpr,
+                       BLOCK_NG: tl.constexpr):
+        """One launch: global-row programs first (split-K + merge), then the query tiles."""
+        if TILE_MAJOR:
+            t = tl.program_id(0)
+            bh = tl.program_id(1)
+        else:
+            bh = tl.program_id(0)
+            t = tl.program_id(1)
+        if HAS_GROWS:
+            if t < N_GPROG:
+                _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
+                              gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
+                              H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                              CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT)
+            else:
+                _band_program(Q, K, V, O, LSE, GIDX, KPM, t - N_GPROG, bh,
+                              sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                              H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, True, HAS_KPM,
+                              BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
+        else:
+            _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
+                          sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                          H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, False, HAS_KPM,
+                          BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
 
     # ------------------------------------------------------------------ backward
     @triton.jit
@@ -483,7 +506,8 @@ if HAS_TRITON:
 # host side
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
-FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": False, "tile_major": False}
+FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
+                "keys_per_split": 1024}
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -567,36 +591,34 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         extra = {"num_warps": nw, "num_stages": ns}
     split = FWD_DEFAULTS["split"] if split is None else split
     tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
-    grid = (triton.cdiv(N, BM), B * H) if tile_major else (B * H, triton.cdiv(N, BM))
-    _wg_fwd_kernel[grid](
-        q, k, v, o, lse, gidx, kpm,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, window, G, qk_scale,
-        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
-        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, **extra)
+    qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)
+    _check_last_dim(qg, kg, vg)
+    BG = 16
+    GP = triton.cdiv(max(G, 1), BG) * BG
+    bn_g = BN if interpreting() else 128
+    keys_per_split = 2 * bn_g if interpreting() else FWD_DEFAULTS["keys_per_split"]
+    nsplit = triton.cdiv(N, keys_per_split)
     if has_grows:
-        qg, kg, vg = global_qkv if global_qkv is not None else (q, k, v)
-        _check_last_dim(qg, kg, vg)
-        BG = 16
-        GP = triton.cdiv(G, BG) * BG
-        bn_g = BN if interpreting() else 128
-        keys_per_split = 2 * bn_g if interpreting() else 1024
-        nsplit = triton.cdiv(N, keys_per_split)
+        n_gprog = (GP // BG) * nsplit
         po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
         pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
-        ex = {} if interpreting() else {"num_warps": 4, "num_stages": 3}
-        _wg_grow_partial_kernel[(B * H, (GP // BG) * nsplit)](
-            qg, kg, vg, gidx, kpm, po, pml,
-            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-            vg.stride(0), vg.stride(1), vg.stride(2), sgb, skpb,
-            H, N, G, GP, qk_scale, keys_per_split, nsplit,
-            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_N=bn_g,
-            BLOCK_D=D, DT=DT, **ex)
-        _wg_grow_combine_kernel[(B * H, GP // BG)](
-            po, pml, gidx, o, lse, o.stride(0), o.stride(1), o.stride(2), sgb,
-            H, N, G, GP, nsplit, BLOCK_G=BG, BLOCK_D=D, **({} if interpreting() else {"num_warps": 4}))
+        cnt = torch.zeros(B * H * (GP // BG), dtype=torch.int32, device=q.device)
+    else:
+        n_gprog = 0
+        po = pml = lse
+        cnt = gidx
+    n_prog = triton.cdiv(N, BM) + n_gprog
+    grid = (n_prog, B * H) if tile_major else (B * H, n_prog)
+    _wg_fwd_kernel[grid](
+        q, k, v, o, lse, gidx, kpm, qg, kg, vg, po, pml, cnt,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+        vg.stride(0), vg.stride(1), vg.stride(2),
+        H, N, window, G, GP, qk_scale, keys_per_split, nsplit, n_gprog,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows, HAS_KPM=key_padding_mask is not None,
+        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
+        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, **extra)
     return o, lse
 
 

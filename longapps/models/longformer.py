@@ -174,6 +174,11 @@ class FastLongformerModel(nn.Module):
                 gidx = torch.where(sel, order, -1).to(torch.int32).to(device).contiguous()
         return gidx, kpm
 
+    def cuda_graph(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                   global_attention_mask: Optional[torch.Tensor] = None) -> "LongformerCudaGraph":
+        """Capture the encoder for this input shape; call the result like the model (returns hidden states)."""
+        return LongformerCudaGraph(self, input_ids, attention_mask, global_attention_mask)
+
     def encode(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> torch.Tensor:
         """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path)."""
         be = self._backend(hidden)
@@ -191,6 +196,58 @@ class FastLongformerModel(nn.Module):
         h = self.encode(emb, gidx, kpm)
         pooled = self.pooler(h) if self.pooler is not None else None
         return FastLongformerOutput(h, pooled)
+
+
+class LongformerCudaGraph:
+    """CUDA-graph replay of ``FastLongformerModel`` (embeddings + all layers) for one input shape.
+
+    Removes the per-kernel launch cost (the eager model is host-bound at batch 1). Inputs of
+    later calls must have the same shape, the same number of global tokens per row and the same
+    presence of padding; the returned tensor is the graph's static output (overwritten by the
+    next call; clone it to keep it).
+    """
+
+    def __init__(self, model: "FastLongformerModel", input_ids: torch.Tensor,
+                 attention_mask: Optional[torch.Tensor] = None,
+                 global_attention_mask: Optional[torch.Tensor] = None, warmup: int = 3) -> None:
+        if not input_ids.is_cuda:
+            raise ValueError("input_ids must be a CUDA tensor for CUDA-graph capture")
+        self.model = model
+        self.ids = input_ids.clone()
+        self.gidx, self.kpm = model.prepare(attention_mask, global_attention_mask, input_ids.device)
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad(), torch.cuda.stream(s):
+            for _ in range(warmup):
+                self._step()
+        torch.cuda.current_stream().wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.out = self._step()
+
+    def _step(self) -> torch.Tensor:
+        return self.model.encode(self.model.embeddings(input_ids=self.ids), self.gidx, self.kpm)
+
+    def replay(self) -> torch.Tensor:
+        """Replay with the inputs currently in the static buffers."""
+        self.graph.replay()
+        return self.out
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                 global_attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if input_ids.shape != self.ids.shape:
+            raise ValueError(f"input_ids shape {tuple(input_ids.shape)} differs from the captured {tuple(self.ids.shape)}")
+        gidx, kpm = self.model.prepare(attention_mask, global_attention_mask, input_ids.device)
+        if (gidx is None) != (self.gidx is None) or (gidx is not None and gidx.shape != self.gidx.shape):
+            raise ValueError("global_attention_mask layout (tokens per row) differs from the captured one")
+        if (kpm is None) != (self.kpm is None):
+            raise ValueError("attention_mask padding presence differs from the captured one")
+        self.ids.copy_(input_ids)
+        if gidx is not None:
+            self.gidx.copy_(gidx)
+        if kpm is not None:
+            self.kpm.copy_(kpm)
+        return self.replay()
 
 
 class FastLongformerForTokenClassification(nn.Module):
@@ -230,4 +287,4 @@ class FastLongformerForTokenClassification(nn.Module):
         return loss, logits
 
 
-__all__ = ["FastLongformerModel", "FastLongformerForTokenClassification", "FastLongformerOutput"]
+__all__ = ["FastLongformerModel", "FastLongformerForTokenClassification", "FastLongformerOutput", "LongformerCudaGraph"]

@@ -1,0 +1,42 @@
+"""``longapps bench attention``: our attention kernels vs SDPA / FlexAttention on this machine's GPU."""
+from __future__ import annotations
+
+import json
+from typing import Optional, Sequence
+
+import click
+
+
+@click.command("attention")
+@click.option("--n", "ns", multiple=True, type=int, default=(4096, 16384, 65536), show_default=True,
+              help="Sequence lengths (repeat the option: --n 4096 --n 16384).")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16"]), default="bf16", show_default=True)
+@click.option("--heads", type=int, default=16, show_default=True)
+@click.option("--dim", type=int, default=64, show_default=True)
+@click.option("--window", type=int, default=256, show_default=True, help="One-sided window of the Longformer pattern.")
+@click.option("--no-flex", is_flag=True, help="Skip FlexAttention (its compile takes a while).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON.")
+def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, window: int, no_flex: bool,
+                      json_path: Optional[str]) -> None:
+    """Benchmark window+global, sinks+window and linear attention against SDPA and FlexAttention."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise click.ClickException("no CUDA GPU found: the attention benchmark needs one")
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        raise click.ClickException("triton is not installed (pip install 'longapps[gpu]')") from None
+    from .attention.bench import device_name, format_table, rows_to_json, run_attention_bench
+
+    ns = sorted(set(ns))
+    click.echo(f"device: {device_name()}, {dtype}, H={heads}, D={dim}")
+    rows = run_attention_bench(ns, dtype, heads, dim, with_flex=not no_flex, window=window, linear_ns=ns,
+                               log=lambda s: click.echo(s, err=True))
+    click.echo(format_table(rows))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"device": device_name(), "rows": rows_to_json(rows)}, f, indent=1)
+
+
+__all__ = ["attention_command"]
