@@ -95,3 +95,23 @@ def fuse_first_best(features: ChunkFeatures, best_weight: float, mean_weight: fl
     """Dense passage score: (1 - b - m) * first + b * best + m * mean."""
     w_first = 1.0 - best_weight - mean_weight
     return (w_first * features.first + best_weight * features.best + mean_weight * features.mean).astype(np.float64)
+
+
+def select_chunks(chunks: PassageChunks, vecs: np.ndarray, passages: Sequence[int]) -> tuple[PassageChunks, np.ndarray]:
+    """The chunks (and their vectors) of a subset of passages, in the given order: encode a collection
+    once, then rank any candidate list drawn from it."""
+    texts: list[str] = []
+    rows: list[int] = []
+    groups: list[int] = []
+    first = np.full(len(passages), -1, dtype=np.int64)
+    counts = np.zeros(len(passages), dtype=np.int64)
+    for new, p in enumerate(passages):
+        a, c = int(chunks.first[p]), int(chunks.counts[p])
+        if a < 0 or c == 0:
+            continue
+        first[new], counts[new] = len(rows), c
+        rows.extend(range(a, a + c))
+        groups.extend([new] * c)
+        texts.extend(chunks.texts[a:a + c])
+    sub = PassageChunks(texts, np.asarray(groups, dtype=np.int64), first, counts, 0)
+    return sub, (vecs[rows] if rows else np.zeros((0, vecs.shape[1]), dtype=vecs.dtype))

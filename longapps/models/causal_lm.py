@@ -60,15 +60,18 @@ class CausalLM:
             ids = list(ids) + self.tokenizer(assistant_prefix, add_special_tokens=False)["input_ids"]
         return list(ids)
 
-    def generate(self, input_ids: Sequence[int], max_new_tokens: int, stopping: Any = None) -> tuple[str, int]:
+    def generate(self, input_ids: Sequence[int], max_new_tokens: int, stopping: Any = None,
+                 processors: Any = None) -> tuple[str, int]:
         """Greedy decoding; returns (decoded new text, number of new tokens). `stopping`: a transformers
-        StoppingCriteria (or list of them) to end early."""
-        from transformers import StoppingCriteriaList
+        StoppingCriteria (or list of them) to end early; `processors`: LogitsProcessor(s), e.g. a grammar."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         import torch
 
         ids = torch.tensor([list(input_ids)], dtype=torch.long, device=self.model.device)
         crit = [] if stopping is None else (list(stopping) if isinstance(stopping, (list, tuple)) else [stopping])
+        procs = [] if processors is None else (list(processors) if isinstance(processors, (list, tuple))
+                                               else [processors])
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id
@@ -76,7 +79,8 @@ class CausalLM:
             warnings.simplefilter("ignore")
             out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                       do_sample=False, pad_token_id=pad, num_beams=1,
-                                      stopping_criteria=StoppingCriteriaList(crit) if crit else None)
+                                      stopping_criteria=StoppingCriteriaList(crit) if crit else None,
+                                      logits_processor=LogitsProcessorList(procs) if procs else None)
         new = out[0, ids.shape[1]:].tolist()
         return self.tokenizer.decode(new, skip_special_tokens=True), len(new)
 

@@ -178,3 +178,103 @@ def make_stopping(tokenizer: Any, prompt_len: int, n: int, answer_prefix: str = 
             return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
     return _Stop()
+
+
+# -- constrained decoding --------------------------------------------------------------------------
+
+_FORMAT_CHARS = frozenset("[]> 0123456789")
+_SEP = " > ["
+
+
+def _format_tokens(tokenizer: Any) -> dict[int, str]:
+    """Token id -> text for every token made only of '[', ']', '>', spaces and digits (cached per tokenizer)."""
+    cached = getattr(tokenizer, "_longapps_format_tokens", None)
+    if cached is not None:
+        return cached
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(size)], skip_special_tokens=False,
+                                   clean_up_tokenization_spaces=False)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    out = {i: t for i, t in enumerate(texts) if t and i not in special and set(t) <= _FORMAT_CHARS}
+    try:
+        tokenizer._longapps_format_tokens = out
+    except AttributeError:  # pragma: no cover - a tokenizer that refuses attributes
+        pass
+    return out
+
+
+class PermutationGrammar:
+    """A transformers LogitsProcessor that only lets the model write `[a] > [b] > ...` with distinct ids in
+    1..n: the model still chooses the order, but never a malformed, duplicated or out-of-range id. It may
+    stop (EOS) after any closed id; ids it never names keep first-stage order."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int, n: int, answer_prefix: str = ANSWER_PREFIX) -> None:
+        self.tok = tokenizer
+        self.prompt_len = prompt_len
+        self.n = n
+        self.prefix = answer_prefix
+        self.cands = _format_tokens(tokenizer)
+        self.eos = [e for e in ([tokenizer.eos_token_id] if isinstance(tokenizer.eos_token_id, int)
+                                else list(tokenizer.eos_token_id or [])) if e is not None]
+        self._ids = [str(i) for i in range(1, n + 1)]
+
+    def _state(self, text: str) -> tuple[set[str], str, str]:
+        """(used ids, state, digits so far) after `text`; states: open, digits, sep0..sep3 (inside ' > [')."""
+        used: set[str] = set()
+        state, digits = "open", ""
+        for ch in text:
+            state, digits, used = self._step(state, digits, used, ch, strict=False) or (state, digits, used)
+        return used, state, digits
+
+    def _step(self, state: str, digits: str, used: set[str], ch: str, strict: bool = True,
+              unused_prefixes: set[str] | None = None) -> tuple[str, str, set[str]] | None:
+        if state == "open":
+            return ("digits", "", used) if ch == "[" else None
+        if state == "digits":
+            if ch.isdigit():
+                nd = digits + ch
+                if unused_prefixes is not None and nd not in unused_prefixes:
+                    return None
+                return "digits", nd, used
+            if ch == "]" and digits:
+                if strict and (digits in used or not 1 <= int(digits) <= self.n):
+                    return None
+                return "sep0", "", used | {digits}
+            return None
+        k = int(state[3])
+        if ch == _SEP[k]:
+            return ("digits" if k == 3 else f"sep{k + 1}"), "", used
+        return None
+
+    def allowed(self, text: str) -> list[int]:
+        used, state, digits = self._state(text)
+        unused = [s for s in self._ids if s not in used]
+        if not unused:
+            return list(self.eos)
+        prefixes = {s[:j] for s in unused for j in range(1, len(s) + 1)}
+        ok: list[int] = []
+        for tid, t in self.cands.items():
+            st, dg, us = state, digits, used
+            good = True
+            for ch in t:
+                nxt = self._step(st, dg, us, ch, strict=True, unused_prefixes=prefixes)
+                if nxt is None:
+                    good = False
+                    break
+                st, dg, us = nxt
+            if good:
+                ok.append(tid)
+        if state == "sep0":
+            ok.extend(self.eos)
+        return ok or list(self.eos)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        new = input_ids[0, self.prompt_len:].tolist()
+        text = self.prefix + self.tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        allowed = self.allowed(text)
+        mask = torch.full_like(scores, float("-inf"))
+        idx = torch.tensor(allowed, dtype=torch.long, device=scores.device)
+        mask[:, idx] = 0.0
+        return scores + mask

@@ -253,7 +253,7 @@ class RankerConfig:
     model: str | None = None            # encoder: HF id / local folder; None = packaged all-MiniLM-L6-v2
     llm: str | None = None              # causal LM: HF id / folder / .gguf; None = packaged SmolLM2-135M-Instruct
     lexical_weight: float = 0.3         # BM25 share in the hybrid score
-    best_weight: float = 0.5            # dense = (1-b) * first chunk + b * best chunk
+    best_weight: float = 0.25           # dense = (1-b) * first chunk + b * best chunk
     mean_weight: float = 0.0            # optional share of the mean-chunk-vector similarity
     chunk_tokens: int | None = None     # encoder chunk size (default: encoder limit - 16)
     max_chunks: int = 16                # chunks encoded per passage (the rest of a huge passage is skipped)
@@ -265,6 +265,7 @@ class RankerConfig:
     context: int | None = None          # LLM context to plan for (default: the model's)
     passage_view: str = "first+best"    # what the LLM reads of a long passage: first | first+best
     stall_tokens: int = 24              # stop generating after this many tokens without a new id
+    constrained: bool = True            # decode with a grammar: only '[id] > [id]...', distinct ids in range
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -459,8 +460,8 @@ class Ranker:
     def _llm_order(self, query: str, views: Sequence[tuple[str, str]], budget: int, max_new: int,
                    stats: RankStats) -> list[int]:
         """One LLM call: order `views` (returns a permutation of their indices)."""
-        from longapps.pipelines.rank_prompt import (ANSWER_PREFIX, SYSTEM, make_stopping, parse_permutation,
-                                                    user_message)
+        from longapps.pipelines.rank_prompt import (ANSWER_PREFIX, SYSTEM, PermutationGrammar, make_stopping,
+                                                    parse_permutation, user_message)
 
         lm = self.lm
         query = _cap_query(query, lm)
@@ -472,8 +473,9 @@ class Ranker:
                 break
             budget = max(4, int(budget * 0.85))  # tokenisation in context came out longer than planned
         stop = make_stopping(lm.tokenizer, len(ids), n, ANSWER_PREFIX, self.config.stall_tokens)
+        grammar = PermutationGrammar(lm.tokenizer, len(ids), n, ANSWER_PREFIX) if self.config.constrained else None
         text, n_new = lm.generate(ids, max_new_tokens=max(8, min(max_new, max(8, context - len(ids)))),
-                                  stopping=stop)
+                                  stopping=stop, processors=grammar)
         perm = parse_permutation(ANSWER_PREFIX + text, n)
         stats.llm_calls += 1
         stats.prompt_tokens += len(ids)
