@@ -42,8 +42,8 @@ def permutation_text(order: Sequence[int]) -> str:
 
 
 def output_tokens_for(n: int, count_tokens: Callable[[Sequence[str]], list[int]]) -> int:
-    """Tokens a complete answer for n passages takes, plus a little slack."""
-    return count_tokens([permutation_text(range(1, n + 1))])[0] + 8
+    """Tokens a complete answer for n passages takes, plus slack (a model may spell ' >' as ' ', '>')."""
+    return int(count_tokens([permutation_text(range(1, n + 1))])[0] * 1.2) + 8
 
 
 def plan_budget(n: int, context: int, overhead_tokens: int, count_tokens: Callable[[Sequence[str]], list[int]], *,
