@@ -83,8 +83,27 @@ def test_from_pretrained_local_folder(tmp_path):
 def test_triton_path_under_interpreter():
     rc, out = run_tests_under_interpreter(__file__ + "::test_child_triton_path")
     assert rc == 0, out
+    rc, out = run_tests_under_interpreter(__file__ + "::test_child_triton_training_gradients_match_reference")
+    assert rc == 0, out
 
 
 @child
 def test_child_triton_path():
     assert _compare("triton") < 1e-4
+
+
+@child
+def test_child_triton_training_gradients_match_reference():
+    """Training path (autograd through the kernels, separate global projections) vs reference path."""
+    torch.manual_seed(3)
+    hf = transformers.LongformerModel(_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_hidden_layers=1))
+    ids, am, gm = _inputs(N=40)
+    w = torch.randn(2, 40, 64)
+    grads = {}
+    for be in ("triton", "reference"):
+        fast = FastLongformerModel.from_hf(hf, backend=be).train()
+        out = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        params = [p for n, p in fast.named_parameters() if n.startswith("layers.")]
+        grads[be] = torch.autograd.grad((out * w).sum(), params)
+    for a, b in zip(grads["triton"], grads["reference"]):
+        assert float((a - b).norm() / b.norm()) < 1e-4

@@ -219,9 +219,10 @@ if HAS_TRITON:
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                       CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
-                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
+                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
         """Global query rows, split-K over the keys; the last split to finish merges the partials
-        (atomic ticket) and writes the rows of O and LSE."""
+        (atomic ticket) and writes the rows of O and LSE. ``QG_COMPACT``: QG holds only the global
+        rows, (B, H, G, D) in ``GIDX`` order."""
         gt = t // NSPLIT
         s = t % NSPLIT
         b = bh // H
@@ -235,7 +236,10 @@ if HAS_TRITON:
         kbase = KG + b.to(tl.int64) * skb + h.to(tl.int64) * skh
         vbase = VG + b.to(tl.int64) * svb + h.to(tl.int64) * svh
         kpm_base = KPM + b.to(tl.int64) * skpb
-        q = tl.load(qbase + grow_s[:, None] * sqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+        if QG_COMPACT:
+            q = tl.load(qbase + offs_g[:, None] * sqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+        else:
+            q = tl.load(qbase + grow_s[:, None] * sqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
         acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
         l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
         m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
@@ -298,7 +302,7 @@ if HAS_TRITON:
                        HAS_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
                        SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, BLOCK_G: tl.constexpr,
-                       BLOCK_NG: tl.constexpr):
+                       BLOCK_NG: tl.constexpr, QG_COMPACT: tl.constexpr):
         """One launch: global-row programs first (split-K + merge), then the query tiles."""
         if TILE_MAJOR:
             t = tl.program_id(0)
@@ -311,7 +315,7 @@ if HAS_TRITON:
                 _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
                               gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
                               H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
-                              CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT)
+                              CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT)
             else:
                 _band_program(Q, K, V, O, LSE, GIDX, KPM, t - N_GPROG, bh,
                               sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
@@ -322,6 +326,18 @@ if HAS_TRITON:
                           sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                           H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, False, HAS_KPM,
                           BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
+
+    @triton.jit
+    def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
+                        gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
+                        H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                        CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
+                        BLOCK_NG: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
+        """Global rows as their own launch (after the band launch, whose rows they overwrite)."""
+        _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, tl.program_id(1), tl.program_id(0),
+                      gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
+                      H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                      CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT)
 
     # ------------------------------------------------------------------ backward
     @triton.jit
@@ -507,13 +523,13 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024}
+                "keys_per_split": 1024, "fuse_grows": False}
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
     if global_idx is None or global_idx.numel() == 0:
         return torch.full((1, 1), -1, dtype=torch.int32, device=device), 0
-    gi = global_idx.to(device)
+    gi = global_idx.to(device).long()
     if gi.dim() == 1:
         gi = torch.unique(gi, sorted=True)[None]
         return gi.to(torch.int32).contiguous(), 0
@@ -550,7 +566,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           out: Optional[torch.Tensor] = None, block_m: Optional[int] = None,
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
-                          split: Optional[bool] = None, tile_major: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          split: Optional[bool] = None, tile_major: Optional[bool] = None,
+                          fuse_grows: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -593,13 +610,18 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
     qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)
     _check_last_dim(qg, kg, vg)
+    qg_compact = qg.shape[2] != N
+    if qg_compact and qg.shape[2] != G:
+        raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
+    fuse = FWD_DEFAULTS["fuse_grows"] if fuse_grows is None else fuse_grows
     BG = 16
     GP = triton.cdiv(max(G, 1), BG) * BG
     bn_g = BN if interpreting() else 128
     keys_per_split = 2 * bn_g if interpreting() else FWD_DEFAULTS["keys_per_split"]
     nsplit = triton.cdiv(N, keys_per_split)
     if has_grows:
-        n_gprog = (GP // BG) * nsplit
+        n_gprog_all = (GP // BG) * nsplit
+        n_gprog = n_gprog_all if fuse else 0
         po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
         pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
         cnt = torch.zeros(B * H * (GP // BG), dtype=torch.int32, device=q.device)
@@ -616,20 +638,33 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
         vg.stride(0), vg.stride(1), vg.stride(2),
         H, N, window, G, GP, qk_scale, keys_per_split, nsplit, n_gprog,
-        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows, HAS_KPM=key_padding_mask is not None,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows and fuse,
+        HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, **extra)
+        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact, **extra)
+    if has_grows and not fuse:
+        _wg_grow_kernel[(B * H, n_gprog_all)](
+            qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
+            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+            vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+            H, N, G, GP, qk_scale, keys_per_split, nsplit,
+            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
+            QG_COMPACT=qg_compact, **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
     return o, lse
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,
                        kpm: Optional[torch.Tensor], causal: bool, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Outputs of the global rows (B, H, G, D) by a dense fp32 computation (G x N scores)."""
-    B, H, N, D = qg.shape
+    """Outputs of the global rows (B, H, G, D) by a dense fp32 computation (G x N scores).
+    ``qg`` is (B, H, N, D) or compact (B, H, G, D) in ``gidx`` order."""
+    B, H, N, D = kg.shape
     gi = gidx.long().expand(B, -1)
     valid = gi >= 0
     gs = torch.where(valid, gi, 0)
-    qr = torch.gather(qg.float(), 2, gs[:, None, :, None].expand(B, H, gs.shape[1], D))
+    if qg.shape[2] == N:
+        qr = torch.gather(qg.float(), 2, gs[:, None, :, None].expand(B, H, gs.shape[1], D))
+    else:
+        qr = qg.float()
     s = torch.matmul(qr, kg.float().transpose(-1, -2)) * scale
     m = torch.ones(B, 1, gs.shape[1], N, dtype=torch.bool, device=qg.device)
     if causal:

@@ -48,8 +48,11 @@ class _FastLayer(nn.Module):
         self.window = window
         self.w_qkv = nn.Parameter(torch.cat([sa.query.weight, sa.key.weight, sa.value.weight]).detach().clone())
         self.b_qkv = nn.Parameter(torch.cat([sa.query.bias, sa.key.bias, sa.value.bias]).detach().clone())
-        self.w_g = nn.Parameter(torch.cat([sa.query_global.weight, sa.key_global.weight, sa.value_global.weight]).detach().clone())
-        self.b_g = nn.Parameter(torch.cat([sa.query_global.bias, sa.key_global.bias, sa.value_global.bias]).detach().clone())
+        # global projections: the query only for the (few) global rows, key/value for every token
+        self.w_qg = nn.Parameter(sa.query_global.weight.detach().clone())
+        self.b_qg = nn.Parameter(sa.query_global.bias.detach().clone())
+        self.w_kvg = nn.Parameter(torch.cat([sa.key_global.weight, sa.value_global.weight]).detach().clone())
+        self.b_kvg = nn.Parameter(torch.cat([sa.key_global.bias, sa.value_global.bias]).detach().clone())
         ao = hf_layer.attention.output
         self.attn_out = nn.Linear(ao.dense.in_features, ao.dense.out_features)
         self.attn_out.load_state_dict(ao.dense.state_dict())
@@ -63,10 +66,9 @@ class _FastLayer(nn.Module):
         self.ln2.load_state_dict(hf_layer.output.LayerNorm.state_dict())
         self.act = _gelu(act)
 
-    def _split(self, x: torch.Tensor, B: int, N: int) -> Tuple[torch.Tensor, ...]:
-        C = self.num_heads * self.head_dim
-        t = x.view(B, N, 3, self.num_heads, self.head_dim)
-        return tuple(t[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
+    def _split(self, x: torch.Tensor, B: int, N: int, parts: int = 3) -> Tuple[torch.Tensor, ...]:
+        t = x.view(B, N, parts, self.num_heads, self.head_dim)
+        return tuple(t[:, :, i].transpose(1, 2) for i in range(parts))  # (B, H, N, D) strided views
 
     def forward(self, x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
                 backend: str) -> torch.Tensor:
@@ -76,7 +78,10 @@ class _FastLayer(nn.Module):
         has_g = gidx is not None and gidx.shape[-1] > 0
         qg = kg = vg = None
         if has_g:
-            qg, kg, vg = self._split(F.linear(x, self.w_g, self.b_g), B, N)
+            kg, vg = self._split(F.linear(x, self.w_kvg, self.b_kvg), B, N, 2)
+            gi = gidx.long().clamp_min(0).expand(B, -1)
+            xg = torch.gather(x, 1, gi[:, :, None].expand(B, gi.shape[1], C))  # (B, G, C), -1 slots unused
+            qg = F.linear(xg, self.w_qg, self.b_qg).view(B, gi.shape[1], H, D).transpose(1, 2)  # compact
         o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
         if backend == "triton":
             from ..kernels.window_global import window_global_forward
