@@ -96,7 +96,8 @@ def test_child_triton_path():
 def test_child_triton_training_gradients_match_reference():
     """Training path (autograd through the kernels, separate global projections) vs reference path."""
     torch.manual_seed(3)
-    hf = transformers.LongformerModel(_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_hidden_layers=1))
+    hf = transformers.LongformerModel(_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_hidden_layers=1,
+                                           attention_window=[8]))
     ids, am, gm = _inputs(N=40)
     w = torch.randn(2, 40, 64)
     grads = {}
