@@ -100,7 +100,7 @@ def main() -> None:
                     json.dump(res, f, indent=1)
             return
     rows = run_attention_bench(a.n, a.dtype, a.heads, a.dim, with_flex=not a.no_flex, window=a.window,
-                               linear_ns=a.linear_n, only=a.only)
+                               linear_ns=a.linear_n, only=a.only, variants=True)
     res["rows"] = rows_to_json(rows)
     res["config"] = vars(a)
     if a.json:

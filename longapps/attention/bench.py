@@ -181,7 +181,8 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
                         dim: int = 64, batch: int = 1, with_flex: bool = True, mask_max_n: int = 16384,
                         dense_max_n: int = 65536, window: int = 256, sink_window: int = 512, sinks: int = 4,
                         linear_ns: Optional[Sequence[int]] = None, only: Optional[Sequence[str]] = None,
-                        use_graphs: bool = True, log: Callable[[str], None] = print) -> List[Row]:
+                        use_graphs: bool = True, variants: bool = False,
+                        log: Callable[[str], None] = print) -> List[Row]:
     """Time ours and the peers at each length; returns rows (ratios = peer ms / our ms)."""
     if not torch.cuda.is_available():
         raise RuntimeError("the attention benchmark needs a CUDA GPU")
@@ -198,6 +199,11 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
                 q, k, v = q * 0.1, k * 0.1, v
             useful = None if isinstance(pat, Linear) else 4.0 * dim * heads * batch * pairs(pat, n)
             fns = {"ours": _ours(pat, q, k, v)}
+            if isinstance(pat, WindowGlobal) and variants:
+                from ..kernels.window_global import prepare_global_idx, window_global_forward
+                g_ = prepare_global_idx(pat.global_idx, q.device)
+                fns["ours_fused_grows"] = lambda: window_global_forward(q, k, v, pat.window, g_, pat.causal,  # noqa: E731
+                                                                        gidx_prepared=True, fuse_grows=True)[0]
             try:
                 fns.update(_peers(name, pat, q, k, v, n, with_flex, mask_max_n))
             except Exception as e:  # a peer that cannot be built is reported, not fatal
@@ -224,7 +230,7 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
             ours = res.get("ours")
             if ours and ours.ms:
                 for meth, r in res.items():
-                    if meth != "ours" and r.ms:
+                    if meth != "ours" and not meth.startswith("ours_") and r.ms:
                         ours.ratios[meth] = r.ms / ours.ms
             rows.extend(res.values())
             del q, k, v
