@@ -81,14 +81,40 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
     return out
 
 
+def profile(n: int, batch: int, n_global: int) -> None:
+    """GPU time per kernel (eager forward of ours), to see where the encoder's time goes."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+    from transformers import LongformerConfig, LongformerModel
+
+    from longapps.models.longformer import FastLongformerModel
+    cfg = LongformerConfig(max_position_embeddings=max(4098, n + 2))
+    fast = FastLongformerModel.from_hf(LongformerModel(cfg).cuda().half()).eval()
+    ids = torch.randint(3, cfg.vocab_size, (batch, n), device="cuda")
+    gm = torch.zeros_like(ids)
+    gm[:, :n_global] = 1
+    with torch.no_grad():
+        for _ in range(3):
+            fast(input_ids=ids, global_attention_mask=gm)
+        torch.cuda.synchronize()
+        with tprofile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                fast(input_ids=ids, global_attention_mask=gm)
+            torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, nargs="+", default=[4096])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--n-global", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--profile", action="store_true", help="print the GPU time per kernel of our eager forward")
     a = ap.parse_args()
     dev = torch.cuda.get_device_name()
+    if a.profile:
+        profile(a.n[0], a.batch, a.n_global)
+        return
     print(f"device: {dev}; torch {torch.__version__}")
     results = []
     for n in a.n:
