@@ -18,6 +18,7 @@ global query rows (G x N, small) go through a dense PyTorch recomputation.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -541,6 +542,15 @@ def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.devic
     return g.to(torch.int32).contiguous(), g.stride(0)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _num_sms(device: torch.device) -> int:
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else 8
+
+
 def prepare_global_idx(global_idx: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Sorted, de-duplicated int32 (B|1, G) index table, -1 padded, for ``gidx_prepared=True``."""
     return _prep_global(global_idx, 1, device)[0]
@@ -567,13 +577,15 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          fuse_grows: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          fuse_grows: Optional[bool] = None, global_rows: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
     causal and no ``global_idx``). ``global_qkv=(qg, kg, vg)``: global rows use these
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
+    ``global_rows=False``: the caller computes the global query rows itself (their rows of the
+    output then hold window attention only).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -606,6 +618,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         extra = {}
     else:
         extra = {"num_warps": nw, "num_stages": ns}
+    has_grows = has_grows and global_rows
     split = FWD_DEFAULTS["split"] if split is None else split
     tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
     qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)
@@ -617,7 +630,11 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     BG = 16
     GP = triton.cdiv(max(G, 1), BG) * BG
     bn_g = BN if interpreting() else 128
-    keys_per_split = 2 * bn_g if interpreting() else FWD_DEFAULTS["keys_per_split"]
+    if interpreting():
+        keys_per_split = 2 * bn_g
+    else:  # enough split-K programs to fill the GPU, 256..1024 keys each
+        want = max(1, -(-2 * _num_sms(q.device) // (B * H * (GP // BG))))
+        keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
     nsplit = triton.cdiv(N, keys_per_split)
     if has_grows:
         n_gprog_all = (GP // BG) * nsplit
