@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "rank")
     ap.add_argument("--llm-queries", type=int, default=3, help="test queries for the LLM part (0 = skip)")
     ap.add_argument("--top-n", type=int, default=100, help="candidates the LLM reranks")
+    ap.add_argument("--quality-queries", type=int, default=20,
+                    help="extra test queries where llm-full reranks only the hybrid's top --quality-top-n")
+    ap.add_argument("--quality-top-n", type=int, default=20)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "rank.json")
     args = ap.parse_args()
 
@@ -161,45 +164,76 @@ def main() -> None:
         load_s = time.perf_counter() - t_load
         threads = set_cpu_threads(threads)
         lranker = Ranker(RankerConfig(rerank_top=args.top_n), encoder=ranker.encoder, lm=lm)
-        # the budget full-list mode needs for N passages; window mode is given the same, so both read the same text
+        # what full-list mode gives each of N passages; "same budget" runs give window mode exactly that too, so
+        # both read the same text; "default" runs let window mode fit its own (20-passage) prompts as users get it
         budget = lranker.plan(test_q[0]["query"], args.top_n)
-        lranker.config.passage_tokens = budget.passage_tokens
-        rows = {m: [] for m in ("hybrid", "llm-full", "llm-window")}
+        runs = {"hybrid": ("hybrid", None), "llm-full": ("llm-full", None),
+                "llm-window (same budget)": ("llm-window", budget.passage_tokens),
+                "llm-window (default budget)": ("llm-window", None)}
+        rows = {m: [] for m in runs}
         for q in test_q[: args.llm_queries]:
             ps = [Passage(c, by_id[c]["text"]) for c in q["candidates"]]
-            for method in ("hybrid", "llm-full", "llm-window"):
+            for label, (method, per) in runs.items():
                 lranker.config.method = method
+                lranker.config.passage_tokens = per
                 got = lranker.rank(q["query"], ps)
                 r = next(x.rank for x in got if x.id == q["relevant"])
                 s = lranker.stats
-                rows[method].append({"qid": q["qid"], "rank": r, "prompt_tokens": s.prompt_tokens,
-                                     "generated_tokens": s.generated_tokens, "llm_calls": s.llm_calls,
-                                     "llm_s": round(s.llm_s, 1), "wall_s": round(s.wall_s, 1),
-                                     "parsed_ids": s.parsed_ids, "repaired_ids": s.repaired_ids,
-                                     "passage_tokens": s.passage_tokens, "notes": s.notes})
-                print(f"{q['qid']} {method}: rank {r}, {s.llm_calls} calls, {s.prompt_tokens} prompt + "
-                      f"{s.generated_tokens} generated tokens, {s.wall_s:.1f}s", file=sys.stderr)
+                rows[label].append({"qid": q["qid"], "rank": r, "prompt_tokens": s.prompt_tokens,
+                                    "generated_tokens": s.generated_tokens, "llm_calls": s.llm_calls,
+                                    "llm_s": round(s.llm_s, 1), "wall_s": round(s.wall_s, 1),
+                                    "parsed_ids": s.parsed_ids, "repaired_ids": s.repaired_ids,
+                                    "passage_tokens": s.passage_tokens, "notes": s.notes})
+                print(f"{q['qid']} {label}: rank {r}, {s.llm_calls} calls, {s.prompt_tokens} prompt + "
+                      f"{s.generated_tokens} generated tokens, {s.passage_tokens} tokens/passage, "
+                      f"{s.wall_s:.1f}s", file=sys.stderr)
         agg = {}
-        for method, rs in rows.items():
-            agg[method] = {**summarize([x["rank"] for x in rs]),
-                           **{k: int(sum(x[k] for x in rs)) for k in ("prompt_tokens", "generated_tokens",
-                                                                       "llm_calls")},
-                           "llm_s": round(sum(x["llm_s"] for x in rs), 1),
-                           "wall_s": round(sum(x["wall_s"] for x in rs), 1)}
-        full, win = agg["llm-full"], agg["llm-window"]
+        for label, rs in rows.items():
+            agg[label] = {**summarize([x["rank"] for x in rs]),
+                          **{k: int(sum(x[k] for x in rs)) for k in ("prompt_tokens", "generated_tokens",
+                                                                      "llm_calls", "parsed_ids")},
+                          "passage_tokens": rs[0]["passage_tokens"],
+                          "llm_s": round(sum(x["llm_s"] for x in rs), 1),
+                          "wall_s": round(sum(x["wall_s"] for x in rs), 1)}
+        full = agg["llm-full"]
+        ratios = {}
+        for label in ("llm-window (same budget)", "llm-window (default budget)"):
+            win = agg[label]
+            ratios[label] = {"prompt_tokens": round(full["prompt_tokens"] / max(1, win["prompt_tokens"]), 3),
+                             "llm_wall": round(full["llm_s"] / max(1e-9, win["llm_s"]), 3)}
         llm = {"model": lm.name, "context": lm.context_length, "load_s": round(load_s, 1), "threads": threads,
-               "top_n": args.top_n, "passage_tokens": budget.passage_tokens, "per_query": rows, "total": agg,
-               "prompt_token_ratio_full_vs_window": round(full["prompt_tokens"] / max(1, win["prompt_tokens"]), 3),
-               "wall_ratio_full_vs_window": round(full["llm_s"] / max(1e-9, win["llm_s"]), 3)}
-        print(f"\nLLM ({lm.name}, {args.llm_queries} test queries x {args.top_n} candidates, "
-              f"{budget.passage_tokens} tokens/passage):")
-        print("| method | nDCG@10 | MRR | LLM calls | prompt tokens | generated tokens | LLM wall (s) |")
-        print("|---|---|---|---|---|---|---|")
-        for method, a in agg.items():
-            print(f"| {method} | {a['ndcg@10']:.4f} | {a['mrr']:.4f} | {a['llm_calls']} | {a['prompt_tokens']} "
-                  f"| {a['generated_tokens']} | {a['llm_s']:.1f} |")
-        print(f"full/window prompt tokens: {llm['prompt_token_ratio_full_vs_window']}, "
-              f"LLM wall: {llm['wall_ratio_full_vs_window']}")
+               "top_n": args.top_n, "full_passage_tokens": budget.passage_tokens, "per_query": rows, "total": agg,
+               "full_vs_window": ratios}
+        print(f"\nLLM ({lm.name}, {args.llm_queries} test queries x {args.top_n} candidates, {threads} thread(s)):")
+        print("| method | tokens/passage | nDCG@10 | MRR | LLM calls | prompt tokens | generated tokens | ids parsed "
+              "| LLM wall (s) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for label, a in agg.items():
+            print(f"| {label} | {a['passage_tokens'] or '-'} | {a['ndcg@10']:.4f} | {a['mrr']:.4f} | {a['llm_calls']} "
+                  f"| {a['prompt_tokens']} | {a['generated_tokens']} | {a['parsed_ids']} | {a['llm_s']:.1f} |")
+        for label, r in ratios.items():
+            print(f"llm-full / {label}: prompt tokens x{r['prompt_tokens']}, LLM wall x{r['llm_wall']}")
+        if args.quality_queries > 0:
+            # LLM quality on more queries, cheaply: llm-full over the hybrid's top-20 only
+            qr = Ranker(RankerConfig(method="llm-full", rerank_top=args.quality_top_n), encoder=ranker.encoder,
+                        lm=lm)
+            pool = test_q[args.llm_queries: args.llm_queries + args.quality_queries]
+            ranks = {"hybrid": [], "llm-full": []}
+            t_q = time.perf_counter()
+            parsed = 0
+            for q in pool:
+                ps = [Passage(c, by_id[c]["text"]) for c in q["candidates"]]
+                for method in ("hybrid", "llm-full"):
+                    qr.config.method = method
+                    got = qr.rank(q["query"], ps)
+                    ranks[method].append(next(x.rank for x in got if x.id == q["relevant"]))
+                parsed += qr.stats.parsed_ids
+            llm["quality_top_n"] = {"queries": len(pool), "top_n": args.quality_top_n,
+                                    "hybrid": summarize(ranks["hybrid"]), "llm-full": summarize(ranks["llm-full"]),
+                                    "ids_parsed_per_query": round(parsed / max(1, len(pool)), 1),
+                                    "wall_s": round(time.perf_counter() - t_q, 1)}
+            print(f"quality, {len(pool)} queries, llm-full over the hybrid's top {args.quality_top_n}: "
+                  f"{llm['quality_top_n']}")
 
     out = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "cpus": os.cpu_count(), "python": platform.python_version()},
