@@ -241,7 +241,8 @@ def main() -> None:
            "data": {"documents": len(docs), "queries": len(queries), "test": len(split["test"]),
                     "tune": len(split["tune"]), "candidates": len(queries[0]["candidates"]), **enc_info},
            "config": {"lexical_weight": cfg.lexical_weight, "best_weight": cfg.best_weight,
-                      "mean_weight": cfg.mean_weight, "max_chunks": cfg.max_chunks, "chunk_tokens": ranker.chunk_tokens},
+                      "mean_weight": cfg.mean_weight, "max_chunks": cfg.max_chunks,
+                      "chunk_tokens": ranker.chunk_tokens},
            "first_stage_ms_per_query_100_cached": round(first_stage_ms, 1),
            "table": table, "grid_tune": grid, "best_tune": best, "llm": llm}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@ full-list vs sliding window costs, context overflow, importance-aware loss, chec
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from click.testing import CliRunner
 
 from longapps.cli import main
 from longapps.models.causal_lm import CausalLM, load_causal_lm
-from longapps.pipelines.rank_prompt import PermutationGrammar, parse_permutation
+from longapps.pipelines.rank_prompt import PermutationGrammar
 from longapps.pipelines.rank_train import (TrainConfig, TrainExample, build_sample, load_examples, position_weights,
                                            target_order, target_text, token_weights, train, weighted_loss)
 from longapps.pipelines.ranking import Passage, Ranker, RankerConfig

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from longapps.resources import (DEFAULT_LLM_ID, LongappsError, ModelNotFoundError, cache_dir, default_llm_gguf,
-                                missing_model_message)
+from longapps.resources import DEFAULT_LLM_ID, ModelNotFoundError, cache_dir, default_llm_gguf, missing_model_message
 
 log = logging.getLogger(__name__)
 
@@ -242,4 +241,4 @@ def _load_hub(spec: str, dtype: Any) -> tuple[Any, Any]:
             raise ModelNotFoundError(missing_model_message(spec, err)) from err
 
 
-__all__ = ["CausalLM", "load_causal_lm", "set_cpu_threads", "LongappsError"]
+__all__ = ["CausalLM", "load_causal_lm", "set_cpu_threads"]

@@ -103,7 +103,8 @@ def target_text(order: Sequence[int]) -> str:
     return text[len(ANSWER_PREFIX):] if text.startswith(ANSWER_PREFIX) else text
 
 
-def token_weights(tokenizer: Any, text: str, order: Sequence[int], weights: Sequence[float]) -> tuple[list[int], list[float]]:
+def token_weights(tokenizer: Any, text: str, order: Sequence[int],
+                  weights: Sequence[float]) -> tuple[list[int], list[float]]:
     """Tokenize the target and give each token the weight of the id it spells (1.0 for separators).
 
     Uses character offsets (fast tokenizers); otherwise tokenizes piece by piece."""

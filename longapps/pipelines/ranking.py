@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -119,6 +120,18 @@ def _jsonl_passages(path: Path, max_bytes: int, warnings: list[str]) -> list[Pas
     return out
 
 
+def _list_files(root: Path) -> list[Path]:
+    """Regular files under root, sorted; hidden files/folders skipped, symlinked folders not followed."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not name.startswith(".") and p.is_file():
+                found.append(p)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
 def load_passages(source: str | Path, *, max_bytes: int = DEFAULT_READ_BYTES,
                   progress: bool = False) -> tuple[list[Passage], list[str]]:
     """Passages from a folder of text files (recursively; hidden files skipped) or a JSONL file of
@@ -135,8 +148,7 @@ def load_passages(source: str | Path, *, max_bytes: int = DEFAULT_READ_BYTES,
         if not passages:
             raise LongappsError(f"no passages in {source}" + (f" ({len(warnings)} lines skipped)" if warnings else ""))
     else:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not any(
-            part.startswith(".") for part in p.relative_to(path).parts))
+        files = _list_files(path)
         if not files:
             raise LongappsError(f"no passage files in {source}: put one text file per passage there")
         passages = []
@@ -152,7 +164,8 @@ def load_passages(source: str | Path, *, max_bytes: int = DEFAULT_READ_BYTES,
                     warnings.append(f"skipped {rel}: empty")
                     continue
                 if note:
-                    warnings.append(f"{rel}: " + note.replace("non-utf8", "not UTF-8, read with replacement characters"))
+                    warnings.append(f"{rel}: " + note.replace("non-utf8",
+                                                              "not UTF-8, read with replacement characters"))
                 passages.append(Passage(rel, text, note))
         if not passages:
             raise LongappsError(f"no readable text passages in {source} ({len(warnings)} files skipped: "
