@@ -163,7 +163,7 @@ def test_read_query():
             read_query(bad)
 
 
-def test_huge_passage_is_capped(tmp_path):
+def test_huge_passage_is_capped(tmp_path, monkeypatch, hashing_encoder):
     big = tmp_path / "big.txt"
     line = ("filler words about nothing in particular. " * 50 + "\n").encode()
     with open(big, "wb") as f:
@@ -172,6 +172,15 @@ def test_huge_passage_is_capped(tmp_path):
     assert big.stat().st_size >= 100_000_000
     text, note = read_passage_file(big, 4_000_000)
     assert len(text) <= 4_000_000 and "truncated" in note
+    # end to end: the CLI ranks a folder holding it, with a warning and no traceback
+    import longapps.pipelines.ranking as ranking
+
+    monkeypatch.setattr(ranking, "load_encoder", lambda model=None: hashing_encoder)
+    (tmp_path / "small.txt").write_text("a short passage about parsing options")
+    r = run(["rank", "--query", "parsing options", str(tmp_path), "--stats"])
+    assert r.exit_code == 0, r.output
+    assert "big.txt: truncated to 4 MB" in r.stderr and r.stdout.split()[1] == "small.txt"
+    assert len(hashing_encoder.encoded) <= 16 + 1 + 1  # 16 chunks of big.txt, small.txt, the query
 
 
 # -- first stage -----------------------------------------------------------------------------------
