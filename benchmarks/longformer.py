@@ -63,6 +63,19 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         out["err_graph_vs_hf16"] = _err(static_out, ref16)
         t["ours_cuda_graph"] = measure(graph.replay, iters=50)
         log(f"  ours CUDA graph: {t['ours_cuda_graph'][0]:.3f} ms")
+        try:  # variant: global rows in hidden space
+            for layer in fast.layers:
+                layer.global_mode = "hidden"
+            t["ours_eager_hidden_global"] = measure(ours_fn, iters=20)
+            r2 = fast.cuda_graph(ids, am, gm)
+            out["err_hidden_global_vs_hf16"] = _err(r2(ids, am, gm), ref16)
+            t["ours_cuda_graph_hidden_global"] = measure(r2.graph.replay, iters=50)
+            log(f"  ours (global rows in hidden space): eager {t['ours_eager_hidden_global'][0]:.3f} ms, "
+                f"graph {t['ours_cuda_graph_hidden_global'][0]:.3f} ms")
+            for layer in fast.layers:
+                layer.global_mode = "kernel"
+        except Exception as e:
+            log(f"  hidden-space variant failed: {e!r}"[:300])
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

@@ -30,10 +30,10 @@ def _inputs(B=2, N=45):
     return ids, am, gm
 
 
-def _compare(backend, N=45):
+def _compare(backend, N=45, global_mode="kernel"):
     torch.manual_seed(0)
     hf = transformers.LongformerModel(_cfg()).eval()
-    fast = FastLongformerModel.from_hf(hf, backend=backend).eval()
+    fast = FastLongformerModel.from_hf(hf, backend=backend, global_mode=global_mode).eval()
     ids, am, gm = _inputs(N=N)
     worst = 0.0
     with torch.no_grad():
@@ -90,6 +90,7 @@ def test_triton_path_under_interpreter():
 @child
 def test_child_triton_path():
     assert _compare("triton") < 1e-4
+    assert _compare("triton", global_mode="hidden") < 1e-4
 
 
 @child

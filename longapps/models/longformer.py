@@ -66,6 +66,9 @@ class _FastLayer(nn.Module):
         self.ln2 = nn.LayerNorm(hf_layer.output.LayerNorm.normalized_shape, eps=eps)
         self.ln2.load_state_dict(hf_layer.output.LayerNorm.state_dict())
         self.act = _gelu(act)
+        # global query rows at inference: "kernel" (split-K programs of the attention kernel; fewer
+        # launches) or "hidden" (hidden-space algebra, no key/value_global projection of all tokens)
+        self.global_mode = "kernel"
 
     def _split(self, x: torch.Tensor, B: int, N: int, parts: int = 3) -> Tuple[torch.Tensor, ...]:
         t = x.view(B, N, parts, self.num_heads, self.head_dim)
@@ -121,7 +124,21 @@ class _FastLayer(nn.Module):
                 o = _reference_longformer_attention(q, k, v, qg, kg, vg, self.window, gidx if has_g else None,
                                                     kpm, backend).transpose(1, 2)
             a = o.reshape(B, N, C)
-        else:  # inference: window kernel for the local rows, global rows in hidden space
+        elif self.global_mode == "kernel" and backend == "triton":
+            # inference, one attention call: window kernel + split-K global-row programs (compact qg)
+            o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
+            qg = kg = vg = None
+            if has_g:
+                kg, vg = self._split(F.linear(x, self.w_kvg, self.b_kvg), B, N, 2)
+                gi = gidx.long().clamp_min(0).expand(B, -1)
+                xg = torch.gather(x, 1, gi[:, :, None].expand(B, gi.shape[1], C))
+                qg = F.linear(xg, self.w_qg, self.b_qg).view(B, gi.shape[1], H, D).transpose(1, 2)
+            from ..kernels.window_global import window_global_forward
+            window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
+                                  global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
+                                  gidx_prepared=has_g)
+            a = o.reshape(B, N, C)
+        else:  # inference: window attention for the local rows, global rows in hidden space
             o = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
             if backend == "triton":
                 from ..kernels.window_global import window_global_forward
@@ -164,8 +181,10 @@ def _reference_longformer_attention(q, k, v, qg, kg, vg, window, gidx, kpm, back
 class FastLongformerModel(nn.Module):
     """Longformer encoder (HF-compatible weights) on the efficient attention backend."""
 
-    def __init__(self, hf_model: nn.Module, backend: str = "auto") -> None:
+    def __init__(self, hf_model: nn.Module, backend: str = "auto", global_mode: str = "kernel") -> None:
         super().__init__()
+        if global_mode not in ("kernel", "hidden"):
+            raise ValueError(f"global_mode must be 'kernel' or 'hidden', got {global_mode!r}")
         cfg = hf_model.config
         self.config = cfg
         self.backend = backend
@@ -175,11 +194,13 @@ class FastLongformerModel(nn.Module):
         self.layers = nn.ModuleList(
             _FastLayer(layer, aw[i] // 2, cfg.hidden_act, cfg.layer_norm_eps) for i, layer in enumerate(hf_model.encoder.layer))
         self.pooler = getattr(hf_model, "pooler", None)
+        for layer in self.layers:
+            layer.global_mode = global_mode
 
     @classmethod
-    def from_hf(cls, hf_model: nn.Module, backend: str = "auto") -> "FastLongformerModel":
+    def from_hf(cls, hf_model: nn.Module, backend: str = "auto", global_mode: str = "kernel") -> "FastLongformerModel":
         """Wrap an instantiated ``transformers.LongformerModel`` (weights copied/shared)."""
-        m = cls(hf_model, backend)
+        m = cls(hf_model, backend, global_mode)
         p = next(hf_model.parameters())
         return m.to(device=p.device, dtype=p.dtype)
 
