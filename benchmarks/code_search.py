@@ -78,6 +78,7 @@ def run_language(lang: str, enc, lex_weights: list[float]) -> dict:
 
     # chunk stage variants --------------------------------------------------------------------------
     trunc_vecs = enc.encode([u["text"] for u in units])                      # one vector, first 256 tokens
+    trunc_head_vecs = enc.encode([f"{u['path']} {u['name']}\n{u['text']}" for u in units])  # same + context line
     win_texts, win_groups = [], []
     budget = cs.block_tokens
     for ui, u in enumerate(units):
@@ -88,16 +89,14 @@ def run_language(lang: str, enc, lex_weights: list[float]) -> dict:
     ast_texts, ast_groups = encoder_texts(units, "path+name")
     ast_vecs = enc.encode(ast_texts)
     ast_groups = np.asarray(ast_groups)
-    bare_texts, bare_groups = encoder_texts(units, "none")
-    bare_vecs = enc.encode(bare_texts)
 
     bm25 = BM25Index().fit(tokenize(lexical_text(u)) for u in units)
     lex = np.stack([bm25.scores(tokenize(q)) for q in qtexts])
 
     dense: dict[str, np.ndarray] = {
         "dense truncation (first 256 tokens)": qv @ trunc_vecs.T,
+        "dense truncation + path/name line": qv @ trunc_head_vecs.T,
         "line windows + mean": qv @ pool_groups(win_vecs, win_groups, "mean").T,
-        "AST blocks (no header) + mean": qv @ pool_groups(bare_vecs, bare_groups, "mean").T,
     }
     for pooling in ("mean", "max", "attention", "first"):
         dense[f"AST blocks + {pooling}"] = qv @ pool_groups(ast_vecs, ast_groups, pooling).T
@@ -108,7 +107,8 @@ def run_language(lang: str, enc, lex_weights: list[float]) -> dict:
     rows = [{"variant": "BM25 alone", "all": mrr(lex, targets, all_mask), "long": mrr(lex, targets, long_mask)}]
     for name, s in dense.items():
         rows.append({"variant": name, "all": mrr(s, targets, all_mask), "long": mrr(s, targets, long_mask)})
-    for name in ("dense truncation (first 256 tokens)", "AST blocks + mean", "AST blocks + attention",
+    for name in ("dense truncation (first 256 tokens)", "dense truncation + path/name line", "AST blocks + mean",
+                 "AST blocks + attention",
                  "AST blocks + max", "AST blocks + mean/block-max blend"):
         for w in lex_weights:
             fused = np.stack([hybrid_scores(dense[name][i], lex[i], w) for i in range(len(qtexts))])
@@ -144,11 +144,25 @@ def throughput(lang: str) -> dict:
         texts, _ = encoder_texts(units, cs.config.header)
         tokens = sum(enc.count_tokens(texts))
         t = time.perf_counter()
-        cs.index()
+        s2 = cs.index()
         second = time.perf_counter() - t
+        # the CLI in a fresh process: 200 queries from a file, JSON lines out, one model load
+        import subprocess
+
+        qfile = Path(tmp) / "q.txt"
+        qs = [q["query"] for q in load_set(lang)[1]]
+        qfile.write_text("\n".join((qs * 3)[:200]) + "\n")
+        t = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "longapps.cli", "search-code", str(repo), "--queries", str(qfile),
+                            "--index-dir", str(Path(tmp) / "index"), "-k", "10"], capture_output=True, text=True,
+                           env=dict(os.environ, LONGAPPS_CACHE=tmp))
+        cli_s = time.perf_counter() - t
         del os.environ["LONGAPPS_CACHE"]
     return {"language": lang, "files": s.files, "blocks": s.blocks, "tokens": tokens, "seconds": round(dt, 1),
-            "tokens_per_s": round(tokens / dt), "second_run_s": round(second, 2)}
+            "tokens_per_s": round(tokens / dt), "second_run_s": round(second, 2),
+            "second_run_encoded": s2.encoded, "cli_200_queries_s": round(cli_s, 1),
+            "cli_200_queries_ok": r.returncode == 0 and len(r.stdout.splitlines()) == 200,
+            "repo_mb": round(sum(f.stat().st_size for f in repo.rglob("*") if f.is_file()) / 1e6, 2)}
 
 
 def main() -> None:

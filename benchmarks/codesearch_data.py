@@ -72,7 +72,7 @@ def python_file(rel: str, src: str) -> tuple[str, list[dict]]:
     return text, queries
 
 
-def python_sources(limit_every: int = 3) -> list[tuple[str, str]]:
+def python_sources(limit_every: int = 6) -> list[tuple[str, str]]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "ensurepip", "turtledemo", "pydoc_data",
             "tkinter", "__pycache__", "distutils"}
@@ -145,7 +145,7 @@ def cfamily_file(rel: str, src: str, language: str) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", queries
 
 
-def java_sources(limit_every: int = 4) -> list[tuple[str, str]]:
+def java_sources(limit_every: int = 8) -> list[tuple[str, str]]:
     import glob
     zpath = [p for p in sorted(glob.glob("/usr/lib/jvm/*/lib/src.zip")) if Path(p).exists()][0]
     out = []
@@ -163,11 +163,12 @@ def js_sources() -> list[tuple[str, str]]:
     root = Path("/usr/lib/node_modules/npm")
     files = sorted(p for p in root.rglob("*.js") if "test" not in p.parts and p.stat().st_size < 60_000
                    and not p.name.endswith(".min.js"))
-    return [(str(p.relative_to(root)), p.read_text(encoding="utf-8", errors="replace"))
-            for i, p in enumerate(files) if i % 2 == 0]
+    # "node_modules/" would be skipped as vendored by the walker: store the packages under "pkgs/"
+    return [(str(p.relative_to(root)).replace("node_modules/", "pkgs/"), p.read_text(encoding="utf-8", errors="replace"))
+            for i, p in enumerate(files) if i % 4 == 0]
 
 
-def build(language: str, out: Path, max_queries: int = 500, seed: int = 0) -> dict:
+def build(language: str, out: Path, max_queries: int = 300, seed: int = 0) -> dict:
     """Write OUT/repo/<files> (doc comments removed) and OUT/queries.jsonl; return counts."""
     if language == "python":
         sources, fn = python_sources(), python_file
