@@ -47,6 +47,19 @@ def mask_mod_for(pattern: Pattern, nq: int, nk: int, device: torch.device,
         def base(b, h, qi, kj):
             d = qi + off - kj
             return (d >= 0) & ((d <= w) | (kj < s))
+    elif isinstance(pattern, WindowGlobal) and pattern.global_idx.dim() == 1 and pattern.global_idx.numel() <= 8:
+        # few shared global tokens: explicit comparisons (a table lookup per element is much slower)
+        gl = sorted(set(int(x) for x in pattern.global_idx.tolist()))
+        w, causal = pattern.window, pattern.causal
+
+        def base(b, h, qi, kj):
+            d = qi - kj
+            m = (d <= w) & (d >= -w)
+            for g in gl:
+                m = m | (qi == g) | (kj == g)
+            if causal:
+                m = m & (d >= 0)
+            return m
     elif isinstance(pattern, WindowGlobal):
         gi = pattern.global_idx.to(device)
         if gi.dim() == 1:
