@@ -6,7 +6,6 @@ time per token instead (its FLOPs are not comparable).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
@@ -60,7 +59,6 @@ def pairs(pattern: Pattern, n: int) -> int:
         for i in g:
             total += n - (min(n - 1, i + w) - max(0, i - w) + 1)
         # global key columns for non-global rows outside the band
-        gs = set(g)
         for j in g:
             lo, hi = max(0, j - w), min(n - 1, j + w)
             outside = n - (hi - lo + 1)
@@ -265,5 +263,5 @@ def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
-__all__ = ["run_attention_bench", "format_table", "rows_to_json", "pairs", "measure", "scenarios", "Row", "device_name"]
-_ = math
+__all__ = ["run_attention_bench", "format_table", "rows_to_json", "pairs", "measure", "graph_of", "scenarios", "Row",
+           "device_name"]

@@ -44,11 +44,9 @@ def chunked_lightning_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s
     outs = []
     for s in range(0, N, block):
         qb, kb, vb = q[:, :, s:s + block].to(cd), k[:, :, s:s + block].to(cd), v[:, :, s:s + block].to(cd)
-        n = qb.shape[2]
         a = torch.matmul(qb, kb.transpose(-1, -2)).tril()
         outs.append(torch.matmul(a, vb) + torch.matmul(qb, state))
         state = state + torch.matmul(kb.transpose(-1, -2), vb)
-        del n
     o = torch.cat(outs, 2) * (1.0 if scale is None else scale)
     return o.to(q.dtype)
 
@@ -129,7 +127,8 @@ if HAS_TRITON:
             state += tl.dot(kT, v)
 
 
-# blocks per super-chunk at most (more super-chunks = more parallel programs, a larger cumsum)
+# launch defaults (H200 sweep): block tokens, max blocks per super-chunk (more super-chunks = more parallel
+# programs, more state sums to add up), warps, stages
 LIGHTNING_DEFAULTS = {"block": 128, "max_blocks_per_chunk": 64, "num_warps": 4, "num_stages": 2}
 
 
