@@ -75,6 +75,26 @@ def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> l
     return out
 
 
+def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> list:
+    """Window+global: global rows after the band launch (default), fused into it, or overlapped on a
+    side stream; timings (graph replay) and the max difference to the default output."""
+    from longapps.kernels.window_global import prepare_global_idx, window_global_forward
+    out = []
+    for n in ns:
+        pat = WindowGlobal(window, [0])
+        q, k, v = [torch.randn(1, heads, n, dim, device="cuda", dtype=dtype) for _ in range(3)]
+        g = prepare_global_idx(pat.global_idx, q.device)
+        useful = 4.0 * dim * heads * pairs(pat, n)
+        ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
+        for name, kw in (("after", {}), ("fused", {"fuse_grows": True}), ("overlap", {"overlap_grows": True})):
+            fn = lambda: window_global_forward(q, k, v, window, g, False, gidx_prepared=True, **kw)[0]  # noqa: E731
+            diff = float((fn().float() - ref.float()).abs().max())
+            ms, ms_e = _t(fn)
+            log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s, max diff {diff:.3g}")
+            out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9, max_diff=diff))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, nargs="+", default=[4096, 16384, 65536])
@@ -87,11 +107,19 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--sweep-only", action="store_true")
+    ap.add_argument("--wg-variants", action="store_true", help="only compare the global-row launch variants")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     dev = device_name()
     print(f"device: {dev}; torch {torch.__version__}")
     res = {"device": dev, "torch": torch.__version__}
+    if a.wg_variants:
+        res["wg_variants"] = wg_variants(a.n, {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads,
+                                         a.dim, a.window)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
+        return
     if a.sweep:
         res["sweep"] = sweep({"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads, a.dim, a.window)
         if a.sweep_only:

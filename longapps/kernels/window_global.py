@@ -524,7 +524,7 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "fuse_grows": False}
+                "keys_per_split": 1024, "fuse_grows": False, "overlap_grows": False}
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -540,6 +540,16 @@ def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.devic
     dup[:, 1:] = g[:, 1:] == g[:, :-1]
     g = torch.where((g == big) | dup, -1, g)
     return g.to(torch.int32).contiguous(), g.stride(0)
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(device: torch.device) -> "torch.cuda.Stream":
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SIDE_STREAMS:
+        _SIDE_STREAMS[idx] = torch.cuda.Stream(device=idx)
+    return _SIDE_STREAMS[idx]
 
 
 @functools.lru_cache(maxsize=None)
@@ -577,7 +587,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          fuse_grows: Optional[bool] = None, global_rows: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+                          fuse_grows: Optional[bool] = None, global_rows: bool = True,
+                          overlap_grows: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -646,6 +657,25 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         n_gprog = 0
         po = pml = lse
         cnt = gidx
+    overlap = bool(has_grows and not fuse and q.is_cuda and not interpreting()
+                   and (FWD_DEFAULTS["overlap_grows"] if overlap_grows is None else overlap_grows))
+    def _grows() -> None:
+        _wg_grow_kernel[(B * H, n_gprog_all)](
+            qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
+            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+            vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+            H, N, G, GP, qk_scale, keys_per_split, nsplit,
+            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
+            QG_COMPACT=qg_compact, **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
+
+    if overlap:  # global rows on a side stream, concurrent with the band launch (which skips them)
+        main = torch.cuda.current_stream(q.device)
+        side = _side_stream(q.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            _grows()
+        for t in (po, pml, cnt, gidx, kpm, qg, kg, vg, o, lse):
+            t.record_stream(side)
     n_prog = triton.cdiv(N, BM) + n_gprog
     grid = (n_prog, B * H) if tile_major else (B * H, n_prog)
     _wg_fwd_kernel[grid](
@@ -655,18 +685,14 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
         vg.stride(0), vg.stride(1), vg.stride(2),
         H, N, window, G, GP, qk_scale, keys_per_split, nsplit, n_gprog,
-        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows and fuse,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows and (fuse or overlap),
         HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
         SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact, **extra)
-    if has_grows and not fuse:
-        _wg_grow_kernel[(B * H, n_gprog_all)](
-            qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
-            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-            vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-            H, N, G, GP, qk_scale, keys_per_split, nsplit,
-            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
-            QG_COMPACT=qg_compact, **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
+    if has_grows and not fuse and not overlap:
+        _grows()  # after the band launch: overwrites the global rows
+    if overlap:
+        main.wait_stream(side)
     return o, lse
 
 
