@@ -37,7 +37,7 @@ class CodeSearchConfig:
     model: str | None = None            # HF id / local path; None = packaged all-MiniLM-L6-v2
     pooling: str = "mean"               # block vectors -> unit vector: mean | max | attention | first
     block_max_weight: float = 0.0       # blend in max-over-blocks similarity (query-time aggregation)
-    lexical_weight: float = 0.3         # BM25 share in the hybrid score; 0 = dense only
+    lexical_weight: float = 0.2         # BM25 share in the hybrid score; 0 = dense only
     header: str = "path+name"           # context put in front of each block: none | name | path+name
     block_tokens: int | None = None     # token budget per block (default: encoder limit - 32)
     max_file_bytes: int = DEFAULT_MAX_BYTES
