@@ -58,6 +58,8 @@ def test_queries_file_gives_jsonl(demo, tmp_path):
     (["search-code", "{demo}", ""], "empty query"),
     (["search-code", "{demo}", "   "], "empty query"),
     (["search-code", "{demo}", "q", "--model", "no-such-org/no-such-model"], "not available offline"),
+    (["search-code", "{demo}", "q", "--model", "/no/such/model/dir"], "model folder not found"),
+    (["search-code", "{demo}/pyutil/retry.py", "q"], "not a directory"),
     (["search-code", "{demo}", "--queries", "/no/such/file"], "No such file"),
 ])
 def test_bad_input_one_line_nonzero(demo, tmp_path, args, message):

@@ -129,6 +129,8 @@ def _load_sentence_transformer(path: str, device: str):
                 return SentenceTransformer(path, device=device)
             except Exception as err:  # a broken local folder
                 raise ModelNotFoundError(f"cannot load model from '{path}': {str(err).splitlines()[0][:200]}") from err
+        if path.startswith(("/", "./", "../", "~")) or path.count("/") > 1:
+            raise ModelNotFoundError(f"model folder not found: {path}")
         try:  # an id: try the local HF cache first, then the hub unless offline
             return SentenceTransformer(path, device=device, local_files_only=True)
         except Exception as first:
