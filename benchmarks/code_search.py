@@ -170,6 +170,7 @@ def main() -> None:
     ap.add_argument("languages", nargs="*", default=["python", "java", "javascript"])
     ap.add_argument("--lexical-weights", default="0.2,0.3,0.4,0.5")
     ap.add_argument("--throughput", action="store_true", help="also index one set cold (slow)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "code_search.json"), help="JSON output file")
     args = ap.parse_args()
     enc = load_encoder()
     weights = [float(w) for w in args.lexical_weights.split(",")]
@@ -189,8 +190,8 @@ def main() -> None:
               f"{r['long_queries']} long), warm query {r['warm_query_ms_median']} ms")
     if "throughput" in out:
         print("throughput:", out["throughput"])
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / "code_search.json").write_text(json.dumps(out, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

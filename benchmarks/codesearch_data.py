@@ -145,6 +145,80 @@ def cfamily_file(rel: str, src: str, language: str) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", queries
 
 
+LINE_DOC = {  # language -> (function node types, comment node types, doc-comment prefix)
+    "go": ({"function_declaration", "method_declaration"}, {"comment"}, "//"),
+    "rust": ({"function_item"}, {"line_comment"}, "///"),
+}
+
+
+def line_doc_file(rel: str, src: str, language: str) -> tuple[str, list[dict]]:
+    """Go (`// Name does ...`) and Rust (`/// Does ...`) doc comments: runs of line comments right above a
+    function (Rust attributes may sit between). The run is blanked; its first sentence is the query."""
+    from tree_sitter import Language, Parser
+
+    if language == "go":
+        import tree_sitter_go as g
+    else:
+        import tree_sitter_rust as g
+    funcs, comment_types, prefix = LINE_DOC[language]
+    data = src.encode("utf-8")
+    tree = Parser(Language(g.language())).parse(data)
+    lines = src.splitlines()
+    queries = []
+
+    def text(n) -> str:
+        return data[n.start_byte:n.end_byte].decode("utf-8", "replace")
+
+    def last_row(n) -> int:  # a Rust line comment ends at column 0 of the next line
+        return n.end_point[0] - (1 if n.end_point[1] == 0 and n.end_point[0] > n.start_point[0] else 0)
+
+    def visit(node, in_func: bool) -> None:
+        is_func = node.type in funcs
+        if is_func and not in_func and node.child_by_field_name("body") is not None:
+            run, prev, row = [], node.prev_named_sibling, node.start_point[0]
+            while prev is not None and prev.type == "attribute_item" and last_row(prev) == row - 1:
+                row, prev = prev.start_point[0], prev.prev_named_sibling
+            while prev is not None and prev.type in comment_types and last_row(prev) == row - 1 \
+                    and text(prev).startswith(prefix) and not text(prev).startswith(prefix + "/"):
+                run.insert(0, prev)
+                row, prev = prev.start_point[0], prev.prev_named_sibling
+            if run:
+                doc = "\n".join(text(c)[len(prefix):].strip() for c in run)
+                doc = doc.split("```")[0]
+                doc = re.sub(r"\[`?([^\]`]+)`?\]\([^)]*\)", r"\1", doc).replace("`", "")
+                q = first_sentence(doc)
+                name_node = node.child_by_field_name("name")
+                name = text(name_node) if name_node is not None else ""
+                if len(q.split()) >= MIN_WORDS and not name.startswith("test") and not q.lower().startswith(
+                        ("deprecated", "todo")):
+                    queries.append({"query": q, "path": rel, "line": node.start_point[0] + 1, "name": name,
+                                    "start": node.start_point[0] + 1, "end": node.end_point[0] + 1})
+                _blank(lines, run[0].start_point[0], last_row(run[-1]))
+        for child in node.children:
+            visit(child, in_func or is_func)
+
+    visit(tree.root_node, False)
+    for q in queries:
+        q["n_lines"] = sum(1 for ln in lines[q["start"] - 1:q["end"]] if ln.strip())
+    return "\n".join(lines) + "\n", queries
+
+
+def deb_sources(language: str) -> list[tuple[str, str]]:
+    """Go and Rust library sources from Debian's -dev packages (golang-*-dev, librust-*-dev), unpacked under
+    $LONGAPPS_DEV_SRC (default /tmp/srcs) with `apt-get download` + `dpkg -x`: see benchmarks/RESULTS.md."""
+    import os
+
+    root = Path(os.environ.get("LONGAPPS_DEV_SRC", "/tmp/srcs"))
+    base = root / ("usr/share/gocode/src" if language == "go" else "usr/share/cargo/registry")
+    ext = ".go" if language == "go" else ".rs"
+    files = sorted(p for p in base.rglob(f"*{ext}") if p.is_file() and not p.is_symlink()
+                   and not any(x in ("tests", "testdata", "benches", "examples", "vendor") for x in p.parts)
+                   and not p.name.endswith("_test.go") and p.stat().st_size < 100_000)
+    every = 3 if language == "go" else 2
+    return [(str(p.relative_to(base)), p.read_text(encoding="utf-8", errors="replace"))
+            for i, p in enumerate(files) if i % every == 0]
+
+
 def java_sources(limit_every: int = 8) -> list[tuple[str, str]]:
     import glob
     zpath = [p for p in sorted(glob.glob("/usr/lib/jvm/*/lib/src.zip")) if Path(p).exists()][0]
@@ -174,6 +248,8 @@ def build(language: str, out: Path, max_queries: int = 300, seed: int = 0) -> di
         sources, fn = python_sources(), python_file
     elif language == "java":
         sources, fn = java_sources(), lambda r, s: cfamily_file(r, s, "java")
+    elif language in LINE_DOC:
+        sources, fn = deb_sources(language), lambda r, s, lang=language: line_doc_file(r, s, lang)
     elif language == "javascript":
         sources, fn = js_sources(), lambda r, s: cfamily_file(r, s, "javascript")
     else:
