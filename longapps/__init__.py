@@ -2,6 +2,8 @@
 
 Public API (imported lazily, so `import longapps` stays fast):
     CodeSearch, CodeSearchConfig, CodeHit   -- SEA code search (longapps.pipelines.code_search)
+    Ranker, Ranked                          -- passage ranking (longapps.pipelines.ranking)
+    attention                               -- the efficient-attention entry point (longapps.attention)
     load_pipeline(name, **cfg)              -- a pipeline by name
 """
 from __future__ import annotations
@@ -14,9 +16,13 @@ _LAZY = {
     "CodeSearch": "longapps.pipelines.code_search",
     "CodeSearchConfig": "longapps.pipelines.code_search",
     "CodeHit": "longapps.pipelines.code_search",
+    "Ranker": "longapps.pipelines.ranking",
+    "Ranked": "longapps.pipelines.ranking",
+    "attention": "longapps.attention",
 }
 
-PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch"}
+PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",
+             "rank": "longapps.pipelines.ranking:Ranker"}
 
 
 def __getattr__(name: str) -> Any:
