@@ -26,7 +26,7 @@ from longapps.adapters.aggregate import pool_groups  # noqa: E402
 from longapps.adapters.chunk import split_lines  # noqa: E402
 from longapps.adapters.encode import load_encoder  # noqa: E402
 from longapps.index.lexical import BM25Index, tokenize  # noqa: E402
-from longapps.pipelines.code_search import (CodeSearch, CodeSearchConfig, block_max, encoder_texts,  # noqa: E402
+from longapps.pipelines.code_search import (BM25_PARAMS, CodeSearch, block_max, encoder_texts,  # noqa: E402
                                             hybrid_scores, lexical_text)
 
 
@@ -90,7 +90,7 @@ def run_language(lang: str, enc, lex_weights: list[float]) -> dict:
     ast_vecs = enc.encode(ast_texts)
     ast_groups = np.asarray(ast_groups)
 
-    bm25 = BM25Index().fit(tokenize(lexical_text(u)) for u in units)
+    bm25 = BM25Index(**BM25_PARAMS).fit(tokenize(lexical_text(u)) for u in units)
     lex = np.stack([bm25.scores(tokenize(q)) for q in qtexts])
 
     dense: dict[str, np.ndarray] = {
