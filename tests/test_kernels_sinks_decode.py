@@ -4,23 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longapps.kernels._common import HAS_TRITON, in_interpreter_child, run_tests_under_interpreter
-
-TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 1e-2}
-child = pytest.mark.skipif(not in_interpreter_child(), reason="runs inside the interpreter child process")
+from kernel_checks import TOL, child, interpreter_test, rel
 
 
-def rel(a, b):
-    a, b = a.double(), b.double()
-    assert torch.isfinite(a).all(), "non-finite values"
-    return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-@pytest.mark.skipif(in_interpreter_child(), reason="parent wrapper")
-def test_under_interpreter():
-    rc, out = run_tests_under_interpreter(__file__)
-    assert rc == 0, out
+test_under_interpreter = interpreter_test(__file__)
 
 
 @child
