@@ -3,7 +3,7 @@
 Public API (imported lazily, so `import longapps` stays fast):
     CodeSearch, CodeSearchConfig, CodeHit   -- SEA code search (longapps.pipelines.code_search)
     Ranker, Ranked                          -- passage ranking (longapps.pipelines.ranking)
-    attention                               -- the efficient-attention entry point (longapps.attention)
+    longapps.attention.attention            -- the efficient-attention entry point (a subpackage: import it)
     load_pipeline(name, **cfg)              -- a pipeline by name
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ _LAZY = {
     "CodeHit": "longapps.pipelines.code_search",
     "Ranker": "longapps.pipelines.ranking",
     "Ranked": "longapps.pipelines.ranking",
-    "attention": "longapps.attention",
 }
 
 PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",
