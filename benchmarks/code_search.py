@@ -22,12 +22,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from longapps.adapters.aggregate import pool_groups  # noqa: E402
+from longapps.adapters.aggregate import hybrid_scores, pool_groups  # noqa: E402
 from longapps.adapters.chunk import split_lines  # noqa: E402
 from longapps.adapters.encode import load_encoder  # noqa: E402
 from longapps.index.lexical import BM25Index, tokenize  # noqa: E402
 from longapps.pipelines.code_search import (BM25_PARAMS, CodeSearch, block_max, encoder_texts,  # noqa: E402
-                                            hybrid_scores, lexical_text)
+                                            lexical_text)
 
 
 def load_set(lang: str) -> tuple[Path, list[dict]]:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from longapps.adapters.passages import chunk_scores, select_chunks  # noqa: E402
 from longapps.index.lexical import BM25Index, tokenize  # noqa: E402
-from longapps.pipelines.code_search import hybrid_scores  # noqa: E402
+from longapps.adapters.aggregate import hybrid_scores  # noqa: E402
 from longapps.pipelines.ranking import MAX_LEXICAL_CHARS, Passage, Ranker, RankerConfig  # noqa: E402
 
 

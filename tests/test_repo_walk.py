@@ -48,3 +48,10 @@ def test_read_source_binary_and_non_utf8(tmp_path):
     text, note = read_source(latin)
     assert note == "non-utf8" and "x = 1" in text
     assert read_source(tmp_path / "missing.py") == (None, "unreadable")
+
+
+def test_read_source_byte_cap_keeps_whole_characters(tmp_path):
+    p = _write(tmp_path, "z.py", ("é" * 10).encode("utf-8"))  # 20 bytes
+    text, note = read_source(p, max_bytes=5)  # cuts the third character in half
+    assert text == "éé" and note == "truncated"
+    assert read_source(p, max_bytes=100) == ("é" * 10, "")

@@ -84,3 +84,11 @@ def fuse_scores(score_lists: Sequence[np.ndarray], weights: Sequence[float]) -> 
         sd = s.std()
         total += w * ((s - s.mean()) / sd if sd > 1e-12 else np.zeros_like(s))
     return total
+
+
+def hybrid_scores(dense: np.ndarray, lexical: np.ndarray | None, lexical_weight: float) -> np.ndarray:
+    """Fuse one query's dense and BM25 scores over all items (z-normalised weighted sum); dense alone when
+    the weight is 0 or no query word occurs in the collection."""
+    if lexical is None or lexical_weight <= 0 or not np.any(lexical > 0):
+        return dense.astype(np.float64)
+    return fuse_scores([dense, lexical], [1.0 - lexical_weight, lexical_weight])

@@ -136,16 +136,34 @@ def walk_repo(root: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
     return result
 
 
-def read_source(path: Path) -> tuple[str | None, str]:
-    """Read a file as text: (text, note). text is None for binary/unreadable files (note says why);
-    non-UTF-8 bytes are decoded with replacement characters (note 'non-utf8')."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None, "unreadable"
-    if b"\x00" in data[:8192]:
-        return None, "binary"
+def decode_bytes(data: bytes, truncated: bool = False) -> tuple[str, str]:
+    """UTF-8 text and a note ('non-utf8' when bytes had to be replaced). `truncated`: the bytes were cut
+    from a longer file, so an incomplete character at the very end is dropped, not replaced."""
     try:
         return data.decode("utf-8"), ""
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as err:
+        # a cut in the middle of a multi-byte character is not an encoding problem
+        if truncated and err.start >= len(data) - 3:
+            try:
+                return data[:err.start].decode("utf-8"), ""
+            except UnicodeDecodeError:
+                pass
         return data.decode("utf-8", errors="replace"), "non-utf8"
+
+
+def read_source(path: Path, max_bytes: int | None = None) -> tuple[str | None, str]:
+    """Read a file as text: (text, note). text is None for binary/unreadable files (note says why);
+    non-UTF-8 bytes are decoded with replacement characters (note 'non-utf8'); with `max_bytes`, at most that
+    many bytes are read (note 'truncated')."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    except OSError:
+        return None, "unreadable"
+    truncated = max_bytes is not None and len(data) > max_bytes
+    if truncated:
+        data = data[:max_bytes]
+    if b"\x00" in data[:8192]:
+        return None, "binary"
+    text, note = decode_bytes(data, truncated)
+    return text, ",".join(x for x in (note, "truncated" if truncated else "") if x)

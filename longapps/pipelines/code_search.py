@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from longapps.adapters.aggregate import fuse_scores, pool_groups
+from longapps.adapters.aggregate import hybrid_scores, pool_groups
 from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder, with_cache
 from longapps.index.dense import DenseIndex
 from longapps.index.files import DEFAULT_MAX_BYTES, read_source, walk_repo
@@ -141,13 +141,6 @@ def block_max(block_scores: np.ndarray, block_unit: np.ndarray, n_units: int) ->
         starts = np.flatnonzero(np.r_[True, block_unit[1:] != block_unit[:-1]])
         out[:, block_unit[starts]] = np.maximum.reduceat(block_scores, starts, axis=1)
     return out
-
-
-def hybrid_scores(dense: np.ndarray, lexical: np.ndarray | None, lexical_weight: float) -> np.ndarray:
-    """Fuse one query's dense and BM25 scores over all units (z-normalised weighted sum)."""
-    if lexical is None or lexical_weight <= 0 or not np.any(lexical > 0):
-        return dense.astype(np.float64)
-    return fuse_scores([dense, lexical], [1.0 - lexical_weight, lexical_weight])
 
 
 # -- the pipeline ---------------------------------------------------------------------------------

@@ -23,8 +23,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from longapps.adapters.aggregate import hybrid_scores
 from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder
 from longapps.adapters.passages import PassageChunks, chunk_passages, chunk_scores, fuse_first_best
+from longapps.index.files import decode_bytes, read_source
 from longapps.index.lexical import BM25Index, tokenize
 from longapps.progress import Progress
 from longapps.resources import LongappsError
@@ -49,34 +51,14 @@ class Passage:
     note: str = ""          # 'non-utf8', 'truncated' ...
 
 
-def _decode(data: bytes, truncated: bool) -> tuple[str, str]:
-    try:
-        return data.decode("utf-8"), ""
-    except UnicodeDecodeError as err:
-        # a cut in the middle of a multi-byte character is not an encoding problem
-        if truncated and err.start >= len(data) - 3:
-            try:
-                return data[:err.start].decode("utf-8"), ""
-            except UnicodeDecodeError:
-                pass
-        return data.decode("utf-8", errors="replace"), "non-utf8"
-
-
 def read_passage_file(path: Path, max_bytes: int = DEFAULT_READ_BYTES) -> tuple[str | None, str]:
     """(text, note): text None for unreadable/binary files; reads at most `max_bytes` bytes."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as err:
-        return None, f"unreadable ({err.strerror or type(err).__name__})"
-    truncated = len(data) > max_bytes
-    data = data[:max_bytes]
-    if b"\x00" in data[:8192]:
-        return None, "binary"
-    text, note = _decode(data, truncated)
-    if truncated:
-        note = ",".join(x for x in (note, f"truncated to {max_bytes // 1_000_000 or max_bytes} "
-                                          f"{'MB' if max_bytes >= 1_000_000 else 'bytes'}") if x)
+    text, note = read_source(path, max_bytes)
+    if text is None:
+        return None, note
+    if "truncated" in note:
+        size = f"{max_bytes // 1_000_000 or max_bytes} {'MB' if max_bytes >= 1_000_000 else 'bytes'}"
+        note = note.replace("truncated", f"truncated to {size}")
     return text, note
 
 
@@ -94,7 +76,7 @@ def _jsonl_passages(path: Path, max_bytes: int, warnings: list[str]) -> list[Pas
         for ln, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
-            line, _ = _decode(raw, False)
+            line, _ = decode_bytes(raw, False)
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError:
@@ -190,7 +172,7 @@ def read_query(query: str | None = None, query_file: str | Path | None = None) -
             raise LongappsError(f"cannot read query file {query_file}: {err.strerror or err}") from err
         if b"\x00" in data:
             raise LongappsError(f"query file {query_file} is binary")
-        query = _decode(data, True)[0]
+        query = decode_bytes(data, True)[0]
     query = " ".join((query or "").split())
     if not query:
         raise LongappsError("empty query: give a query file with text in it, or --query \"...\"")
@@ -357,7 +339,6 @@ class Ranker:
     def first_stage(self, query: str, texts: Sequence[str], *, method: str | None = None,
                     encoded: tuple[PassageChunks, np.ndarray] | None = None) -> FirstStage:
         """Score every passage: bm25, dense (first/best chunk fusion) or hybrid (both, z-fused)."""
-        from longapps.pipelines.code_search import hybrid_scores
 
         method = method or self.config.method
         cfg = self.config
