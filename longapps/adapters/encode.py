@@ -265,3 +265,17 @@ def load_encoder(model: str | None = None, *, device: str | None = None, cache: 
     """Load an encoder by HF id / local path (None = packaged all-MiniLM-L6-v2), with the embedding cache."""
     enc = SentenceTransformerEncoder(model, device=device, batch_size=batch_size, max_tokens=max_tokens)
     return with_cache(enc) if cache else enc
+
+
+class UsesEncoder:
+    """Mixin for pipelines: `self.encoder` loads `self.config.model` on first use, so building a pipeline
+    is cheap and a caller may pass a ready encoder as `self._encoder`."""
+
+    _encoder: Encoder | None
+    config: Any
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = load_encoder(self.config.model)
+        return self._encoder

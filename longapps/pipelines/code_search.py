@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from longapps.adapters.aggregate import hybrid_scores, pool_groups
-from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder, with_cache
+from longapps.adapters.encode import CachedEncoder, Encoder, UsesEncoder, with_cache
 from longapps.index.dense import DenseIndex
 from longapps.index.files import DEFAULT_MAX_BYTES, read_source, walk_repo
 from longapps.index.lexical import BM25Index, tokenize
@@ -151,7 +151,7 @@ def default_index_dir(repo: Path) -> Path:
     return cache_dir("index") / f"{repo.resolve().name}-{key}"
 
 
-class CodeSearch:
+class CodeSearch(UsesEncoder):
     """Natural-language search over a repository: `CodeSearch(repo).search(query, k)`."""
 
     def __init__(self, repo: str | Path, *, config: CodeSearchConfig | None = None,
@@ -168,12 +168,6 @@ class CodeSearch:
         self.show_progress = progress
         self._snapshot: dict[str, Any] | None = None
         self.summary: IndexSummary | None = None
-
-    @property
-    def encoder(self) -> Encoder:
-        if self._encoder is None:
-            self._encoder = load_encoder(self.config.model)
-        return self._encoder
 
     @property
     def block_tokens(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from longapps.adapters.aggregate import hybrid_scores
-from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder
+from longapps.adapters.encode import CachedEncoder, Encoder, UsesEncoder
 from longapps.adapters.passages import PassageChunks, chunk_passages, chunk_scores, fuse_first_best
 from longapps.index.files import decode_bytes, read_source
 from longapps.index.lexical import BM25Index, tokenize
@@ -284,7 +284,7 @@ class FirstStage:
     chunks: PassageChunks
 
 
-class Ranker:
+class Ranker(UsesEncoder):
     """`Ranker(RankerConfig(method=...)).rank(query, passages, k)` -> list[Ranked]; `.stats` after each call."""
 
     def __init__(self, config: RankerConfig | None = None, *, encoder: Encoder | None = None, lm: Any = None,
@@ -299,12 +299,6 @@ class Ranker:
         self._lm = lm
         self.show_progress = progress
         self.stats = RankStats(self.config.method)
-
-    @property
-    def encoder(self) -> Encoder:
-        if self._encoder is None:
-            self._encoder = load_encoder(self.config.model)
-        return self._encoder
 
     @property
     def lm(self) -> Any:
