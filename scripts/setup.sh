@@ -12,8 +12,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${PIP[@]}" install "torch>=2.4"                       # CUDA build from PyPI
   else
-    # CPU-only machine: the CPU wheel (~200 MB) rather than PyPI's default CUDA build (several GB)
-    "${PIP[@]}" install --retries 1 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+    # CPU-only machine: the CPU wheel (~200 MB) rather than PyPI's default CUDA build (several GB);
+    # torch alone from the CPU index, then its dependencies from the usual index
+    "${PIP[@]}" install --retries 1 --no-deps "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+    "${PIP[@]}" install "torch==2.13.0"
   fi
 fi
 extra=""

@@ -201,8 +201,9 @@ class CodeSearch(UsesEncoder):
                     sha = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest() if text is not None \
                         else f"skip:{note}"
                     old = states.get(f.rel)
-                    if old is not None and old[2] == sha:
+                    if old is not None and old[2] == sha:  # touched, not changed
                         touched.append((f.rel, f.size, f.mtime_ns))
+                        summary.reused += 1
                     else:
                         units = [] if text is None else [
                             _unit_dict(u) for u in split_code(text, f.rel, max_tokens=self.block_tokens,
