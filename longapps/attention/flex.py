@@ -1,14 +1,13 @@
 """FlexAttention / SDPA paths: the pattern becomes a mask_mod (Flex) or a dense bool mask (SDPA)."""
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
-from .reference import dense_mask
+from .reference import dense_mask, global_membership
 
 _COMPILED: dict = {}
 
@@ -61,12 +60,7 @@ def mask_mod_for(pattern: Pattern, nq: int, nk: int, device: torch.device,
                 m = m & (d >= 0)
             return m
     elif isinstance(pattern, WindowGlobal):
-        gi = pattern.global_idx.to(device)
-        if gi.dim() == 1:
-            gi = gi[None]
-        isg = torch.zeros(gi.shape[0], nk + 1, dtype=torch.bool, device=device)
-        isg.scatter_(1, torch.where(gi < 0, nk, gi), True)
-        isg = isg[:, :nk].contiguous()
+        isg = global_membership(pattern.global_idx, nk, device).contiguous()
         bsel = (lambda b: b) if isg.shape[0] > 1 else (lambda b: 0)
         w, causal = pattern.window, pattern.causal
 

@@ -9,6 +9,16 @@ import torch
 from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
 
 
+
+def global_membership(global_idx: torch.Tensor, n: int, device: torch.device | str) -> torch.Tensor:
+    """(B or 1, n) bool: which positions are global tokens (negative indices are padding and ignored)."""
+    gi = global_idx.to(device)
+    if gi.dim() == 1:
+        gi = gi[None]
+    isg = torch.zeros(gi.shape[0], n + 1, dtype=torch.bool, device=device)
+    isg.scatter_(1, torch.where(gi < 0, n, gi), True)
+    return isg[:, :n]
+
 def dense_mask(pattern: Pattern, nq: int, nk: int, device: torch.device | str = "cpu",
                key_padding_mask: Optional[torch.Tensor] = None,
                q_start: int = 0, q_len: Optional[int] = None) -> torch.Tensor:
@@ -29,12 +39,7 @@ def dense_mask(pattern: Pattern, nq: int, nk: int, device: torch.device | str = 
     elif isinstance(pattern, SinksWindow):
         m = (j <= i) & ((i - j <= pattern.window) | (j < pattern.sinks))
     elif isinstance(pattern, WindowGlobal):
-        gi = pattern.global_idx.to(device)
-        if gi.dim() == 1:
-            gi = gi[None]
-        isg = torch.zeros(gi.shape[0], nk + 1, dtype=torch.bool, device=device)
-        isg.scatter_(1, torch.where(gi < 0, nk, gi), True)
-        isg = isg[:, :nk]
+        isg = global_membership(pattern.global_idx, nk, device)
         band = (i - j).abs() <= pattern.window
         m = band[None] | isg[:, None, :] | isg[:, qi][:, :, None]
         if pattern.causal:
