@@ -34,6 +34,19 @@ def reference_sinks_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, si
 if HAS_TRITON:
 
     @triton.jit
+    def _softmax_step(q, kbase, vbase, offs, ok, offs_d, skn, svn, qk_scale, m_i, l_i, acc):
+        """One online-softmax update of the running (max, sum, output) with the keys at `offs`."""
+        k = tl.load(kbase + offs[:, None] * skn + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+        v = tl.load(vbase + offs[:, None] * svn + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+        sc = tl.where(ok, tl.sum(k * q[None, :], 1) * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(sc, 0))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(sc - m_new)
+        l_i = l_i * alpha + tl.sum(p, 0)
+        acc = acc * alpha + tl.sum(p[:, None] * v, 0)
+        return m_new, l_i, acc
+
+    @triton.jit
     def _decode_kernel(Q, K, V, PO, PML, sqb, sqh, skb, skh, skn, svb, svh, svn,
                        H, NK, SINKS, BAND_LO, KEYS_PER_SPLIT, qk_scale,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -53,29 +66,13 @@ if HAS_TRITON:
             for start in range(0, tl.minimum(SINKS, BAND_LO), BLOCK_N):
                 offs = start + tl.arange(0, BLOCK_N)
                 ok = offs < tl.minimum(SINKS, BAND_LO)
-                k = tl.load(kbase + offs[:, None] * skn + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-                v = tl.load(vbase + offs[:, None] * svn + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-                sc = tl.where(ok, tl.sum(k * q[None, :], 1) * qk_scale, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(sc, 0))
-                alpha = tl.math.exp2(m_i - m_new)
-                p = tl.math.exp2(sc - m_new)
-                l_i = l_i * alpha + tl.sum(p, 0)
-                acc = acc * alpha + tl.sum(p[:, None] * v, 0)
-                m_i = m_new
+                m_i, l_i, acc = _softmax_step(q, kbase, vbase, offs, ok, offs_d, skn, svn, qk_scale, m_i, l_i, acc)
         lo = BAND_LO + s * KEYS_PER_SPLIT
         hi = tl.minimum(NK, lo + KEYS_PER_SPLIT)
         for start in range(lo, hi, BLOCK_N):
             offs = start + tl.arange(0, BLOCK_N)
             ok = offs < hi
-            k = tl.load(kbase + offs[:, None] * skn + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            v = tl.load(vbase + offs[:, None] * svn + offs_d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            sc = tl.where(ok, tl.sum(k * q[None, :], 1) * qk_scale, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(sc, 0))
-            alpha = tl.math.exp2(m_i - m_new)
-            p = tl.math.exp2(sc - m_new)
-            l_i = l_i * alpha + tl.sum(p, 0)
-            acc = acc * alpha + tl.sum(p[:, None] * v, 0)
-            m_i = m_new
+            m_i, l_i, acc = _softmax_step(q, kbase, vbase, offs, ok, offs_d, skn, svn, qk_scale, m_i, l_i, acc)
         row = bh.to(tl.int64) * ns + s
         tl.store(PO + row * BLOCK_D + offs_d, acc)
         tl.store(PML + row * 2, m_i)
