@@ -218,16 +218,14 @@ class CodeSearch(UsesEncoder):
             self.store.touch_files(touched)
             self.store.delete_files(removed)
             summary.removed = len(removed)
+            states_now = self.store.file_states()
             skipped = list(walk.skipped)
-            for rel, (_, _, sha) in self.store.file_states().items():  # files stored as skipped
-                if sha.startswith("skip:"):
-                    skipped.append((rel, sha[5:]))
+            skipped += [(rel, sha[5:]) for rel, (_, _, sha) in states_now.items() if sha.startswith("skip:")]
             summary.skipped_files = skipped
             for _, reason in skipped:
                 summary.skipped[reason] = summary.skipped.get(reason, 0) + 1
             # the published snapshot is fresh only if it was built from exactly the stored file states
             # (a run killed after storing states but before publishing leaves them out of step)
-            states_now = self.store.file_states()
             digest = hashlib.sha1(json.dumps(sorted((r, h) for r, (_, _, h) in states_now.items())).encode()
                                   ).hexdigest()
             manifest = self.store.manifest()
