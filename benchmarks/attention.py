@@ -86,8 +86,15 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
         g = prepare_global_idx(pat.global_idx, q.device)
         useful = 4.0 * dim * heads * pairs(pat, n)
         ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
-        for name, kw in (("after", {}), ("fused", {"fuse_grows": True}), ("overlap", {"overlap_grows": True})):
-            fn = lambda: window_global_forward(q, k, v, window, g, False, gidx_prepared=True, **kw)[0]  # noqa: E731
+        variants = (("after", {}), ("fused", {"fuse_grows": True}), ("overlap", {"overlap_grows": True}),
+                    ("after, gk tile", {"gk_vec_max": 0}), ("fused, gk tile", {"fuse_grows": True, "gk_vec_max": 0}),
+                    ("no global rows (parts)", {"global_rows": False}),
+                    ("no global rows, gk tile (parts)", {"global_rows": False, "gk_vec_max": 0}),
+                    ("no globals at all (parts)", {"no_globals": True}))
+        for name, kw in variants:
+            kw = dict(kw)
+            gg = None if kw.pop("no_globals", False) else g
+            fn = lambda: window_global_forward(q, k, v, window, gg, False, gidx_prepared=gg is not None, **kw)[0]  # noqa: E731
             diff = float((fn().float() - ref.float()).abs().max())
             ms, ms_e = _t(fn)
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s, max diff {diff:.3g}")

@@ -26,7 +26,8 @@ def _qkv(B, H, N, D, dt, grad=False, scale=1.0):
 
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("N,W,g,causal", [(16384, 256, [0], False), (4097, 300, [0, 17, 4096], False),
-                                          (8191, 511, [5, 8000], True), (4096, 256, [], False)])
+                                          (8191, 511, [5, 8000], True), (4096, 256, [], False),
+                                          (4097, 300, [0, 1, 2, 17, 100, 4096], False)])  # > gk_vec_max: tile
 def test_window_global_forward(dt, N, W, g, causal):
     from longapps.attention import WindowGlobal, reference_attention
     from longapps.kernels.window_global import window_global_forward

@@ -63,6 +63,24 @@ def test_forward(dt, causal, case):
 
 
 @child
+@pytest.mark.parametrize("gk_vec_max,fuse,causal,case", [
+    (0, False, False, CASES[0]), (0, False, True, CASES[2]),   # gathered 16-key tile
+    (4, True, False, CASES[0]), (0, True, True, CASES[2]),     # global rows fused into the band launch
+    (1, False, False, CASES[2]),                               # 2-D table wider than the vector limit: tile
+])
+def test_forward_global_key_paths(gk_vec_max, fuse, causal, case):
+    """Global keys as rank-1 updates (<= gk_vec_max of them) or as a gathered tile; global rows
+    after the band launch or fused into it: the same attention every way."""
+    from longapps.kernels.window_global import reference_window_global, window_global_forward
+    N, W, gspec, kflag = case
+    q, k, v = _inputs(N, torch.float32)
+    g, kpm = _globals(gspec, N), _kpm(kflag, N)
+    out = torch.full_like(q, float("nan"))
+    o, _ = window_global_forward(q, k, v, W, g, causal, kpm, out=out, gk_vec_max=gk_vec_max, fuse_grows=fuse)
+    assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[torch.float32]
+
+
+@child
 @pytest.mark.parametrize("dt,sinks,window,N", [(torch.float32, 4, 9, 61), (torch.bfloat16, 0, 5, 40),
                                                (torch.bfloat16, 20, 6, 45)])
 def test_sinks_forward_backward(dt, sinks, window, N):

@@ -133,13 +133,43 @@ if HAS_TRITON:
         return ok & gval[None, :]
 
     @triton.jit
+    def _global_keys_vec(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, gbase, offs_m, offs_d,
+                         G, W, qk_scale, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr):
+        """Online-softmax steps for a handful of global keys (Longformer: usually one), each as a
+        rank-1 update in fp32 (row dot products + outer product) instead of a padded 16-key tile."""
+        qf = q.to(tl.float32)
+        for g in range(0, G):
+            gi = tl.load(gbase + g)
+            gval = gi >= 0
+            gs = tl.where(gval, gi, 0)
+            kg = tl.load(kbase + gs * stride_kn + offs_d).to(tl.float32)
+            vg = tl.load(vbase + gs * stride_vn + offs_d).to(tl.float32)
+            s = tl.sum(qf * kg[None, :], 1) * qk_scale
+            diff = offs_m - gi
+            if CAUSAL:
+                ok = diff > W
+            else:
+                ok = (diff > W) | (diff < -W)
+            ok = ok & gval
+            if HAS_KPM:
+                ok = ok & (tl.load(kpm_base + gs) != 0)
+            s = tl.where(ok, s, float("-inf"))
+            m_new = tl.maximum(m_i, s)
+            p = tl.math.exp2(s - m_new)
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + p
+            acc = acc * alpha[:, None] + p[:, None] * vg[None, :]
+            m_i = m_new
+        return acc, l_i, m_i
+
+    @triton.jit
     def _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale,
                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                       SKIP_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                      SPLIT: tl.constexpr):
+                      SPLIT: tl.constexpr, GK_VEC: tl.constexpr):
         """One query tile of non-global rows: band tiles + gathered global-key tile(s)."""
         b = bh // H
         h = bh % H
@@ -155,6 +185,10 @@ if HAS_TRITON:
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
 
+        if HAS_GK and GK_VEC:  # few global keys: rank-1 online-softmax steps on CUDA cores, no tile
+            acc, l_i, m_i = _global_keys_vec(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base,
+                                             GIDX + b.to(tl.int64) * sgb, offs_m, offs_d, G, W, qk_scale,
+                                             CAUSAL, HAS_KPM)
         lo = (tl.maximum(m0 - W, 0) // BLOCK_N) * BLOCK_N
         if CAUSAL:
             hi = tl.minimum(N, m0 + BLOCK_M)
@@ -181,7 +215,10 @@ if HAS_TRITON:
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
                                       lo, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
         row_ok = offs_m < N
-        if HAS_GK and (SPLIT or not GK_PREFIX):
+        if SKIP_GROWS and GK_VEC:  # global query rows are written by the global-row programs
+            for g in range(0, G):
+                row_ok = row_ok & (offs_m != tl.load(GIDX + b.to(tl.int64) * sgb + g))
+        if HAS_GK and not GK_VEC and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
                 g_hi = tl.minimum(G, tl.maximum(m0 + BLOCK_M - 1 - W, 0))
             else:
@@ -303,7 +340,7 @@ if HAS_TRITON:
                        HAS_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
                        SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, BLOCK_G: tl.constexpr,
-                       BLOCK_NG: tl.constexpr, QG_COMPACT: tl.constexpr):
+                       BLOCK_NG: tl.constexpr, QG_COMPACT: tl.constexpr, GK_VEC: tl.constexpr):
         """One launch: global-row programs first (split-K + merge), then the query tiles."""
         if TILE_MAJOR:
             t = tl.program_id(0)
@@ -321,12 +358,12 @@ if HAS_TRITON:
                 _band_program(Q, K, V, O, LSE, GIDX, KPM, t - N_GPROG, bh,
                               sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                               H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, True, HAS_KPM,
-                              BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
+                              BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, GK_VEC)
         else:
             _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
                           sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                           H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, False, HAS_KPM,
-                          BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
+                          BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, GK_VEC)
 
     @triton.jit
     def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
@@ -524,7 +561,7 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "fuse_grows": False, "overlap_grows": False}
+                "keys_per_split": 1024, "fuse_grows": False, "overlap_grows": False, "gk_vec_max": 4}
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -566,9 +603,28 @@ def prepare_global_idx(global_idx: torch.Tensor, device: torch.device) -> torch.
     return _prep_global(global_idx, 1, device)[0]
 
 
+_ZEROED: dict = {}
+
+
+def _zeroed(device: torch.device, dtype: torch.dtype, n: int) -> torch.Tensor:
+    """A cached all-zero buffer of >= n elements for this device and stream: placeholder
+    arguments and ticket counters (the kernels put the counters back to 0 when they finish), so a
+    call launches no memset. During CUDA-graph capture a fresh buffer is made (capture does not
+    run the zero fill)."""
+    if device.type != "cuda" or torch.cuda.is_current_stream_capturing():
+        return torch.zeros(n, dtype=dtype, device=device)
+    key = (device.index if device.index is not None else torch.cuda.current_device(),
+           torch.cuda.current_stream(device).cuda_stream, dtype)
+    buf = _ZEROED.get(key)
+    if buf is None or buf.numel() < n:
+        buf = torch.zeros(max(n, 256), dtype=dtype, device=device)
+        _ZEROED[key] = buf
+    return buf[:n]
+
+
 def _kpm_arg(kpm: Optional[torch.Tensor], q: torch.Tensor) -> Tuple[torch.Tensor, int]:
     if kpm is None:
-        return torch.zeros(1, dtype=torch.int8, device=q.device), 0
+        return _zeroed(q.device, torch.int8, 1), 0
     k8 = kpm.to(device=q.device, dtype=torch.int8).contiguous()
     return k8, k8.stride(0)
 
@@ -588,7 +644,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
                           fuse_grows: Optional[bool] = None, global_rows: bool = True,
-                          overlap_grows: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          overlap_grows: Optional[bool] = None,
+                          gk_vec_max: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -596,7 +653,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only).
+    output then hold window attention only). ``gk_vec_max``: up to this many global keys are
+    handled as rank-1 updates on CUDA cores instead of a gathered 16-key tensor-core tile.
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -611,7 +669,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     lse = torch.empty(B, H, N, dtype=torch.float32, device=q.device)
     kpm, skpb = _kpm_arg(key_padding_mask, q)
     if sinks:
-        gidx, sgb, G, has_gk, prefix, has_grows = torch.zeros(1, dtype=torch.int32, device=q.device), 0, sinks, True, True, False
+        gidx, sgb, G, has_gk, prefix, has_grows = _zeroed(q.device, torch.int32, 1), 0, sinks, True, True, False
     elif gidx_prepared and global_idx is not None:
         gidx, sgb = global_idx, (global_idx.stride(0) if global_idx.shape[0] > 1 else 0)
         G = gidx.shape[1]
@@ -638,6 +696,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     fuse = FWD_DEFAULTS["fuse_grows"] if fuse_grows is None else fuse_grows
+    gk_vec_max = FWD_DEFAULTS["gk_vec_max"] if gk_vec_max is None else gk_vec_max
     BG = 16
     GP = triton.cdiv(max(G, 1), BG) * BG
     bn_g = BN if interpreting() else 128
@@ -652,7 +711,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         n_gprog = n_gprog_all if fuse else 0
         po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
         pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
-        cnt = torch.zeros(B * H * (GP // BG), dtype=torch.int32, device=q.device)
+        cnt = _zeroed(q.device, torch.int32, B * H * (GP // BG))
     else:
         n_gprog = 0
         po = pml = lse
@@ -688,7 +747,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows and (fuse or overlap),
         HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact, **extra)
+        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact,
+        GK_VEC=bool(has_gk and not prefix and G <= gk_vec_max), **extra)
     if has_grows and not fuse and not overlap:
         _grows()  # after the band launch: overwrites the global rows
     if overlap:
