@@ -76,8 +76,8 @@ def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> l
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> list:
-    """Window+global: global rows after the band launch (default), fused into it, or overlapped on a
-    side stream; timings (graph replay) and the max difference to the default output."""
+    """Window+global: global rows inside the band launch (default) or in their own launch, and the
+    parts (no global rows; no globals); timings (graph replay), max difference to the default output."""
     from longapps.kernels.window_global import prepare_global_idx, window_global_forward
     out = []
     for n in ns:
@@ -86,10 +86,12 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
         g = prepare_global_idx(pat.global_idx, q.device)
         useful = 4.0 * dim * heads * pairs(pat, n)
         ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
-        variants = (("after", {}), ("fused", {"fuse_grows": True}), ("overlap", {"overlap_grows": True}),
-                    ("after, gk tile", {"gk_vec_max": 0}), ("fused, gk tile", {"fuse_grows": True, "gk_vec_max": 0}),
+        variants = (("global rows in the band launch (diag)", {"grows": "diag"}),
+                    ("global rows: own launch", {"grows": "launch"}),
+                    ("diag, key tiles 128", {"block_n": 128}), ("diag, key tiles 128, 8 warps", {"block_n": 128, "num_warps": 8}),
+                    ("diag, 2 stages", {"num_stages": 2}), ("diag, 4 stages", {"num_stages": 4}),
+                    ("diag, tile-major grid", {"tile_major": True}),
                     ("no global rows (parts)", {"global_rows": False}),
-                    ("no global rows, gk tile (parts)", {"global_rows": False, "gk_vec_max": 0}),
                     ("no globals at all (parts)", {"no_globals": True}))
         for name, kw in variants:
             kw = dict(kw)

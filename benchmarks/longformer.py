@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
 
-from longapps.attention.bench import measure  # noqa: E402
+from longapps.attention.bench import graph_of, measure  # noqa: E402
 
 
 def _err(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -76,6 +76,18 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
             del r3
         except Exception as e:
             log(f"  GELU-kernel variant failed: {e!r}"[:300])
+        try:  # variant: global rows in their own split-K launch (not inside the band launch)
+            from longapps.kernels import window_global as wgmod
+            wgmod.FWD_DEFAULTS["grows"] = "launch"
+            r4 = fast.cuda_graph(ids, am, gm)
+            out["err_grows_launch_vs_hf16"] = _err(r4(ids, am, gm), ref16)
+            t["ours_cuda_graph_grows_launch"] = measure(r4.graph.replay, iters=50)
+            log(f"  ours (global rows: own launch): graph {t['ours_cuda_graph_grows_launch'][0]:.3f} ms")
+            del r4
+        except Exception as e:
+            log(f"  grows-launch variant failed: {e!r}"[:300])
+        finally:
+            wgmod.FWD_DEFAULTS["grows"] = "diag"
         try:  # variant: global rows in hidden space
             for layer in fast.layers:
                 layer.global_mode = "hidden"
@@ -89,6 +101,22 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
                 layer.global_mode = "kernel"
         except Exception as e:
             log(f"  hidden-space variant failed: {e!r}"[:300])
+            for layer in fast.layers:
+                layer.global_mode = "kernel"
+        try:  # the global-row kernels alone: tokens per program of the score kernel
+            from longapps.kernels.global_rows import global_rows_into
+            lay = fast.layers[0]
+            x = torch.randn(batch, n, cfg.hidden_size, device="cuda", dtype=torch.float16)
+            gi = fast.prepare(am, gm, x.device)[0]
+            o_buf = torch.zeros_like(x)
+            for tpp in (32, 64, 128, 256, 512):
+                fn = lambda: global_rows_into(o_buf, x, gi, None, *lay._global_weights(), lay.num_heads,  # noqa: E731
+                                              tokens_per_program=tpp)
+                ms = measure(graph_of(fn) or fn, iters=50)[0]
+                out.setdefault("global_rows_kernel_ms", {})[tpp] = ms
+                log(f"  global-row kernels alone, {tpp} tokens/program: {ms * 1e3:.1f} us")
+        except Exception as e:
+            log(f"  global-row kernel sweep failed: {e!r}"[:300])
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")
@@ -107,14 +135,14 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
     return out
 
 
-def profile(n: int, batch: int, n_global: int) -> None:
+def profile(n: int, batch: int, n_global: int, global_mode: str = "kernel") -> None:
     """GPU time per kernel (eager forward of ours), to see where the encoder's time goes."""
     from torch.profiler import ProfilerActivity, profile as tprofile
     from transformers import LongformerConfig, LongformerModel
 
     from longapps.models.longformer import FastLongformerModel
     cfg = LongformerConfig(max_position_embeddings=max(4098, n + 2))
-    fast = FastLongformerModel.from_hf(LongformerModel(cfg).cuda().half()).eval()
+    fast = FastLongformerModel.from_hf(LongformerModel(cfg).cuda().half(), global_mode=global_mode).eval()
     ids = torch.randint(3, cfg.vocab_size, (batch, n), device="cuda")
     gm = torch.zeros_like(ids)
     gm[:, :n_global] = 1
@@ -136,10 +164,11 @@ def main() -> None:
     ap.add_argument("--n-global", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", action="store_true", help="print the GPU time per kernel of our eager forward")
+    ap.add_argument("--global-mode", default="kernel", choices=["kernel", "hidden"], help="for --profile")
     a = ap.parse_args()
     dev = torch.cuda.get_device_name()
     if a.profile:
-        profile(a.n[0], a.batch, a.n_global)
+        profile(a.n[0], a.batch, a.n_global, a.global_mode)
         return
     print(f"device: {dev}; torch {torch.__version__}")
     results = []

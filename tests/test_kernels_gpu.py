@@ -27,7 +27,8 @@ def _qkv(B, H, N, D, dt, grad=False, scale=1.0):
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("N,W,g,causal", [(16384, 256, [0], False), (4097, 300, [0, 17, 4096], False),
                                           (8191, 511, [5, 8000], True), (4096, 256, [], False),
-                                          (4097, 300, [0, 1, 2, 17, 100, 4096], False)])  # > gk_vec_max: tile
+                                          (4097, 300, [0, 1, 2, 17, 100, 4096], False),
+                                          (4097, 300, list(range(0, 4097, 200)), False)])  # 21 > 16: own launch
 def test_window_global_forward(dt, N, W, g, causal):
     from longapps.attention import WindowGlobal, reference_attention
     from longapps.kernels.window_global import window_global_forward
@@ -38,6 +39,36 @@ def test_window_global_forward(dt, N, W, g, causal):
     o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out)
     ref = reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)
     assert rel(o, ref) < TOL[dt]
+
+
+@pytest.mark.parametrize("grows", ["diag", "launch"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_window_global_row_modes_in_graph(grows, causal):
+    """Global rows inside the band launch or in their own: same result, also replayed in a CUDA
+    graph with new inputs (ticket counters reset by the kernels themselves)."""
+    from longapps.attention import WindowGlobal, reference_attention
+    from longapps.kernels.window_global import prepare_global_idx, window_global_forward
+    N, W = 8193, 256
+    pat = WindowGlobal(W, [0, 5000, 8192], causal=causal)
+    g = prepare_global_idx(pat.global_idx, torch.device("cuda"))
+    q, k, v = _qkv(1, 16, N, 64, torch.bfloat16)
+    fn = lambda: window_global_forward(q, k, v, W, g, causal, gidx_prepared=True, grows=grows)[0]  # noqa: E731
+    for _ in range(2):
+        assert rel(fn(), reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)) < 2e-2
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        o = fn()
+    for _ in range(2):
+        for t in (q, k, v):
+            t.copy_(torch.randn_like(t))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert rel(o, reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)) < 2e-2
 
 
 def test_window_global_padding_and_2d_globals():
@@ -102,7 +133,27 @@ def test_sinks_decode_long_cache():
     assert rel(sinks_window_decode(q, k, v, 4, 512), reference_sinks_decode(q, k, v, 4, 512)) < 2e-2
 
 
-def test_longformer_base_fp16_matches_hf():
+def test_global_rows_kernels_base_shape():
+    from longapps.kernels.global_rows import global_rows_into, reference_global_rows
+    B, N, C, H = 2, 4099, 768, 12
+    x = torch.randn(B, N, C, device="cuda", dtype=torch.float16)
+    w = []
+    for _ in range(3):
+        w += [(torch.randn(C, C, device="cuda") / C ** 0.5).half(), (torch.randn(C, device="cuda") * 0.1).half()]
+    gidx = torch.tensor([[0, 4098, -1], [7, 8, 2000]], dtype=torch.int32, device="cuda")
+    kpm = torch.ones(B, N, dtype=torch.bool, device="cuda")
+    kpm[1, 3000:] = False
+    out = torch.full_like(x, float("nan"))
+    global_rows_into(out, x, gidx, kpm, *w, H)
+    ref = reference_global_rows(x.double(), gidx, kpm, *[t.double() for t in w], H)
+    for b in range(B):
+        for j, gi in enumerate(gidx[b].tolist()):
+            if gi >= 0:
+                assert rel(out[b, gi].view(H, C // H), ref[b, j]) < 1e-2
+
+
+@pytest.mark.parametrize("global_mode", ["kernel", "hidden"])
+def test_longformer_base_fp16_matches_hf(global_mode):
     transformers = pytest.importorskip("transformers")
     from longapps.models.longformer import FastLongformerModel
     torch.manual_seed(0)
@@ -117,7 +168,7 @@ def test_longformer_base_fp16_matches_hf():
         r32 = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
         hf.half()
         r16 = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
-        fast = FastLongformerModel.from_hf(hf).eval()
+        fast = FastLongformerModel.from_hf(hf, global_mode=global_mode).eval()
         o16 = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
     valid = am[0].bool()
     e_ours, e_hf = rel(o16[:, valid], r32[:, valid]), rel(r16[:, valid], r32[:, valid])

@@ -63,21 +63,23 @@ def test_forward(dt, causal, case):
 
 
 @child
-@pytest.mark.parametrize("gk_vec_max,fuse,causal,case", [
-    (0, False, False, CASES[0]), (0, False, True, CASES[2]),   # gathered 16-key tile
-    (4, True, False, CASES[0]), (0, True, True, CASES[2]),     # global rows fused into the band launch
-    (1, False, False, CASES[2]),                               # 2-D table wider than the vector limit: tile
+@pytest.mark.parametrize("grows,causal,case", [
+    ("launch", False, CASES[0]), ("launch", True, CASES[2]), ("launch", False, CASES[3]),
+    ("diag", True, CASES[0]), ("diag", False, (70, 9, list(range(0, 70, 5)), True)),  # 14 globals
+    ("diag", False, (40, 4, list(range(0, 40, 2)), False)),   # 20 globals > 16: falls back to the launch
 ])
-def test_forward_global_key_paths(gk_vec_max, fuse, causal, case):
-    """Global keys as rank-1 updates (<= gk_vec_max of them) or as a gathered tile; global rows
-    after the band launch or fused into it: the same attention every way."""
+def test_forward_global_row_modes(grows, causal, case):
+    """Global query rows inside the band launch ("diag") or in their own split-K launch: the same
+    attention, every element written, also when called twice (the ticket counters reset)."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward
     N, W, gspec, kflag = case
-    q, k, v = _inputs(N, torch.float32)
     g, kpm = _globals(gspec, N), _kpm(kflag, N)
-    out = torch.full_like(q, float("nan"))
-    o, _ = window_global_forward(q, k, v, W, g, causal, kpm, out=out, gk_vec_max=gk_vec_max, fuse_grows=fuse)
-    assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[torch.float32]
+    for _ in range(2):
+        q, k, v = _inputs(N, torch.float32)
+        out = torch.full_like(q, float("nan"))
+        o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, grows=grows)
+        assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[torch.float32]
+        assert torch.isfinite(lse[:, :, :N - 7]).all()
 
 
 @child

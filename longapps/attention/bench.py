@@ -200,8 +200,8 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
             if isinstance(pat, WindowGlobal) and variants:
                 from ..kernels.window_global import prepare_global_idx, window_global_forward
                 g_ = prepare_global_idx(pat.global_idx, q.device)
-                fns["ours_fused_grows"] = lambda: window_global_forward(q, k, v, pat.window, g_, pat.causal,  # noqa: E731
-                                                                        gidx_prepared=True, fuse_grows=True)[0]
+                fns["ours_grows_launch"] = lambda: window_global_forward(q, k, v, pat.window, g_, pat.causal,  # noqa: E731
+                                                                         gidx_prepared=True, grows="launch")[0]
             try:
                 fns.update(_peers(name, pat, q, k, v, n, with_flex, mask_max_n))
             except Exception as e:  # a peer that cannot be built is reported, not fatal

@@ -133,43 +133,13 @@ if HAS_TRITON:
         return ok & gval[None, :]
 
     @triton.jit
-    def _global_keys_vec(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, gbase, offs_m, offs_d,
-                         G, W, qk_scale, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr):
-        """Online-softmax steps for a handful of global keys (Longformer: usually one), each as a
-        rank-1 update in fp32 (row dot products + outer product) instead of a padded 16-key tile."""
-        qf = q.to(tl.float32)
-        for g in range(0, G):
-            gi = tl.load(gbase + g)
-            gval = gi >= 0
-            gs = tl.where(gval, gi, 0)
-            kg = tl.load(kbase + gs * stride_kn + offs_d).to(tl.float32)
-            vg = tl.load(vbase + gs * stride_vn + offs_d).to(tl.float32)
-            s = tl.sum(qf * kg[None, :], 1) * qk_scale
-            diff = offs_m - gi
-            if CAUSAL:
-                ok = diff > W
-            else:
-                ok = (diff > W) | (diff < -W)
-            ok = ok & gval
-            if HAS_KPM:
-                ok = ok & (tl.load(kpm_base + gs) != 0)
-            s = tl.where(ok, s, float("-inf"))
-            m_new = tl.maximum(m_i, s)
-            p = tl.math.exp2(s - m_new)
-            alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha + p
-            acc = acc * alpha[:, None] + p[:, None] * vg[None, :]
-            m_i = m_new
-        return acc, l_i, m_i
-
-    @triton.jit
     def _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale,
                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
-                      SKIP_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
+                      HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                      SPLIT: tl.constexpr, GK_VEC: tl.constexpr):
+                      SPLIT: tl.constexpr):
         """One query tile of non-global rows: band tiles + gathered global-key tile(s)."""
         b = bh // H
         h = bh % H
@@ -185,10 +155,6 @@ if HAS_TRITON:
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
 
-        if HAS_GK and GK_VEC:  # few global keys: rank-1 online-softmax steps on CUDA cores, no tile
-            acc, l_i, m_i = _global_keys_vec(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base,
-                                             GIDX + b.to(tl.int64) * sgb, offs_m, offs_d, G, W, qk_scale,
-                                             CAUSAL, HAS_KPM)
         lo = (tl.maximum(m0 - W, 0) // BLOCK_N) * BLOCK_N
         if CAUSAL:
             hi = tl.minimum(N, m0 + BLOCK_M)
@@ -215,10 +181,7 @@ if HAS_TRITON:
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
                                       lo, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
         row_ok = offs_m < N
-        if SKIP_GROWS and GK_VEC:  # global query rows are written by the global-row programs
-            for g in range(0, G):
-                row_ok = row_ok & (offs_m != tl.load(GIDX + b.to(tl.int64) * sgb + g))
-        if HAS_GK and not GK_VEC and (SPLIT or not GK_PREFIX):
+        if HAS_GK and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
                 g_hi = tl.minimum(G, tl.maximum(m0 + BLOCK_M - 1 - W, 0))
             else:
@@ -234,9 +197,6 @@ if HAS_TRITON:
                 if HAS_KPM:
                     kp = tl.load(kpm_base + gidx, mask=gval, other=0)
                     ok = ok & (kp[None, :] != 0)
-                if SKIP_GROWS:  # global query rows are written by the global-row programs
-                    hit = (offs_m[:, None] == gidx[None, :]) & gval[None, :]
-                    row_ok = row_ok & (tl.max(hit.to(tl.int32), 1) == 0)
                 qk = tl.where(ok, qk, float("-inf"))
                 m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
                 p = tl.math.exp2(qk * qk_scale - m_new[:, None])
@@ -332,38 +292,106 @@ if HAS_TRITON:
             tl.atomic_xchg(CNT + bh * (GP // BLOCK_G) + gt, 0)  # ready for the next call
 
     @triton.jit
+    def _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
+                    gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
+                    H, N, G, NT, qk_scale,
+                    CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
+        """Global query rows (G <= BLOCK_G) split over the key tiles, inside the band launch: this
+        program takes the keys of its own tile, so the global rows read K/V once and need no launch
+        of their own. Partials (m, l, acc) go to a buffer; the head's last program (atomic ticket)
+        merges its NT partials and writes the rows over the band results."""
+        b = bh // H
+        h = bh % H
+        offs_k = t * BLOCK_M + tl.arange(0, BLOCK_M)
+        kv_ok = offs_k < N
+        offs_d = tl.arange(0, BLOCK_D)
+        offs_g = tl.arange(0, BLOCK_G)
+        gbase = GIDX + b.to(tl.int64) * sgb
+        grow = tl.load(gbase + offs_g, mask=offs_g < G, other=-1)
+        gval = grow >= 0
+        qbase = QG + b.to(tl.int64) * gqb + h.to(tl.int64) * gqh
+        if QG_COMPACT:
+            q = tl.load(qbase + offs_g[:, None] * gqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
+        else:
+            q = tl.load(qbase + tl.where(gval, grow, 0)[:, None] * gqn + offs_d[None, :], mask=gval[:, None],
+                        other=0.0).to(DT)
+        kT = tl.load(KG + b.to(tl.int64) * gkb + h.to(tl.int64) * gkh + offs_k[None, :] * gkn + offs_d[:, None],
+                     mask=kv_ok[None, :], other=0.0)
+        v = tl.load(VG + b.to(tl.int64) * gvb + h.to(tl.int64) * gvh + offs_k[:, None] * gvn + offs_d[None, :],
+                    mask=kv_ok[:, None], other=0.0)
+        s = tl.dot(q, kT.to(DT)) * qk_scale
+        ok = kv_ok[None, :] & gval[:, None]
+        if CAUSAL:
+            ok = ok & (offs_k[None, :] <= grow[:, None])
+        if HAS_KPM:
+            kp = tl.load(KPM + b.to(tl.int64) * skpb + offs_k, mask=kv_ok, other=0)
+            ok = ok & (kp[None, :] != 0)
+        s = tl.where(ok, s, float("-inf"))
+        m = tl.maximum(tl.max(s, 1), -1.0e30)
+        p = tl.math.exp2(s - m[:, None])
+        acc = tl.dot(p.to(DT), v.to(DT))
+        row = (bh.to(tl.int64) * G + offs_g) * NT + t
+        g_ok = offs_g < G
+        tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc, mask=g_ok[:, None])
+        tl.store(PML + row * 2, m, mask=g_ok)
+        tl.store(PML + row * 2 + 1, tl.sum(p, 1), mask=g_ok)
+        ticket = tl.atomic_add(CNT + bh, 1)  # acq_rel: this program's outputs and partials are visible
+        if ticket == NT - 1:
+            obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+            for g in range(0, G):
+                gi = tl.load(gbase + g)
+                if gi >= 0:
+                    m_a = tl.zeros([BLOCK_D], dtype=tl.float32) - 1.0e30  # running max (all entries equal)
+                    l_a = tl.zeros([BLOCK_D], dtype=tl.float32)
+                    a_a = tl.zeros([BLOCK_D], dtype=tl.float32)
+                    for c0 in range(0, NT, BLOCK_C):
+                        offs_c = c0 + tl.arange(0, BLOCK_C)
+                        cm = offs_c < NT
+                        r = (bh.to(tl.int64) * G + g) * NT + offs_c
+                        m_c = tl.load(PML + r * 2, mask=cm, other=-1.0e30, cache_modifier=".cg")
+                        l_c = tl.load(PML + r * 2 + 1, mask=cm, other=0.0, cache_modifier=".cg")
+                        a_c = tl.load(PO + r[:, None] * BLOCK_D + offs_d[None, :], mask=cm[:, None], other=0.0,
+                                      cache_modifier=".cg")
+                        m_new = tl.maximum(m_a, tl.max(m_c, 0))
+                        w = tl.math.exp2(m_c - tl.max(m_new, 0))
+                        alpha = tl.math.exp2(m_a - m_new)
+                        a_a = a_a * alpha + tl.sum(a_c * w[:, None], 0)
+                        l_a = l_a * alpha + tl.sum(l_c * w, 0)
+                        m_a = m_new
+                    empty = l_a == 0.0
+                    out = a_a / tl.where(empty, 1.0, l_a)
+                    lse = tl.where(empty, float("inf"), m_a + tl.math.log2(tl.where(empty, 1.0, l_a)))
+                    tl.store(obase + gi * son + offs_d, out.to(O.dtype.element_ty))
+                    tl.store(LSE + bh.to(tl.int64) * N + gi + offs_d * 0, lse, mask=offs_d == 0)
+            tl.atomic_xchg(CNT + bh, 0)  # ready for the next call
+
+    @triton.jit
     def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM, QG, KG, VG, PO, PML, CNT,
                        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                        gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn,
-                       H, N, W, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT, N_GPROG,
+                       H, N, W, G, qk_scale, NT,
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
-                       HAS_GROWS: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
+                       GROWS_DIAG: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
                        SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, BLOCK_G: tl.constexpr,
-                       BLOCK_NG: tl.constexpr, QG_COMPACT: tl.constexpr, GK_VEC: tl.constexpr):
-        """One launch: global-row programs first (split-K + merge), then the query tiles."""
+                       BLOCK_C: tl.constexpr, QG_COMPACT: tl.constexpr):
+        """One query tile of band rows; with ``GROWS_DIAG`` also its key tile's share of the global rows."""
         if TILE_MAJOR:
             t = tl.program_id(0)
             bh = tl.program_id(1)
         else:
             bh = tl.program_id(0)
             t = tl.program_id(1)
-        if HAS_GROWS:
-            if t < N_GPROG:
-                _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
-                              gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
-                              H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
-                              CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT)
-            else:
-                _band_program(Q, K, V, O, LSE, GIDX, KPM, t - N_GPROG, bh,
-                              sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                              H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, True, HAS_KPM,
-                              BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, GK_VEC)
-        else:
-            _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
-                          sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                          H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, False, HAS_KPM,
-                          BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, GK_VEC)
+        _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
+                      sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                      H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
+                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
+        if GROWS_DIAG:
+            _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
+                        gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
+                        H, N, G, NT, qk_scale, CAUSAL, HAS_KPM, BLOCK_M, BLOCK_G, BLOCK_C, BLOCK_D, DT,
+                        QG_COMPACT)
 
     @triton.jit
     def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
@@ -561,7 +589,10 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "fuse_grows": False, "overlap_grows": False, "gk_vec_max": 4}
+                "keys_per_split": 1024, "grows": "diag"}
+# grows: where the global query rows are computed. "diag": inside the band launch, each query-tile
+# program also takes its key tile's share (G <= 16; K/V read once, no extra launch); "launch": a
+# split-K launch after the band launch (used for G > 16). H200 timings: NOTES.md, RESULTS.md.
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -577,16 +608,6 @@ def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.devic
     dup[:, 1:] = g[:, 1:] == g[:, :-1]
     g = torch.where((g == big) | dup, -1, g)
     return g.to(torch.int32).contiguous(), g.stride(0)
-
-
-_SIDE_STREAMS: dict = {}
-
-
-def _side_stream(device: torch.device) -> "torch.cuda.Stream":
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    if idx not in _SIDE_STREAMS:
-        _SIDE_STREAMS[idx] = torch.cuda.Stream(device=idx)
-    return _SIDE_STREAMS[idx]
 
 
 @functools.lru_cache(maxsize=None)
@@ -643,9 +664,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          fuse_grows: Optional[bool] = None, global_rows: bool = True,
-                          overlap_grows: Optional[bool] = None,
-                          gk_vec_max: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          global_rows: bool = True, grows: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -653,8 +672,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only). ``gk_vec_max``: up to this many global keys are
-    handled as rank-1 updates on CUDA cores instead of a gathered 16-key tensor-core tile.
+    output then hold window attention only). ``grows``: "diag" or "launch" (see ``FWD_DEFAULTS``).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -695,64 +713,50 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     qg_compact = qg.shape[2] != N
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
-    fuse = FWD_DEFAULTS["fuse_grows"] if fuse_grows is None else fuse_grows
-    gk_vec_max = FWD_DEFAULTS["gk_vec_max"] if gk_vec_max is None else gk_vec_max
     BG = 16
-    GP = triton.cdiv(max(G, 1), BG) * BG
-    bn_g = BN if interpreting() else 128
-    if interpreting():
-        keys_per_split = 2 * bn_g
-    else:  # enough split-K programs to fill the GPU, 256..1024 keys each
-        want = max(1, -(-2 * _num_sms(q.device) // (B * H * (GP // BG))))
-        keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
-    nsplit = triton.cdiv(N, keys_per_split)
-    if has_grows:
-        n_gprog_all = (GP // BG) * nsplit
-        n_gprog = n_gprog_all if fuse else 0
-        po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
-        pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
-        cnt = _zeroed(q.device, torch.int32, B * H * (GP // BG))
-    else:
-        n_gprog = 0
-        po = pml = lse
-        cnt = gidx
-    overlap = bool(has_grows and not fuse and q.is_cuda and not interpreting()
-                   and (FWD_DEFAULTS["overlap_grows"] if overlap_grows is None else overlap_grows))
-    def _grows() -> None:
-        _wg_grow_kernel[(B * H, n_gprog_all)](
-            qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
-            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-            vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-            H, N, G, GP, qk_scale, keys_per_split, nsplit,
-            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
-            QG_COMPACT=qg_compact, **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
-
-    if overlap:  # global rows on a side stream, concurrent with the band launch (which skips them)
-        main = torch.cuda.current_stream(q.device)
-        side = _side_stream(q.device)
-        side.wait_stream(main)
-        with torch.cuda.stream(side):
-            _grows()
-        for t in (po, pml, cnt, gidx, kpm, qg, kg, vg, o, lse):
-            t.record_stream(side)
-    n_prog = triton.cdiv(N, BM) + n_gprog
-    grid = (n_prog, B * H) if tile_major else (B * H, n_prog)
+    NT = triton.cdiv(N, BM)
+    mode = FWD_DEFAULTS["grows"] if grows is None else grows
+    if mode not in ("diag", "launch"):
+        raise ValueError(f"grows must be 'diag' or 'launch', got {mode!r}")
+    diag = has_grows and mode == "diag" and G <= BG
+    cnt = gidx
+    po = pml = lse
+    if diag:
+        po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
+        pml = torch.empty(B * H * G * NT, 2, dtype=torch.float32, device=q.device)
+        cnt = _zeroed(q.device, torch.int32, B * H)
+    grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
         q, k, v, o, lse, gidx, kpm, qg, kg, vg, po, pml, cnt,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
         qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
         vg.stride(0), vg.stride(1), vg.stride(2),
-        H, N, window, G, GP, qk_scale, keys_per_split, nsplit, n_gprog,
-        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_GROWS=has_grows and (fuse or overlap),
+        H, N, window, G, qk_scale, NT,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, GROWS_DIAG=diag,
         HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact,
-        GK_VEC=bool(has_gk and not prefix and G <= gk_vec_max), **extra)
-    if has_grows and not fuse and not overlap:
-        _grows()  # after the band launch: overwrites the global rows
-    if overlap:
-        main.wait_stream(side)
+        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_C=16 if interpreting() else 64,
+        QG_COMPACT=qg_compact, **extra)
+    if has_grows and not diag:  # after the band launch: overwrites the global rows
+        GP = triton.cdiv(G, BG) * BG
+        bn_g = BN if interpreting() else 128
+        if interpreting():
+            keys_per_split = 2 * bn_g
+        else:  # enough split-K programs to fill the GPU, 256..1024 keys each
+            want = max(1, -(-2 * _num_sms(q.device) // (B * H * (GP // BG))))
+            keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
+        nsplit = triton.cdiv(N, keys_per_split)
+        po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
+        pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
+        cnt = _zeroed(q.device, torch.int32, B * H * (GP // BG))
+        _wg_grow_kernel[(B * H, (GP // BG) * nsplit)](
+            qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
+            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+            vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+            H, N, G, GP, qk_scale, keys_per_split, nsplit,
+            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
+            QG_COMPACT=qg_compact, **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
     return o, lse
 
 

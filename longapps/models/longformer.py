@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..attention import WindowGlobal, attention
 from ..kernels._common import HAS_TRITON, interpreting
+from ..kernels.global_rows import global_rows_into, reference_global_rows
 from ..kernels.layernorm import add_layernorm
 
 
@@ -74,34 +75,6 @@ class _FastLayer(nn.Module):
         # launches) or "hidden" (hidden-space algebra, no key/value_global projection of all tokens)
         self.global_mode = "kernel"
 
-    def _global_rows_hidden(self, x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor]) -> torch.Tensor:
-        """Global query rows (B, G, H, D) without projecting key_global/value_global for every token.
-
-        Per head h: ``q . (Wk_h x_j + bk_h) = (Wk_h^T q) . x_j + q . bk_h`` and
-        ``sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h``: G x H dot products with the
-        hidden states instead of an N x 2C projection (exact up to rounding).
-        """
-        B, N, C = x.shape
-        H, D = self.num_heads, self.head_dim
-        G = gidx.shape[1]
-        gi = gidx.long().clamp_min(0).expand(B, -1)
-        xg = torch.gather(x, 1, gi[:, :, None].expand(B, G, C))
-        qg = F.linear(xg, self.w_qg, self.b_qg).view(B * G, H, D).transpose(0, 1) / math.sqrt(D)  # (H, BG, D)
-        wk = self.w_in[3 * C:4 * C].view(H, D, C)
-        wv = self.w_in[4 * C:].view(H, D, C)
-        bk = self.b_in[3 * C:4 * C].view(H, D, 1)
-        bv = self.b_in[4 * C:].view(H, D)
-        u = torch.matmul(qg, wk)                                   # (H, BG, C)
-        c0 = torch.matmul(qg, bk).float()                          # (H, BG, 1)
-        u = u.view(H, B, G, C).permute(1, 2, 0, 3).reshape(B, G * H, C)
-        s = torch.matmul(u, x.transpose(1, 2)).float() + c0.view(H, B, G).permute(1, 2, 0).reshape(B, G * H, 1)
-        if kpm is not None:
-            s = s.masked_fill(~kpm[:, None, :], float("-inf"))
-        p = torch.softmax(s, dim=-1).to(x.dtype)                   # (B, G*H, N)
-        z = torch.matmul(p, x).view(B, G, H, C).permute(2, 0, 1, 3).reshape(H, B * G, C)
-        og = torch.matmul(z, wv.transpose(1, 2)) + bv[:, None, :]  # (H, BG, D)
-        return og.view(H, B, G, D).permute(1, 2, 0, 3)             # (B, G, H, D)
-
     def forward(self, x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
                 backend: str) -> torch.Tensor:
         B, N, C = x.shape
@@ -143,19 +116,26 @@ class _FastLayer(nn.Module):
                                   gidx_prepared=has_g)
             a = o.reshape(B, N, C)
         else:  # inference: window attention for the local rows, global rows in hidden space
-            o = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
+            o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
             if backend == "triton":
                 from ..kernels.window_global import window_global_forward
                 window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
-                                      out=o[:, :N].transpose(1, 2), gidx_prepared=has_g, global_rows=False)
+                                      out=o.transpose(1, 2), gidx_prepared=has_g, global_rows=False)
             else:
                 pat = WindowGlobal(self.window, gidx if has_g else [])
-                o[:, :N] = attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2)
+                o.copy_(attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2))
             if has_g:
-                og = self._global_rows_hidden(x, gidx, kpm)
-                rows = torch.where(gidx.long() < 0, N, gidx.long()).expand(B, -1)
-                o.view(B, N + 1, C).scatter_(1, rows[:, :, None].expand(B, rows.shape[1], C), og.reshape(B, -1, C))
-            a = o[:, :N].reshape(B, N, C)
+                w = self._global_weights()
+                if backend == "triton" and C <= 1024:
+                    global_rows_into(o.view(B, N, C), x, gidx, kpm, *w, H)
+                else:
+                    og = reference_global_rows(x, gidx, kpm, *w, H)
+                    gi = gidx.long().expand(B, -1)
+                    ob = torch.cat([o, o.new_zeros(B, 1, H, D)], 1)  # row N: scratch for -1 slots
+                    ob.view(B, N + 1, C).scatter_(1, torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C),
+                                                  og.reshape(B, -1, C))
+                    o = ob[:, :N]
+            a = o.reshape(B, N, C)
         if kpm is not None:  # HF: padded queries get a zero attention output
             a = a.masked_fill(~kpm[:, :, None], 0.0)
         if train:
@@ -163,6 +143,12 @@ class _FastLayer(nn.Module):
             return self.ln2(self.out(self.act(self.inter(h))) + h)
         h = add_layernorm(self.attn_out(a), x, self.ln1.weight, self.ln1.bias, self.ln1.eps)
         return add_layernorm(self.out(self._intermediate(h)), h, self.ln2.weight, self.ln2.bias, self.ln2.eps)
+
+    def _global_weights(self) -> Tuple[torch.Tensor, ...]:
+        """(w_q, b_q, w_k, b_k, w_v, b_v) of the global projections."""
+        C = self.w_qg.shape[0]
+        return (self.w_qg, self.b_qg, self.w_in[3 * C:4 * C], self.b_in[3 * C:4 * C], self.w_in[4 * C:],
+                self.b_in[4 * C:])
 
     def _intermediate(self, h: torch.Tensor) -> torch.Tensor:
         """act(h W^T + b); on CUDA in fp16/bf16 one cuBLASLt GEMM with a GELU epilogue."""
