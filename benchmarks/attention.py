@@ -3,6 +3,7 @@ FlexAttention, measured in the same run. Prints a markdown table; --json writes 
 
     python benchmarks/attention.py --n 4096 16384 65536 --dtype bf16 --json out.json
     python benchmarks/attention.py --sweep   # block-size sweep of the two softmax kernels
+    python benchmarks/attention.py --lightning-variants   # fused vs two-launch lightning, ns/token
 """
 from __future__ import annotations
 
@@ -72,6 +73,48 @@ def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> l
                     except Exception as e:
                         log(f"  sweep linear {kw}: failed {e!r}"[:300])
         del q, k, v
+    out += lightning_variants((2048, 4096, 8192, 16384, 32768, 65536), dtype, heads, dim, log=log)
+    return out
+
+
+def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str = "cuda", log=print) -> list:
+    """Lightning forward: fused single launch (look-back "prefix" / "all", super-chunk counts, warps) vs the
+    two-launch path, ns/token per N (graph replay) and the max difference to the two-launch output; ends with
+    one line per variant: ns/token over N and the 4k..64k spread (max/min), which picks LIGHTNING_DEFAULTS."""
+    from longapps.kernels.lightning import lightning_forward
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 8
+    per_sm = lambda x: max(1, -(-x * sms // heads))  # noqa: E731  super-chunks for x programs per SM (B=1)
+    variants = [("two-launch", {"fused": False}), ("fused prefix", {"fused": True, "lookback": "prefix"}),
+                ("fused all", {"fused": True, "lookback": "all"}),
+                ("fused prefix 1/SM", {"fused": True, "n_super": per_sm(1)}),
+                ("fused prefix 4/SM", {"fused": True, "n_super": per_sm(4)}),
+                ("fused all 4/SM", {"fused": True, "lookback": "all", "n_super": per_sm(4)}),
+                ("fused prefix mb=8", {"fused": True, "max_blocks_per_chunk": 8}),
+                ("fused prefix w8", {"fused": True, "num_warps": 8}),
+                ("two-launch 4/SM", {"fused": False, "n_super": per_sm(4)})]
+    out, table = [], {}
+    for n in ns:
+        q, k, v = [torch.randn(1, heads, n, dim, device=device, dtype=dtype) * 0.1 for _ in range(3)]
+        base = lightning_forward(q, k, v, fused=False).float()
+        for name, kw in variants:
+            fn = lambda: lightning_forward(q, k, v, **kw)  # noqa: E731
+            try:
+                diff = float((fn().float() - base).abs().max())
+                ms, ms_e = _t(fn)
+            except Exception as e:
+                log(f"  lightning n={n} {name}: failed {e!r}"[:300])
+                continue
+            nst = ms * 1e6 / n
+            table.setdefault(name, {})[n] = nst
+            log(f"  lightning n={n} {name} {kw}: {ms:.4f} ms (eager {ms_e:.4f}) {nst:.2f} ns/token, "
+                f"max diff {diff:.3g}")
+            out.append(dict(case="linear_variant", variant=name, n=n, **kw, ms=ms, ms_eager=ms_e, ns_per_token=nst,
+                            max_diff=diff))
+    for name, row in table.items():
+        flat = [t for n, t in row.items() if 4096 <= n <= 65536]
+        spread = f", spread 4k..64k {max(flat) / min(flat):.2f}x" if flat else ""
+        log(f"  lightning {name}: " + " ".join(f"{n}={t:.2f}" for n, t in sorted(row.items()))
+            + f" ns/token{spread}")
     return out
 
 
@@ -117,6 +160,8 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--sweep-only", action="store_true")
     ap.add_argument("--wg-variants", action="store_true", help="only compare the global-row launch variants")
+    ap.add_argument("--lightning-variants", action="store_true",
+                    help="only compare the lightning launch variants (fused / two-launch) over --linear-n")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     dev = device_name()
@@ -125,6 +170,13 @@ def main() -> None:
     if a.wg_variants:
         res["wg_variants"] = wg_variants(a.n, {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads,
                                          a.dim, a.window)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
+        return
+    if a.lightning_variants:
+        dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
+        res["lightning_variants"] = lightning_variants(a.linear_n, dt, a.heads, a.dim)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1)

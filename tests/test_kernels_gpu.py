@@ -126,6 +126,80 @@ def test_lightning_forward_backward(dt):
         assert rel(a, b) < TOL[dt]
 
 
+
+def _finish_or_exit(what: str, timeout_s: float = 30.0) -> None:
+    """Wait for the GPU; a spinning (deadlocked) kernel cannot be stopped, so end the process with a message."""
+    import os
+    import sys
+    import time
+    ev = torch.cuda.Event()
+    ev.record()
+    t0 = time.time()
+    while not ev.query():
+        if time.time() - t0 > timeout_s:
+            print(f"\n{what}: GPU work not finished after {timeout_s} s (deadlock?)", file=sys.stderr, flush=True)
+            os._exit(3)
+        time.sleep(0.01)
+
+
+def _lightning_ref(q, k, v, reverse):
+    from longapps.kernels.lightning import chunked_lightning_torch
+    f = (lambda t: t.flip(2)) if reverse else (lambda t: t)  # noqa: E731
+    return f(chunked_lightning_torch(f(q).double(), f(k).double(), f(v).double(), block=512))
+
+
+@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("N", [4096, 8193])
+def test_lightning_fused_vs_two_launch(N, dt):
+    """Fused single launch (both look-backs, default and forced many super-chunks: more programs than fit on
+    the GPU at once, so ticket order matters) vs the two-launch path vs the float64 reference; repeated calls
+    check that the kernel leaves its flags and counters zero."""
+    from longapps.kernels.lightning import _WORKSPACES, lightning_forward
+    for BH_shape in ((1, 16), (1, 1)):
+        q, k, v = _qkv(*BH_shape, N, 64, dt, scale=0.1)
+        for reverse in (False, True):
+            ref = _lightning_ref(q, k, v, reverse)
+            two = lightning_forward(q, k, v, reverse=reverse, fused=False)
+            assert rel(two, ref) < TOL[dt]
+            for kw in ({}, {"lookback": "all"}, {"max_blocks_per_chunk": 1},
+                       {"max_blocks_per_chunk": 1, "lookback": "all"},
+                       {"max_blocks_per_chunk": 2, "_prefix_every": 2, "_lookback_window": 4}):
+                for _ in range(3):
+                    o = lightning_forward(q, k, v, reverse=reverse, fused=True, **kw)
+                    _finish_or_exit(f"lightning fused N={N} {BH_shape} reverse={reverse} {kw}")
+                    assert rel(o, ref) < TOL[dt], kw
+                    assert rel(o, two) < 5e-3, kw
+    assert all(int(sync.abs().sum()) == 0 for _, sync in _WORKSPACES.values())
+
+
+@pytest.mark.parametrize("N", [4096, 8193])
+def test_lightning_fused_cuda_graph(N):
+    """The fused launch captured once in a CUDA graph (forward and reverse sharing the workspace), replayed
+    twice with new inputs copied in."""
+    from longapps.kernels.lightning import lightning_forward
+    dt = torch.bfloat16
+    q, k, v = _qkv(1, 16, N, 64, dt, scale=0.1)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            lightning_forward(q, k, v, fused=True)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        of = lightning_forward(q, k, v, fused=True)
+        orv = lightning_forward(q, k, v, reverse=True, fused=True)
+    for _ in range(2):
+        nq, nk, nv = _qkv(1, 16, N, 64, dt, scale=0.1)
+        q.copy_(nq)
+        k.copy_(nk)
+        v.copy_(nv)
+        g.replay()
+        _finish_or_exit(f"lightning fused graph replay N={N}")
+        assert rel(of, _lightning_ref(nq, nk, nv, False)) < TOL[dt]
+        assert rel(orv, _lightning_ref(nq, nk, nv, True)) < TOL[dt]
+        assert rel(of, lightning_forward(nq, nk, nv, fused=False)) < 5e-3
+
 def test_sinks_decode_long_cache():
     from longapps.kernels.sinks_decode import reference_sinks_decode, sinks_window_decode
     q = torch.randn(4, 16, 1, 64, device="cuda", dtype=torch.bfloat16)
