@@ -129,11 +129,8 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
         g = prepare_global_idx(pat.global_idx, q.device)
         useful = 4.0 * dim * heads * pairs(pat, n)
         ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
-        variants = (("global rows in the band launch (diag)", {"grows": "diag"}),
+        variants = (("default (auto)", {}), ("global rows in the band launch (diag)", {"grows": "diag"}),
                     ("global rows: own launch", {"grows": "launch"}),
-                    ("diag, key tiles 128", {"block_n": 128}), ("diag, key tiles 128, 8 warps", {"block_n": 128, "num_warps": 8}),
-                    ("diag, 2 stages", {"num_stages": 2}), ("diag, 4 stages", {"num_stages": 4}),
-                    ("diag, tile-major grid", {"tile_major": True}),
                     ("no global rows (parts)", {"global_rows": False}),
                     ("no globals at all (parts)", {"no_globals": True}))
         for name, kw in variants:

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
 
-from longapps.attention.bench import graph_of, measure  # noqa: E402
+from longapps.attention.bench import measure  # noqa: E402
 
 
 def _err(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -87,7 +87,7 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         except Exception as e:
             log(f"  grows-launch variant failed: {e!r}"[:300])
         finally:
-            wgmod.FWD_DEFAULTS["grows"] = "diag"
+            wgmod.FWD_DEFAULTS["grows"] = "auto"
         try:  # variant: global rows in hidden space
             for layer in fast.layers:
                 layer.global_mode = "hidden"
@@ -103,20 +103,6 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
             log(f"  hidden-space variant failed: {e!r}"[:300])
             for layer in fast.layers:
                 layer.global_mode = "kernel"
-        try:  # the global-row kernels alone: tokens per program of the score kernel
-            from longapps.kernels.global_rows import global_rows_into
-            lay = fast.layers[0]
-            x = torch.randn(batch, n, cfg.hidden_size, device="cuda", dtype=torch.float16)
-            gi = fast.prepare(am, gm, x.device)[0]
-            o_buf = torch.zeros_like(x)
-            for tpp in (32, 64, 128, 256, 512):
-                fn = lambda: global_rows_into(o_buf, x, gi, None, *lay._global_weights(), lay.num_heads,  # noqa: E731
-                                              tokens_per_program=tpp)
-                ms = measure(graph_of(fn) or fn, iters=50)[0]
-                out.setdefault("global_rows_kernel_ms", {})[tpp] = ms
-                log(f"  global-row kernels alone, {tpp} tokens/program: {ms * 1e3:.1f} us")
-        except Exception as e:
-            log(f"  global-row kernel sweep failed: {e!r}"[:300])
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

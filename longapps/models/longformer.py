@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 from ..attention import WindowGlobal, attention
 from ..kernels._common import HAS_TRITON, interpreting
-from ..kernels.global_rows import global_rows_into, reference_global_rows
 from ..kernels.layernorm import add_layernorm
 
 
@@ -32,6 +31,19 @@ from ..kernels.layernorm import add_layernorm
 class FastLongformerOutput:
     last_hidden_state: torch.Tensor
     pooler_output: Optional[torch.Tensor] = None
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(x: torch.Tensor) -> Optional["torch.cuda.Stream"]:
+    """A second CUDA stream per device (None off CUDA) for small work that can overlap a GEMM."""
+    if not x.is_cuda:
+        return None
+    idx = x.device.index if x.device.index is not None else torch.cuda.current_device()
+    if idx not in _SIDE_STREAMS:
+        _SIDE_STREAMS[idx] = torch.cuda.Stream(device=idx)
+    return _SIDE_STREAMS[idx]
 
 
 def _gelu(name: str):
@@ -83,17 +95,20 @@ class _FastLayer(nn.Module):
         train = self.training and torch.is_grad_enabled()
         with_kvg = has_g and (train or self.global_mode == "kernel")
         rows = 5 * C if with_kvg else 3 * C
+        qg = None
+        side = _side_stream(x) if (has_g and not train and self.global_mode == "kernel" and backend == "triton") else None
+        if side is not None:  # the global rows' (latency-bound) query projection beside the big GEMM
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.cuda.stream(side):
+                qg = self._global_query(x, gidx)
         proj = F.linear(x, self.w_in[:rows], self.b_in[:rows]).view(B, N, rows // C, H, D)
         q, k, v = (proj[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
         kg = vg = None
         if with_kvg:
             kg, vg = (proj[:, :, i].transpose(1, 2) for i in (3, 4))
         if train:  # autograd path: global projections for every token, kernels' backward
-            qg = None
             if has_g:
-                gi = gidx.long().clamp_min(0).expand(B, -1)
-                xg = torch.gather(x, 1, gi[:, :, None].expand(B, gi.shape[1], C))
-                qg = F.linear(xg, self.w_qg, self.b_qg).view(B, gi.shape[1], H, D).transpose(1, 2)  # compact
+                qg = self._global_query(x, gidx)
             if backend == "triton":
                 from ..kernels.window_global import window_global_attention
                 o = window_global_attention(q, k, v, self.window, gidx, False, kpm, None,
@@ -105,11 +120,11 @@ class _FastLayer(nn.Module):
         elif self.global_mode == "kernel" and backend == "triton":
             # inference, one attention call: window kernel + split-K global-row programs (compact qg)
             o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
-            qg = None
-            if has_g:
-                gi = gidx.long().clamp_min(0).expand(B, -1)
-                xg = torch.gather(x, 1, gi[:, :, None].expand(B, gi.shape[1], C))
-                qg = F.linear(xg, self.w_qg, self.b_qg).view(B, gi.shape[1], H, D).transpose(1, 2)
+            if side is not None:
+                torch.cuda.current_stream(x.device).wait_stream(side)
+                qg.record_stream(torch.cuda.current_stream(x.device))
+            elif has_g:
+                qg = self._global_query(x, gidx)
             from ..kernels.window_global import window_global_forward
             window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
                                   global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
@@ -125,16 +140,12 @@ class _FastLayer(nn.Module):
                 pat = WindowGlobal(self.window, gidx if has_g else [])
                 o.copy_(attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2))
             if has_g:
-                w = self._global_weights()
-                if backend == "triton" and C <= 1024:
-                    global_rows_into(o.view(B, N, C), x, gidx, kpm, *w, H)
-                else:
-                    og = reference_global_rows(x, gidx, kpm, *w, H)
-                    gi = gidx.long().expand(B, -1)
-                    ob = torch.cat([o, o.new_zeros(B, 1, H, D)], 1)  # row N: scratch for -1 slots
-                    ob.view(B, N + 1, C).scatter_(1, torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C),
-                                                  og.reshape(B, -1, C))
-                    o = ob[:, :N]
+                og = _global_rows_hidden(x, gidx, kpm, *self._global_weights(), H)
+                gi = gidx.long().expand(B, -1)
+                ob = torch.cat([o, o.new_zeros(B, 1, H, D)], 1)  # row N: scratch for -1 slots
+                ob.view(B, N + 1, C).scatter_(1, torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C),
+                                              og.reshape(B, -1, C))
+                o = ob[:, :N]
             a = o.reshape(B, N, C)
         if kpm is not None:  # HF: padded queries get a zero attention output
             a = a.masked_fill(~kpm[:, :, None], 0.0)
@@ -143,6 +154,13 @@ class _FastLayer(nn.Module):
             return self.ln2(self.out(self.act(self.inter(h))) + h)
         h = add_layernorm(self.attn_out(a), x, self.ln1.weight, self.ln1.bias, self.ln1.eps)
         return add_layernorm(self.out(self._intermediate(h)), h, self.ln2.weight, self.ln2.bias, self.ln2.eps)
+
+    def _global_query(self, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
+        """query_global of the global rows only: (B, H, G, D), in ``gidx`` order."""
+        B, N, C = x.shape
+        gi = gidx.long().clamp_min(0).expand(B, -1)
+        xg = torch.gather(x, 1, gi[:, :, None].expand(B, gi.shape[1], C))
+        return F.linear(xg, self.w_qg, self.b_qg).view(B, gi.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
     def _global_weights(self) -> Tuple[torch.Tensor, ...]:
         """(w_q, b_q, w_k, b_k, w_v, b_v) of the global projections."""
@@ -157,6 +175,31 @@ class _FastLayer(nn.Module):
             y = torch._addmm_activation(self.inter.bias, h2, self.inter.weight.t(), use_gelu=True)
             return y.view(*h.shape[:-1], y.shape[-1])
         return self.act(self.inter(h))
+
+
+def _global_rows_hidden(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor],
+                        w_q: torch.Tensor, b_q: torch.Tensor, w_k: torch.Tensor, b_k: torch.Tensor,
+                        w_v: torch.Tensor, b_v: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Outputs (B, G, H, D) of the global rows ``gidx`` (B|1, G; -1 = none) without projecting
+    key/value_global for every token. Per head h: ``q . (Wk_h x_j + bk_h) = (Wk_h^T q) . x_j + q . bk_h``
+    and ``sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h`` (exact up to rounding)."""
+    B, N, C = x.shape
+    H = num_heads
+    D = C // H
+    G = gidx.shape[1]
+    gi = gidx.long().clamp_min(0).expand(B, -1)
+    xg = torch.gather(x, 1, gi[:, :, None].expand(B, G, C))
+    qg = F.linear(xg, w_q, b_q).view(B * G, H, D).transpose(0, 1) / math.sqrt(D)  # (H, BG, D)
+    u = torch.matmul(qg, w_k.view(H, D, C))                                # (H, BG, C)
+    c0 = torch.matmul(qg, b_k.view(H, D, 1)).float()                       # (H, BG, 1)
+    u = u.view(H, B, G, C).permute(1, 2, 0, 3).reshape(B, G * H, C)
+    s = torch.matmul(u, x.transpose(1, 2)).float() + c0.view(H, B, G).permute(1, 2, 0).reshape(B, G * H, 1)
+    if kpm is not None:
+        s = s.masked_fill(~kpm[:, None, :], float("-inf"))
+    p = torch.softmax(s, dim=-1).to(x.dtype)                               # (B, G*H, N)
+    z = torch.matmul(p, x).view(B, G, H, C).permute(2, 0, 1, 3).reshape(H, B * G, C)
+    og = torch.matmul(z, w_v.view(H, D, C).transpose(1, 2)) + b_v.view(H, 1, D)  # (H, BG, D)
+    return og.view(H, B, G, D).permute(1, 2, 0, 3)                         # (B, G, H, D)
 
 
 def _reference_longformer_attention(q, k, v, qg, kg, vg, window, gidx, kpm, backend):
