@@ -51,6 +51,7 @@ def test_matches_hf_reference_path():
 
 def test_matches_hf_length_not_multiple_of_window():
     assert _compare("reference", N=37) < 1e-4
+    assert _compare("reference", N=37, global_mode="hidden") < 1e-4
 
 
 def test_token_classification_matches_hf():

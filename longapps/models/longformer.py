@@ -95,20 +95,30 @@ class _FastLayer(nn.Module):
         train = self.training and torch.is_grad_enabled()
         with_kvg = has_g and (train or self.global_mode == "kernel")
         rows = 5 * C if with_kvg else 3 * C
-        qg = None
-        side = _side_stream(x) if (has_g and not train and self.global_mode == "kernel" and backend == "triton") else None
-        if side is not None:  # the global rows' (latency-bound) query projection beside the big GEMM
-            side.wait_stream(torch.cuda.current_stream(x.device))
+        hidden = has_g and not train and self.global_mode == "hidden"
+        # inference: the global rows' small, latency-bound work (their query projection, or in
+        # "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel
+        side = _side_stream(x) if (has_g and not train and backend == "triton") else None
+        main = torch.cuda.current_stream(x.device) if side is not None else None
+        qg = og = None
+        if side is not None:
+            side.wait_stream(main)
             with torch.cuda.stream(side):
-                qg = self._global_query(x, gidx)
+                if hidden:
+                    og = _global_rows_hidden(x, gidx, kpm, *self._global_weights(), H)
+                else:
+                    qg = self._global_query(x, gidx)
+        elif hidden:
+            og = _global_rows_hidden(x, gidx, kpm, *self._global_weights(), H)
+        elif has_g:
+            qg = self._global_query(x, gidx)
         proj = F.linear(x, self.w_in[:rows], self.b_in[:rows]).view(B, N, rows // C, H, D)
         q, k, v = (proj[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
         kg = vg = None
         if with_kvg:
             kg, vg = (proj[:, :, i].transpose(1, 2) for i in (3, 4))
-        if train:  # autograd path: global projections for every token, kernels' backward
-            if has_g:
-                qg = self._global_query(x, gidx)
+        if train or (not hidden and backend != "triton"):
+            # autograd path (global projections for every token, kernels' backward), or no Triton
             if backend == "triton":
                 from ..kernels.window_global import window_global_attention
                 o = window_global_attention(q, k, v, self.window, gidx, False, kpm, None,
@@ -117,21 +127,20 @@ class _FastLayer(nn.Module):
                 o = _reference_longformer_attention(q, k, v, qg, kg, vg, self.window, gidx if has_g else None,
                                                     kpm, backend).transpose(1, 2)
             a = o.reshape(B, N, C)
-        elif self.global_mode == "kernel" and backend == "triton":
-            # inference, one attention call: window kernel + split-K global-row programs (compact qg)
+        elif not hidden:
+            # inference, one attention call: window kernel + global-row programs (compact qg)
             o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
             if side is not None:
-                torch.cuda.current_stream(x.device).wait_stream(side)
-                qg.record_stream(torch.cuda.current_stream(x.device))
-            elif has_g:
-                qg = self._global_query(x, gidx)
+                main.wait_stream(side)
+                qg.record_stream(main)
             from ..kernels.window_global import window_global_forward
             window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
                                   global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
                                   gidx_prepared=has_g)
             a = o.reshape(B, N, C)
-        else:  # inference: window attention for the local rows, global rows in hidden space
-            o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
+        else:  # inference: window attention for the local rows; global rows (hidden space) written over
+            ob = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
+            o = ob[:, :N]
             if backend == "triton":
                 from ..kernels.window_global import window_global_forward
                 window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
@@ -140,12 +149,11 @@ class _FastLayer(nn.Module):
                 pat = WindowGlobal(self.window, gidx if has_g else [])
                 o.copy_(attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2))
             if has_g:
-                og = _global_rows_hidden(x, gidx, kpm, *self._global_weights(), H)
+                if side is not None:
+                    main.wait_stream(side)
+                    og.record_stream(main)
                 gi = gidx.long().expand(B, -1)
-                ob = torch.cat([o, o.new_zeros(B, 1, H, D)], 1)  # row N: scratch for -1 slots
-                ob.view(B, N + 1, C).scatter_(1, torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C),
-                                              og.reshape(B, -1, C))
-                o = ob[:, :N]
+                ob.view(B, N + 1, C).scatter_(1, torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C), og)
             a = o.reshape(B, N, C)
         if kpm is not None:  # HF: padded queries get a zero attention output
             a = a.masked_fill(~kpm[:, :, None], 0.0)
@@ -180,26 +188,28 @@ class _FastLayer(nn.Module):
 def _global_rows_hidden(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor],
                         w_q: torch.Tensor, b_q: torch.Tensor, w_k: torch.Tensor, b_k: torch.Tensor,
                         w_v: torch.Tensor, b_v: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Outputs (B, G, H, D) of the global rows ``gidx`` (B|1, G; -1 = none) without projecting
+    """Outputs (B, G, C) of the global rows ``gidx`` (B|1, G; -1 = none) without projecting
     key/value_global for every token. Per head h: ``q . (Wk_h x_j + bk_h) = (Wk_h^T q) . x_j + q . bk_h``
-    and ``sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h`` (exact up to rounding)."""
+    where the last term is constant over j and cancels in the softmax, and
+    ``sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h``. A handful of small GEMMs, no
+    N x C intermediate (``b_k`` is unused: shift invariance)."""
     B, N, C = x.shape
     H = num_heads
     D = C // H
     G = gidx.shape[1]
     gi = gidx.long().clamp_min(0).expand(B, -1)
-    xg = torch.gather(x, 1, gi[:, :, None].expand(B, G, C))
-    qg = F.linear(xg, w_q, b_q).view(B * G, H, D).transpose(0, 1) / math.sqrt(D)  # (H, BG, D)
-    u = torch.matmul(qg, w_k.view(H, D, C))                                # (H, BG, C)
-    c0 = torch.matmul(qg, b_k.view(H, D, 1)).float()                       # (H, BG, 1)
+    xg = torch.gather(x, 1, gi[:, :, None].expand(B, G, C)).view(B * G, C)
+    sc = 1.0 / math.sqrt(D)
+    qg = torch.addmm(b_q, xg, w_q.t(), beta=sc, alpha=sc)                  # (BG, C) = (BG, H*D), scaled
+    u = torch.bmm(qg.view(B * G, H, D).transpose(0, 1), w_k.view(H, D, C))  # (H, BG, C)
     u = u.view(H, B, G, C).permute(1, 2, 0, 3).reshape(B, G * H, C)
-    s = torch.matmul(u, x.transpose(1, 2)).float() + c0.view(H, B, G).permute(1, 2, 0).reshape(B, G * H, 1)
+    s = torch.bmm(u, x.transpose(1, 2))                                     # (B, G*H, N)
     if kpm is not None:
         s = s.masked_fill(~kpm[:, None, :], float("-inf"))
-    p = torch.softmax(s, dim=-1).to(x.dtype)                               # (B, G*H, N)
-    z = torch.matmul(p, x).view(B, G, H, C).permute(2, 0, 1, 3).reshape(H, B * G, C)
-    og = torch.matmul(z, w_v.view(H, D, C).transpose(1, 2)) + b_v.view(H, 1, D)  # (H, BG, D)
-    return og.view(H, B, G, D).permute(1, 2, 0, 3)                         # (B, G, H, D)
+    p = torch.softmax(s, dim=-1)  # fp32 math inside for half inputs
+    z = torch.bmm(p, x).view(B, G, H, C).permute(2, 0, 1, 3).reshape(H, B * G, C)
+    og = torch.baddbmm(b_v.view(H, 1, D), z, w_v.view(H, D, C).transpose(1, 2))  # (H, BG, D)
+    return og.view(H, B, G, D).permute(1, 2, 0, 3).reshape(B, G, C)
 
 
 def _reference_longformer_attention(q, k, v, qg, kg, vg, window, gidx, kpm, backend):
