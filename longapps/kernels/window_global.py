@@ -213,11 +213,38 @@ if HAS_TRITON:
         tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=row_ok)
 
     @triton.jit
+    def _merge_row(PO, PML, row0, NPART, offs_d, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
+        """Merge the NPART split-K partials (acc, m, l) stored at rows row0 .. row0+NPART-1 into one
+        attention row; BLOCK_C partials per (vectorized) step. Returns (out, lse) as [BLOCK_D] vectors."""
+        m_a = tl.zeros([BLOCK_D], dtype=tl.float32) - 1.0e30  # running max (all entries equal)
+        l_a = tl.zeros([BLOCK_D], dtype=tl.float32)
+        a_a = tl.zeros([BLOCK_D], dtype=tl.float32)
+        for c0 in range(0, NPART, BLOCK_C):
+            offs_c = c0 + tl.arange(0, BLOCK_C)
+            cm = offs_c < NPART
+            r = row0 + offs_c
+            m_c = tl.load(PML + r * 2, mask=cm, other=-1.0e30, cache_modifier=".cg")
+            l_c = tl.load(PML + r * 2 + 1, mask=cm, other=0.0, cache_modifier=".cg")
+            a_c = tl.load(PO + r[:, None] * BLOCK_D + offs_d[None, :], mask=cm[:, None], other=0.0,
+                          cache_modifier=".cg")
+            m_new = tl.maximum(m_a, tl.max(m_c, 0))
+            w = tl.math.exp2(m_c - tl.max(m_new, 0))
+            alpha = tl.math.exp2(m_a - m_new)
+            a_a = a_a * alpha + tl.sum(a_c * w[:, None], 0)
+            l_a = l_a * alpha + tl.sum(l_c * w, 0)
+            m_a = m_new
+        empty = l_a == 0.0
+        out = a_a / tl.where(empty, 1.0, l_a)
+        lse = tl.where(empty, float("inf"), m_a + tl.math.log2(tl.where(empty, 1.0, l_a)))
+        return out, lse
+
+    @triton.jit
     def _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                       CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
-                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
+                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr,
+                      BLOCK_C: tl.constexpr):
         """Global query rows, split-K over the keys; the last split to finish merges the partials
         (atomic ticket) and writes the rows of O and LSE. ``QG_COMPACT``: QG holds only the global
         rows, (B, H, G, D) in ``GIDX`` order."""
@@ -268,27 +295,15 @@ if HAS_TRITON:
         tl.store(PML + row * 2, m_i)
         tl.store(PML + row * 2 + 1, l_i)
         ticket = tl.atomic_add(CNT + bh * (GP // BLOCK_G) + gt, 1)  # acq_rel: partials visible
-        if ticket == NSPLIT - 1:
-            acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
-            l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
-            m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
-            for j in range(0, NSPLIT):
-                rj = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + j
-                a_j = tl.load(PO + rj[:, None] * BLOCK_D + offs_d[None, :], cache_modifier=".cg")
-                m_j = tl.load(PML + rj * 2, cache_modifier=".cg")
-                l_j = tl.load(PML + rj * 2 + 1, cache_modifier=".cg")
-                m_new = tl.maximum(m_i, m_j)
-                a1 = tl.math.exp2(m_i - m_new)
-                a2 = tl.math.exp2(m_j - m_new)
-                acc = acc * a1[:, None] + a_j * a2[:, None]
-                l_i = l_i * a1 + l_j * a2
-                m_i = m_new
-            empty = l_i == 0.0
-            out = acc / tl.where(empty, 1.0, l_i)[:, None]
-            lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+        if ticket == NSPLIT - 1:  # last split of this row tile: merge each valid row, splits vectorized
             obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
-            tl.store(obase + grow_s[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=gval[:, None])
-            tl.store(LSE + bh.to(tl.int64) * N + grow_s, lse, mask=gval)
+            for r in range(0, tl.minimum(G - gt * BLOCK_G, BLOCK_G)):
+                gi = tl.load(GIDX + b.to(tl.int64) * sgb + gt * BLOCK_G + r)
+                if gi >= 0:
+                    out, lse = _merge_row(PO, PML, (bh.to(tl.int64) * GP + gt * BLOCK_G + r) * NSPLIT, NSPLIT,
+                                          offs_d, BLOCK_C, BLOCK_D)
+                    tl.store(obase + gi * son + offs_d, out.to(O.dtype.element_ty))
+                    tl.store(LSE + bh.to(tl.int64) * N + gi + offs_d * 0, lse, mask=offs_d == 0)
             tl.atomic_xchg(CNT + bh * (GP // BLOCK_G) + gt, 0)  # ready for the next call
 
     @triton.jit
@@ -342,26 +357,7 @@ if HAS_TRITON:
             for g in range(0, G):
                 gi = tl.load(gbase + g)
                 if gi >= 0:
-                    m_a = tl.zeros([BLOCK_D], dtype=tl.float32) - 1.0e30  # running max (all entries equal)
-                    l_a = tl.zeros([BLOCK_D], dtype=tl.float32)
-                    a_a = tl.zeros([BLOCK_D], dtype=tl.float32)
-                    for c0 in range(0, NT, BLOCK_C):
-                        offs_c = c0 + tl.arange(0, BLOCK_C)
-                        cm = offs_c < NT
-                        r = (bh.to(tl.int64) * G + g) * NT + offs_c
-                        m_c = tl.load(PML + r * 2, mask=cm, other=-1.0e30, cache_modifier=".cg")
-                        l_c = tl.load(PML + r * 2 + 1, mask=cm, other=0.0, cache_modifier=".cg")
-                        a_c = tl.load(PO + r[:, None] * BLOCK_D + offs_d[None, :], mask=cm[:, None], other=0.0,
-                                      cache_modifier=".cg")
-                        m_new = tl.maximum(m_a, tl.max(m_c, 0))
-                        w = tl.math.exp2(m_c - tl.max(m_new, 0))
-                        alpha = tl.math.exp2(m_a - m_new)
-                        a_a = a_a * alpha + tl.sum(a_c * w[:, None], 0)
-                        l_a = l_a * alpha + tl.sum(l_c * w, 0)
-                        m_a = m_new
-                    empty = l_a == 0.0
-                    out = a_a / tl.where(empty, 1.0, l_a)
-                    lse = tl.where(empty, float("inf"), m_a + tl.math.log2(tl.where(empty, 1.0, l_a)))
+                    out, lse = _merge_row(PO, PML, (bh.to(tl.int64) * G + g) * NT, NT, offs_d, BLOCK_C, BLOCK_D)
                     tl.store(obase + gi * son + offs_d, out.to(O.dtype.element_ty))
                     tl.store(LSE + bh.to(tl.int64) * N + gi + offs_d * 0, lse, mask=offs_d == 0)
             tl.atomic_xchg(CNT + bh, 0)  # ready for the next call
@@ -398,12 +394,13 @@ if HAS_TRITON:
                         gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
                         H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                         CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
-                        BLOCK_NG: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
+                        BLOCK_NG: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr,
+                        BLOCK_C: tl.constexpr):
         """Global rows as their own launch (after the band launch, whose rows they overwrite)."""
         _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, tl.program_id(1), tl.program_id(0),
                       gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
-                      CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT)
+                      CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C)
 
     # ------------------------------------------------------------------ backward
     @triton.jit
@@ -762,7 +759,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
             vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
             H, N, G, GP, qk_scale, keys_per_split, nsplit,
             CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
-            QG_COMPACT=qg_compact, **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
+            QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
+            **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
     return o, lse
 
 
