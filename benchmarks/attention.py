@@ -119,8 +119,8 @@ def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> list:
-    """Window+global: global rows inside the band launch (default) or in their own launch, and the
-    parts (no global rows; no globals); timings (graph replay), max difference to the default output."""
+    """Window+global: split-K programs per SM for the global rows, and the parts (no global rows; no
+    globals); timings (graph replay), max difference to the default output."""
     from longapps.kernels.window_global import prepare_global_idx, window_global_forward
     out = []
     for n in ns:
@@ -129,13 +129,15 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
         g = prepare_global_idx(pat.global_idx, q.device)
         useful = 4.0 * dim * heads * pairs(pat, n)
         ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
-        variants = (("default (auto)", {}), ("global rows in the band launch (diag)", {"grows": "diag"}),
-                    ("global rows: own launch", {"grows": "launch"}),
+        variants = (("default", {}), ("global rows: 4 programs/SM", {"grow_programs_per_sm": 4}),
+                    ("global rows: 8 programs/SM", {"grow_programs_per_sm": 8}),
                     ("no global rows (parts)", {"global_rows": False}),
                     ("no globals at all (parts)", {"no_globals": True}))
+        from longapps.kernels import window_global as wgmod
         for name, kw in variants:
             kw = dict(kw)
             gg = None if kw.pop("no_globals", False) else g
+            wgmod.FWD_DEFAULTS["grow_programs_per_sm"] = kw.pop("grow_programs_per_sm", 2)
             fn = lambda: window_global_forward(q, k, v, window, gg, False, gidx_prepared=gg is not None, **kw)[0]  # noqa: E731
             diff = float((fn().float() - ref.float()).abs().max())
             ms, ms_e = _t(fn)
@@ -186,7 +188,7 @@ def main() -> None:
                     json.dump(res, f, indent=1)
             return
     rows = run_attention_bench(a.n, a.dtype, a.heads, a.dim, with_flex=not a.no_flex, window=a.window,
-                               linear_ns=a.linear_n, only=a.only, variants=True)
+                               linear_ns=a.linear_n, only=a.only)
     res["rows"] = rows_to_json(rows)
     res["config"] = vars(a)
     if a.json:

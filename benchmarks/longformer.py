@@ -76,18 +76,6 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
             del r3
         except Exception as e:
             log(f"  GELU-kernel variant failed: {e!r}"[:300])
-        try:  # variant: global rows in their own split-K launch (not inside the band launch)
-            from longapps.kernels import window_global as wgmod
-            wgmod.FWD_DEFAULTS["grows"] = "launch"
-            r4 = fast.cuda_graph(ids, am, gm)
-            out["err_grows_launch_vs_hf16"] = _err(r4(ids, am, gm), ref16)
-            t["ours_cuda_graph_grows_launch"] = measure(r4.graph.replay, iters=50)
-            log(f"  ours (global rows: own launch): graph {t['ours_cuda_graph_grows_launch'][0]:.3f} ms")
-            del r4
-        except Exception as e:
-            log(f"  grows-launch variant failed: {e!r}"[:300])
-        finally:
-            wgmod.FWD_DEFAULTS["grows"] = "auto"
         try:  # variant: global rows in hidden space
             for layer in fast.layers:
                 layer.global_mode = "hidden"

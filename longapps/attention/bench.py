@@ -179,7 +179,7 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
                         dim: int = 64, batch: int = 1, with_flex: bool = True, mask_max_n: int = 16384,
                         dense_max_n: int = 65536, window: int = 256, sink_window: int = 512, sinks: int = 4,
                         linear_ns: Optional[Sequence[int]] = None, only: Optional[Sequence[str]] = None,
-                        use_graphs: bool = True, variants: bool = False,
+                        use_graphs: bool = True,
                         log: Callable[[str], None] = print) -> List[Row]:
     """Time ours and the peers at each length; returns rows (ratios = peer ms / our ms)."""
     if not torch.cuda.is_available():
@@ -197,11 +197,6 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
                 q, k, v = q * 0.1, k * 0.1, v
             useful = None if isinstance(pat, Linear) else 4.0 * dim * heads * batch * pairs(pat, n)
             fns = {"ours": _ours(pat, q, k, v)}
-            if isinstance(pat, WindowGlobal) and variants:
-                from ..kernels.window_global import prepare_global_idx, window_global_forward
-                g_ = prepare_global_idx(pat.global_idx, q.device)
-                fns["ours_grows_launch"] = lambda: window_global_forward(q, k, v, pat.window, g_, pat.causal,  # noqa: E731
-                                                                         gidx_prepared=True, grows="launch")[0]
             try:
                 fns.update(_peers(name, pat, q, k, v, n, with_flex, mask_max_n))
             except Exception as e:  # a peer that cannot be built is reported, not fatal

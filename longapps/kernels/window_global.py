@@ -307,72 +307,14 @@ if HAS_TRITON:
             tl.atomic_xchg(CNT + bh * (GP // BLOCK_G) + gt, 0)  # ready for the next call
 
     @triton.jit
-    def _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
-                    gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
-                    H, N, G, NT, qk_scale,
-                    CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr,
-                    BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
-        """Global query rows (G <= BLOCK_G) split over the key tiles, inside the band launch: this
-        program takes the keys of its own tile, so the global rows read K/V once and need no launch
-        of their own. Partials (m, l, acc) go to a buffer; the head's last program (atomic ticket)
-        merges its NT partials and writes the rows over the band results."""
-        b = bh // H
-        h = bh % H
-        offs_k = t * BLOCK_M + tl.arange(0, BLOCK_M)
-        kv_ok = offs_k < N
-        offs_d = tl.arange(0, BLOCK_D)
-        offs_g = tl.arange(0, BLOCK_G)
-        gbase = GIDX + b.to(tl.int64) * sgb
-        grow = tl.load(gbase + offs_g, mask=offs_g < G, other=-1)
-        gval = grow >= 0
-        qbase = QG + b.to(tl.int64) * gqb + h.to(tl.int64) * gqh
-        if QG_COMPACT:
-            q = tl.load(qbase + offs_g[:, None] * gqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
-        else:
-            q = tl.load(qbase + tl.where(gval, grow, 0)[:, None] * gqn + offs_d[None, :], mask=gval[:, None],
-                        other=0.0).to(DT)
-        kT = tl.load(KG + b.to(tl.int64) * gkb + h.to(tl.int64) * gkh + offs_k[None, :] * gkn + offs_d[:, None],
-                     mask=kv_ok[None, :], other=0.0)
-        v = tl.load(VG + b.to(tl.int64) * gvb + h.to(tl.int64) * gvh + offs_k[:, None] * gvn + offs_d[None, :],
-                    mask=kv_ok[:, None], other=0.0)
-        s = tl.dot(q, kT.to(DT)) * qk_scale
-        ok = kv_ok[None, :] & gval[:, None]
-        if CAUSAL:
-            ok = ok & (offs_k[None, :] <= grow[:, None])
-        if HAS_KPM:
-            kp = tl.load(KPM + b.to(tl.int64) * skpb + offs_k, mask=kv_ok, other=0)
-            ok = ok & (kp[None, :] != 0)
-        s = tl.where(ok, s, float("-inf"))
-        m = tl.maximum(tl.max(s, 1), -1.0e30)
-        p = tl.math.exp2(s - m[:, None])
-        acc = tl.dot(p.to(DT), v.to(DT))
-        row = (bh.to(tl.int64) * G + offs_g) * NT + t
-        g_ok = offs_g < G
-        tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc, mask=g_ok[:, None])
-        tl.store(PML + row * 2, m, mask=g_ok)
-        tl.store(PML + row * 2 + 1, tl.sum(p, 1), mask=g_ok)
-        ticket = tl.atomic_add(CNT + bh, 1)  # acq_rel: this program's outputs and partials are visible
-        if ticket == NT - 1:
-            obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
-            for g in range(0, G):
-                gi = tl.load(gbase + g)
-                if gi >= 0:
-                    out, lse = _merge_row(PO, PML, (bh.to(tl.int64) * G + g) * NT, NT, offs_d, BLOCK_C, BLOCK_D)
-                    tl.store(obase + gi * son + offs_d, out.to(O.dtype.element_ty))
-                    tl.store(LSE + bh.to(tl.int64) * N + gi + offs_d * 0, lse, mask=offs_d == 0)
-            tl.atomic_xchg(CNT + bh, 0)  # ready for the next call
-
-    @triton.jit
-    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM, QG, KG, VG, PO, PML, CNT,
+    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM,
                        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                       gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn,
-                       H, N, W, G, qk_scale, NT,
+                       H, N, W, G, qk_scale,
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
-                       GROWS_DIAG: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
+                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, BLOCK_G: tl.constexpr,
-                       BLOCK_C: tl.constexpr, QG_COMPACT: tl.constexpr):
-        """One query tile of band rows; with ``GROWS_DIAG`` also its key tile's share of the global rows."""
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr):
+        """Band rows, one query tile per program (global rows: ``_wg_grow_kernel`` afterwards)."""
         if TILE_MAJOR:
             t = tl.program_id(0)
             bh = tl.program_id(1)
@@ -383,11 +325,6 @@ if HAS_TRITON:
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
                       BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
-        if GROWS_DIAG:
-            _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
-                        gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
-                        H, N, G, NT, qk_scale, CAUSAL, HAS_KPM, BLOCK_M, BLOCK_G, BLOCK_C, BLOCK_D, DT,
-                        QG_COMPACT)
 
     @triton.jit
     def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
@@ -586,14 +523,12 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grows": "auto", "diag_max_programs_per_sm": 8}
-# grows: where the global query rows are computed. "diag": inside the band launch, each query-tile
-# program also takes its key tile's share (G <= 16; no extra launch, K/V of the global rows read
-# from L2); "launch": a split-K launch after the band launch (also used for G > 16). "auto": diag
-# while the band grid is at most diag_max_programs_per_sm per SM (about two waves: the extra
-# per-program latency fills the last wave), else launch. H200 (run 12): diag 2.28 vs launch
-# 2.36 ms for Longformer-base 4k (768 programs); window+global 16k x 16 heads (4096 programs):
-# diag 0.184 vs launch 0.166 ms.
+                "keys_per_split": 1024, "grow_programs_per_sm": 2}
+# Global query rows: a split-K launch after the band launch (programs: about grow_programs_per_sm
+# per SM, 256..keys_per_split keys each; the last split of a row merges the partials, vectorized).
+# Tried and dropped (H200 runs 10-16, NOTES.md): global rows fused into the band launch as extra
+# programs, on a side stream, or as each band program's share of its own key tile (slower at
+# >= 16k, equal at 4k); global keys as rank-1 updates instead of a 16-key tile (slower).
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -665,7 +600,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          global_rows: bool = True, grows: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          global_rows: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -673,7 +608,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only). ``grows``: "auto", "diag" or "launch" (``FWD_DEFAULTS``).
+    output then hold window attention only).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -715,39 +650,22 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     BG = 16
-    NT = triton.cdiv(N, BM)
-    mode = FWD_DEFAULTS["grows"] if grows is None else grows
-    if mode not in ("auto", "diag", "launch"):
-        raise ValueError(f"grows must be 'auto', 'diag' or 'launch', got {mode!r}")
-    if mode == "auto":
-        mode = "diag" if B * H * NT <= FWD_DEFAULTS["diag_max_programs_per_sm"] * _num_sms(q.device) else "launch"
-    diag = has_grows and mode == "diag" and G <= BG
-    cnt = gidx
-    po = pml = lse
-    if diag:
-        po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
-        pml = torch.empty(B * H * G * NT, 2, dtype=torch.float32, device=q.device)
-        cnt = _zeroed(q.device, torch.int32, B * H)
-    grid = (NT, B * H) if tile_major else (B * H, NT)
+    grid = (triton.cdiv(N, BM), B * H) if tile_major else (B * H, triton.cdiv(N, BM))
     _wg_fwd_kernel[grid](
-        q, k, v, o, lse, gidx, kpm, qg, kg, vg, po, pml, cnt,
+        q, k, v, o, lse, gidx, kpm,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-        vg.stride(0), vg.stride(1), vg.stride(2),
-        H, N, window, G, qk_scale, NT,
-        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, GROWS_DIAG=diag,
-        HAS_KPM=key_padding_mask is not None,
+        H, N, window, G, qk_scale,
+        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, BLOCK_G=BG, BLOCK_C=16 if interpreting() else 64,
-        QG_COMPACT=qg_compact, **extra)
-    if has_grows and not diag:  # after the band launch: overwrites the global rows
+        SPLIT=split, TILE_MAJOR=tile_major, **extra)
+    if has_grows:  # after the band launch: overwrites the global rows
         GP = triton.cdiv(G, BG) * BG
         bn_g = BN if interpreting() else 128
         if interpreting():
             keys_per_split = 2 * bn_g
         else:  # enough split-K programs to fill the GPU, 256..1024 keys each
-            want = max(1, -(-2 * _num_sms(q.device) // (B * H * (GP // BG))))
+            want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(q.device) // (B * H * (GP // BG))))
             keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
         nsplit = triton.cdiv(N, keys_per_split)
         po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
