@@ -63,34 +63,25 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         out["err_graph_vs_hf16"] = _err(static_out, ref16)
         t["ours_cuda_graph"] = measure(graph.replay, iters=50)
         log(f"  ours CUDA graph: {t['ours_cuda_graph'][0]:.3f} ms")
-        try:  # variant: GELU as its own kernel (no cuBLASLt epilogue)
-            for layer in fast.layers:
-                layer.gelu_epilogue = False
-            r3 = fast.cuda_graph(ids, am, gm)
-            out["err_gelu_kernel_vs_hf16"] = _err(r3(ids, am, gm), ref16)
-            t["ours_cuda_graph_gelu_kernel"] = measure(r3.graph.replay, iters=50)
-            log(f"  ours (separate GELU kernel): graph {t['ours_cuda_graph_gelu_kernel'][0]:.3f} ms, "
-                f"err vs HF16 {out['err_gelu_kernel_vs_hf16']}")
-            for layer in fast.layers:
-                layer.gelu_epilogue = True
-            del r3
-        except Exception as e:
-            log(f"  GELU-kernel variant failed: {e!r}"[:300])
-        try:  # variant: global rows in hidden space
-            for layer in fast.layers:
-                layer.global_mode = "hidden"
-            t["ours_eager_hidden_global"] = measure(ours_fn, iters=20)
-            r2 = fast.cuda_graph(ids, am, gm)
-            out["err_hidden_global_vs_hf16"] = _err(r2(ids, am, gm), ref16)
-            t["ours_cuda_graph_hidden_global"] = measure(r2.graph.replay, iters=50)
-            log(f"  ours (global rows in hidden space): eager {t['ours_eager_hidden_global'][0]:.3f} ms, "
-                f"graph {t['ours_cuda_graph_hidden_global'][0]:.3f} ms")
-            for layer in fast.layers:
-                layer.global_mode = "kernel"
-        except Exception as e:
-            log(f"  hidden-space variant failed: {e!r}"[:300])
-            for layer in fast.layers:
-                layer.global_mode = "kernel"
+        def variant(key: str, label: str, attr: str, value, default) -> None:
+            """Graph time and error with one layer setting changed (restored afterwards)."""
+            try:
+                for layer in fast.layers:
+                    setattr(layer, attr, value)
+                t[f"ours_eager_{key}"] = measure(ours_fn, iters=20)
+                r = fast.cuda_graph(ids, am, gm)
+                out[f"err_{key}_vs_hf16"] = _err(r(ids, am, gm), ref16)
+                t[f"ours_cuda_graph_{key}"] = measure(r.graph.replay, iters=50)
+                log(f"  ours ({label}): eager {t[f'ours_eager_{key}'][0]:.3f} ms, graph "
+                    f"{t[f'ours_cuda_graph_{key}'][0]:.3f} ms, err vs HF16 {out[f'err_{key}_vs_hf16']}")
+            except Exception as e:
+                log(f"  variant {label} failed: {e!r}"[:300])
+            finally:
+                for layer in fast.layers:
+                    setattr(layer, attr, default)
+
+        variant("gelu_kernel", "separate GELU kernel", "gelu_epilogue", False, True)
+        variant("hidden_global", "global rows in hidden space", "global_mode", "hidden", "kernel")
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")
