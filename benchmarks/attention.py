@@ -77,7 +77,8 @@ def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> l
     return out
 
 
-def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str = "cuda", log=print) -> list:
+def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str = "cuda", log=print,
+                       names=None) -> list:
     """Lightning forward: fused single launch (look-back "prefix" / "all", super-chunk counts, warps) and the
     recompute single launch vs the two-launch path, ns/token per N (graph replay) and the max difference to the two-launch output; ends with
     one line per variant: ns/token over N and the 4k..64k spread (max/min), which picks LIGHTNING_DEFAULTS."""
@@ -94,6 +95,8 @@ def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str
                 ("two-launch 4/SM", {"fused": False, "n_super": per_sm(4)}),
                 ("recompute 1/SM", {"recompute": True, "n_super": per_sm(1)}),
                 ("recompute 2/SM", {"recompute": True})]
+    if names:
+        variants = [(nm, kw) for nm, kw in variants if nm in names]
     out, table = [], {}
     for n in ns:
         q, k, v = [torch.randn(1, heads, n, dim, device=device, dtype=dtype) * 0.1 for _ in range(3)]
@@ -163,6 +166,7 @@ def main() -> None:
     ap.add_argument("--wg-variants", action="store_true", help="only compare the global-row launch variants")
     ap.add_argument("--lightning-variants", action="store_true",
                     help="only compare the lightning launch variants (fused / two-launch) over --linear-n")
+    ap.add_argument("--variant", nargs="*", default=None, help="with --lightning-variants: only these (by name)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     dev = device_name()
@@ -177,7 +181,7 @@ def main() -> None:
         return
     if a.lightning_variants:
         dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
-        res["lightning_variants"] = lightning_variants(a.linear_n, dt, a.heads, a.dim)
+        res["lightning_variants"] = lightning_variants(a.linear_n, dt, a.heads, a.dim, names=a.variant)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1)
