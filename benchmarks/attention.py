@@ -79,8 +79,8 @@ def sweep(dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> l
 
 def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str = "cuda", log=print,
                        names=None) -> list:
-    """Lightning forward: fused single launch (look-back "prefix" / "all", super-chunk counts, warps) and the
-    recompute single launch vs the two-launch path, ns/token per N (graph replay) and the max difference to the two-launch output; ends with
+    """Lightning forward: fused single launch (look-back "prefix" / "all", super-chunk counts, warps) vs the
+    two-launch path, ns/token per N (graph replay) and the max difference to the two-launch output; ends with
     one line per variant: ns/token over N and the 4k..64k spread (max/min), which picks LIGHTNING_DEFAULTS."""
     from longapps.kernels.lightning import lightning_forward
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 8
@@ -92,9 +92,7 @@ def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str
                 ("fused all 4/SM", {"fused": True, "lookback": "all", "n_super": per_sm(4)}),
                 ("fused prefix mb=8", {"fused": True, "max_blocks_per_chunk": 8}),
                 ("fused prefix w8", {"fused": True, "num_warps": 8}),
-                ("two-launch 4/SM", {"fused": False, "n_super": per_sm(4)}),
-                ("recompute 1/SM", {"recompute": True, "n_super": per_sm(1)}),
-                ("recompute 2/SM", {"recompute": True})]
+                ("two-launch 4/SM", {"fused": False, "n_super": per_sm(4)})]
     if names:
         variants = [(nm, kw) for nm, kw in variants if nm in names]
     out, table = [], {}

@@ -6,13 +6,9 @@ Chunked form over blocks of BL tokens: intra-block ``((Q K^T) * causal) V`` plus
 ``Q S`` with the running state ``S = sum K^T V`` (D x D, fp32). To fill the GPU the sequence is
 split into super-chunks (about 2 programs per SM, ``_n_super``); one program per (super-chunk, head)
 starts from the sum of the earlier super-chunks' K^T V and walks the blocks of its super-chunk.
-No host-side scan; three ways to get the start states:
+No host-side scan; two ways to get the start states:
 
-- two launches (default, ``fused=False``): kernel 1 sums K^T V per super-chunk, kernel 2 adds up the
-  earlier sums and walks the blocks.
-- recompute (``recompute=True``, one launch, no communication): each program sums K^T V over all the
-  tokens before its super-chunk itself (re-reads that hit L2 at short N), then walks its blocks.
-- fused (``fused=True``, one launch, decoupled look-back): each program takes a ticket from an atomic counter
+- fused (default, one launch, decoupled look-back): each program takes a ticket from an atomic counter
   and maps it chunk-major to (super-chunk, head), so every program it waits on has a smaller ticket and
   is already running (no deadlock, whatever order the hardware starts blocks in). Phase 1: sum K^T V over
   its own super-chunk, store it to a workspace slot, publish a flag (CTA barrier, then release atomic).
@@ -22,6 +18,8 @@ No host-side scan; three ways to get the start states:
   ``"all"`` it adds every predecessor's aggregate. The last program to finish (done counter) zeroes the
   flags and counters, so the persistent per-(device, stream, size) workspace needs no memset per call and
   the launch is CUDA-graph capturable.
+- two launches (``fused=False``): kernel 1 sums K^T V per super-chunk, kernel 2 adds up the earlier
+  sums and walks the blocks.
 
 Backward is the same machinery three times:
 dQ = fwd(dO, V, K), dK = rev(V, dO, Q), dV = rev(K, Q, dO) where ``rev`` is anti-causal (super-chunks
@@ -269,44 +267,14 @@ if HAS_TRITON:
                 tl.store(SYNC + offs_r, 0, mask=offs_r < total + 2)
 
 
-if HAS_TRITON:
-
-    @triton.jit
-    def _lightning_recompute_kernel(Q, K, V, O, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
-                                    H, N, CS, scale,
-                                    REVERSE: tl.constexpr, BL: tl.constexpr, BLOCK_D: tl.constexpr,
-                                    DT: tl.constexpr):
-        """One launch, no communication: each (super-chunk, head) program sums K^T V over all tokens
-        before its super-chunk itself (after it when REVERSE; re-reads from L2 at short N), then walks
-        its blocks."""
-        bh = tl.program_id(0)
-        s = tl.program_id(1)
-        b = bh // H
-        h = bh % H
-        qb = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        kb = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vb = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
-        ob = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
-        lo = s * CS
-        hi = tl.minimum(N, lo + CS)
-        if REVERSE:
-            state = _kv_sum(kb, vb, skn, svn, hi, N, BL, BLOCK_D, DT)
-        else:
-            state = _kv_sum(kb, vb, skn, svn, 0, lo, BL, BLOCK_D, DT)
-        _walk_blocks(qb, kb, vb, ob, state, sqn, skn, svn, son, lo, hi, scale, REVERSE, BL, BLOCK_D, DT)
-
-
 # launch defaults (H200 sweep): block tokens, max blocks per super-chunk (more super-chunks = more parallel
 # programs, more state sums to add up), warps, stages; ``fused``: one launch with decoupled look-back instead of
 # two launches; ``lookback``: "prefix" (programs also publish inclusive prefixes, a look-back stops at the
 # nearest one) or "all" (add up every earlier super-chunk's aggregate). H200 run 13 (B=1 H=16 D=64 bf16,
 # ns/token at 4k/16k/64k): two-launch 6.50/4.46/3.62, fused prefix 7.11/4.41/3.53, fused all 6.90/4.28/3.58:
 # the look-back waits cost about what the second launch does, so the simpler two-launch path is the default.
-# ``recompute_max_n``: up to this length, one launch in which every program recomputes its start state
-# from the raw K, V before it (quadratic re-reads, from L2 at short N; no second launch, no waiting);
-# 0 = off until it has been timed on the GPU (benchmarks/attention.py --lightning-variants).
 LIGHTNING_DEFAULTS = {"block": 128, "max_blocks_per_chunk": 64, "num_warps": 4, "num_stages": 2,
-                      "fused": False, "lookback": "prefix", "recompute_max_n": 0}
+                      "fused": False, "lookback": "prefix"}
 
 # flags the fused look-back reads at once (fixed: one compile for any number of super-chunks)
 _LOOKBACK_WINDOW = 32
@@ -354,17 +322,14 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
                       reverse: bool = False, block: Optional[int] = None, max_blocks_per_chunk: Optional[int] = None,
                       num_warps: Optional[int] = None, num_stages: Optional[int] = None,
                       fused: Optional[bool] = None, lookback: Optional[str] = None, n_super: Optional[int] = None,
-                      _prefix_every: Optional[int] = None, _lookback_window: Optional[int] = None,
-                      recompute: Optional[bool] = None) -> torch.Tensor:
+                      _prefix_every: Optional[int] = None, _lookback_window: Optional[int] = None) -> torch.Tensor:
     """Run the chunked Triton kernels (no autograd). ``reverse``: anti-causal (j >= i).
 
     ``fused`` (default ``LIGHTNING_DEFAULTS["fused"]``): one launch with decoupled look-back, else the
     two-launch path; ``lookback`` ("prefix" / "all") picks the fused look-back; ``n_super`` overrides the
     number of super-chunks (otherwise about 2 programs per SM, at most ``max_blocks_per_chunk`` blocks each).
     ``_prefix_every`` / ``_lookback_window`` are test knobs: only every k-th super-chunk publishes an
-    inclusive prefix; flags read this many at a time. ``recompute`` (default: N <=
-    ``LIGHTNING_DEFAULTS["recompute_max_n"]``): one launch whose programs recompute their start state
-    from K, V directly (takes precedence over ``fused``)."""
+    inclusive prefix; flags read this many at a time."""
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128) or v.shape[-1] != D:
         raise ValueError(f"lightning kernel needs head dim 16/32/64/128 for q, k and v, got {D}, {v.shape[-1]}")
@@ -386,12 +351,6 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
     strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
                v.stride(0), v.stride(1), v.stride(2))
     o = torch.empty(B, H, N, D, dtype=q.dtype, device=q.device)
-    if recompute is None:
-        recompute = N <= LIGHTNING_DEFAULTS["recompute_max_n"]
-    if recompute:
-        _lightning_recompute_kernel[(B * H, ns)](q, k, v, o, *strides, o.stride(0), o.stride(1), o.stride(2),
-                                                 H, N, CS, sc, REVERSE=reverse, BL=BL, BLOCK_D=D, DT=DT, **ex)
-        return o
     fused = LIGHTNING_DEFAULTS["fused"] if fused is None else fused
     if fused:
         lookback = lookback or LIGHTNING_DEFAULTS["lookback"]
