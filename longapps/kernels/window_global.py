@@ -6,8 +6,10 @@ Mask (before key padding): query i attends key j iff ``band(i, j) or j in G or i
 Forward, one launch for the non-global rows: each query tile visits only the key tiles that
 intersect its band (interior tiles without any elementwise mask, edge tiles masked) plus the
 global keys gathered into one or two compact tiles (pairs already inside the band excluded, so
-nothing is counted twice). Global query rows (they attend everything) are a second, split-K
-pass over all keys whose partial results a tiny combine kernel merges and writes over those rows.
+nothing is counted twice). Global query rows (they attend everything) are a second launch, a
+split-K pass over all keys; the last split of each row (atomic ticket) merges the partials in one
+vectorized step and writes over that row. Ticket counters live in a cached zeroed buffer that the
+kernels leave zeroed, so a call launches no memset (CUDA-graph capturable with a prepared index).
 Sinks are the special case "global keys = the prefix [0, S), no global rows".
 
 Backward: dK/dV per key tile over the queries of its band; dK/dV of the global keys from the
