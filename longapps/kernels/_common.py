@@ -62,3 +62,11 @@ def run_tests_under_interpreter(test_file: str, timeout: float = 600.0) -> tuple
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", test_file],
                        env=env, capture_output=True, text=True, timeout=timeout)
     return p.returncode, (p.stdout + p.stderr)[-6000:]
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def head_ptr(X, bh, H, stride_b, stride_h):
+        """Base pointer of (batch, head) = divmod(bh, H) in a (B, H, ...) tensor (int64 offsets)."""
+        return X + (bh // H).to(tl.int64) * stride_b + (bh % H).to(tl.int64) * stride_h

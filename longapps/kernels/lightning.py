@@ -40,6 +40,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from ._common import head_ptr
+
 
 def reference_lightning(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
                         reverse: bool = False, compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -117,11 +119,9 @@ if HAS_TRITON:
         bh = tl.program_id(0)
         s = tl.program_id(1)
         ns = tl.num_programs(1)
-        b = bh // H
-        h = bh % H
         offs_d = tl.arange(0, BLOCK_D)
-        xb = X + b.to(tl.int64) * sxb + h.to(tl.int64) * sxh
-        yb = Y + b.to(tl.int64) * syb + h.to(tl.int64) * syh
+        xb = head_ptr(X, bh, H, sxb, sxh)
+        yb = head_ptr(Y, bh, H, syb, syh)
         lo = s * CS
         acc = _kv_sum(xb, yb, sxn, syn, lo, tl.minimum(N, lo + CS), BL, BLOCK_D, DT)
         out = (bh.to(tl.int64) * ns + s) * BLOCK_D * BLOCK_D
@@ -135,13 +135,11 @@ if HAS_TRITON:
         bh = tl.program_id(0)
         s = tl.program_id(1)
         ns = tl.num_programs(1)
-        b = bh // H
-        h = bh % H
         offs_d = tl.arange(0, BLOCK_D)
-        qb = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        kb = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vb = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
-        ob = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+        qb = head_ptr(Q, bh, H, sqb, sqh)
+        kb = head_ptr(K, bh, H, skb, skh)
+        vb = head_ptr(V, bh, H, svb, svh)
+        ob = head_ptr(O, bh, H, sob, soh)
         # starting state: sum of the other super-chunks' K^T V (before s; after s when REVERSE)
         state = tl.zeros([BLOCK_D, BLOCK_D], dtype=tl.float32)
         if REVERSE:
@@ -212,14 +210,12 @@ if HAS_TRITON:
             c = NS - 1 - P
         else:
             c = P
-        b = bh // H
-        h = bh % H
         offs_d = tl.arange(0, BLOCK_D)
         offs2d = offs_d[:, None] * BLOCK_D + offs_d[None, :]
-        qb = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        kb = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vb = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
-        ob = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+        qb = head_ptr(Q, bh, H, sqb, sqh)
+        kb = head_ptr(K, bh, H, skb, skh)
+        vb = head_ptr(V, bh, H, svb, svh)
+        ob = head_ptr(O, bh, H, sob, soh)
         fbase = bh * NS
         lo = c * CS
         hi = tl.minimum(N, lo + CS)

@@ -18,6 +18,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from ._common import head_ptr
+
 
 def reference_sinks_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: int, window: int,
                            scale: Optional[float] = None, compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -53,12 +55,10 @@ if HAS_TRITON:
         bh = tl.program_id(0)
         s = tl.program_id(1)
         ns = tl.num_programs(1)
-        b = bh // H
-        h = bh % H
         offs_d = tl.arange(0, BLOCK_D)
-        q = tl.load(Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + offs_d).to(tl.float32)
-        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        q = tl.load(head_ptr(Q, bh, H, sqb, sqh) + offs_d).to(tl.float32)
+        kbase = head_ptr(K, bh, H, skb, skh)
+        vbase = head_ptr(V, bh, H, svb, svh)
         m_i = -1.0e30
         l_i = 0.0
         acc = tl.zeros([BLOCK_D], dtype=tl.float32)

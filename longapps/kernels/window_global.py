@@ -32,6 +32,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from ._common import head_ptr
+
 
 # ----------------------------------------------------------------------------------------------
 # reference
@@ -71,6 +73,17 @@ def reference_window_global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w
 if HAS_TRITON:
 
     @triton.jit
+    def _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT: tl.constexpr):
+        """One key tile of flash attention: ``qk`` raw scores (masked pairs -inf), m in log2 units."""
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(DT), v.to(DT), acc)
+        return acc, l_i, m_new
+
+    @triton.jit
     def _fwd_band(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, offs_m, offs_d,
                   lo, hi, N, W, qk_scale, n_sink, S,
                   MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, SINKS: tl.constexpr,
@@ -105,13 +118,7 @@ if HAS_TRITON:
             if HAS_KPM:
                 kp = tl.load(kpm_base + offs_n, mask=offs_n < N, other=0)
                 qk = tl.where(kp[None, :] != 0, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-            alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None]
-            acc = tl.dot(p.to(DT), v.to(DT), acc)
-            m_i = m_new
+            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
         return acc, l_i, m_i
 
     @triton.jit
@@ -144,13 +151,12 @@ if HAS_TRITON:
                       SPLIT: tl.constexpr):
         """One query tile of non-global rows: band tiles + gathered global-key tile(s)."""
         b = bh // H
-        h = bh % H
         m0 = t * BLOCK_M
         offs_m = m0 + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, BLOCK_D)
-        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        qbase = head_ptr(Q, bh, H, sqb, sqh)
+        kbase = head_ptr(K, bh, H, skb, skh)
+        vbase = head_ptr(V, bh, H, svb, svh)
         kpm_base = KPM + b.to(tl.int64) * skpb
         q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=offs_m[:, None] < N, other=0.0).to(DT)
         acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -200,17 +206,11 @@ if HAS_TRITON:
                     kp = tl.load(kpm_base + gidx, mask=gval, other=0)
                     ok = ok & (kp[None, :] != 0)
                 qk = tl.where(ok, qk, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-                p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-                alpha = tl.math.exp2(m_i - m_new)
-                l_i = l_i * alpha + tl.sum(p, 1)
-                acc = acc * alpha[:, None]
-                acc = tl.dot(p.to(DT), v.to(DT), acc)
-                m_i = m_new
+                acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
         empty = l_i == 0.0
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
-        obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+        obase = head_ptr(O, bh, H, sob, soh)
         tl.store(obase + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
         tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=row_ok)
 
@@ -253,15 +253,14 @@ if HAS_TRITON:
         gt = t // NSPLIT
         s = t % NSPLIT
         b = bh // H
-        h = bh % H
         offs_g = gt * BLOCK_G + tl.arange(0, BLOCK_G)
         offs_d = tl.arange(0, BLOCK_D)
         grow = tl.load(GIDX + b.to(tl.int64) * sgb + offs_g, mask=offs_g < G, other=-1)
         gval = grow >= 0
         grow_s = tl.where(gval, grow, 0)
-        qbase = QG + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        kbase = KG + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vbase = VG + b.to(tl.int64) * svb + h.to(tl.int64) * svh
+        qbase = head_ptr(QG, bh, H, sqb, sqh)
+        kbase = head_ptr(KG, bh, H, skb, skh)
+        vbase = head_ptr(VG, bh, H, svb, svh)
         kpm_base = KPM + b.to(tl.int64) * skpb
         if QG_COMPACT:
             q = tl.load(qbase + offs_g[:, None] * sqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
@@ -285,20 +284,14 @@ if HAS_TRITON:
                 kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
                 ok = ok & (kp[None, :] != 0)
             qk = tl.where(ok, qk, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-            p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-            alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None]
-            acc = tl.dot(p.to(DT), v.to(DT), acc)
-            m_i = m_new
+            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
         row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
         tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc)
         tl.store(PML + row * 2, m_i)
         tl.store(PML + row * 2 + 1, l_i)
         ticket = tl.atomic_add(CNT + bh * (GP // BLOCK_G) + gt, 1)  # acq_rel: partials visible
         if ticket == NSPLIT - 1:  # last split of this row tile: merge each valid row, splits vectorized
-            obase = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh
+            obase = head_ptr(O, bh, H, sob, soh)
             for r in range(0, tl.minimum(G - gt * BLOCK_G, BLOCK_G)):
                 gi = tl.load(GIDX + b.to(tl.int64) * sgb + gt * BLOCK_G + r)
                 if gi >= 0:
@@ -343,6 +336,35 @@ if HAS_TRITON:
 
     # ------------------------------------------------------------------ backward
     @triton.jit
+    def _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT: tl.constexpr):
+        """Query-side tiles of the backward pass: q, dO (operand dtype), lse and delta (fp32)."""
+        q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+        do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
+        lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
+        delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
+        return q, do, lse, delta
+
+    @triton.jit
+    def _load_key_rows(kbase, vbase, kpm_base, rows, ok, skn, svn, offs_d, HAS_KPM: tl.constexpr, DT: tl.constexpr):
+        """Key and value rows ``rows`` (where ``ok``) and which of them may be attended (key padding)."""
+        k = tl.load(kbase + rows[:, None] * skn + offs_d[None, :], mask=ok[:, None], other=0.0).to(DT)
+        v = tl.load(vbase + rows[:, None] * svn + offs_d[None, :], mask=ok[:, None], other=0.0).to(DT)
+        key_ok = ok
+        if HAS_KPM:
+            key_ok = key_ok & (tl.load(kpm_base + rows, mask=ok, other=0) != 0)
+        return k, v, key_ok
+
+    @triton.jit
+    def _bwd_kv_step(k, v, q, do, lse, delta, ok, qk_scale, dk, dv, DT: tl.constexpr):
+        """One query tile's share of dK, dV for a key tile (FlashAttention-2 backward, keys as rows;
+        ``ok``: allowed (key, query) pairs)."""
+        pT = tl.where(ok, tl.math.exp2(tl.dot(k, tl.trans(q)) * qk_scale - lse[None, :]), 0.0)
+        dv += tl.dot(pT.to(DT), do)
+        dsT = pT * (tl.dot(v, tl.trans(do)) - delta[None, :])
+        dk += tl.dot(dsT.to(DT), q)
+        return dk, dv
+
+    @triton.jit
     def _wg_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, KPM,
                             sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, skpb,
                             H, N, W, qk_scale,
@@ -352,21 +374,16 @@ if HAS_TRITON:
         bh = tl.program_id(0)
         t = tl.program_id(1)
         b = bh // H
-        h = bh % H
         n0 = t * BLOCK_N
         offs_n = n0 + tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
         kv_ok = offs_n < N
-        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
-        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        dobase = DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh
-        k = tl.load(kbase + offs_n[:, None] * skn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
-        v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
-        key_ok = kv_ok
-        if HAS_KPM:
-            kp = tl.load(KPM + b.to(tl.int64) * skpb + offs_n, mask=kv_ok, other=0)
-            key_ok = key_ok & (kp != 0)
+        kbase = head_ptr(K, bh, H, skb, skh)
+        vbase = head_ptr(V, bh, H, svb, svh)
+        qbase = head_ptr(Q, bh, H, sqb, sqh)
+        dobase = head_ptr(DO, bh, H, sdb, sdh)
+        k, v, key_ok = _load_key_rows(kbase, vbase, KPM + b.to(tl.int64) * skpb, offs_n, kv_ok, skn, svn, offs_d,
+                                      HAS_KPM, DT)
         dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         if CAUSAL:
@@ -377,22 +394,14 @@ if HAS_TRITON:
         for start_m in range(lo, hi, BLOCK_M):
             offs_m = start_m + tl.arange(0, BLOCK_M)
             q_ok = offs_m < N
-            q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
-            do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
-            lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
-            delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
-            qkT = tl.dot(k, tl.trans(q)) * qk_scale
+            q, do, lse, delta = _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT)
             diff = offs_m[None, :] - offs_n[:, None]
             if CAUSAL:
                 ok = (diff <= W) & (diff >= 0)
             else:
                 ok = (diff <= W) & (diff >= -W)
             ok = ok & key_ok[:, None] & q_ok[None, :]
-            pT = tl.where(ok, tl.math.exp2(qkT - lse[None, :]), 0.0)
-            dv += tl.dot(pT.to(DT), do)
-            dpT = tl.dot(v, tl.trans(do))
-            dsT = pT * (dpT - delta[None, :])
-            dk += tl.dot(dsT.to(DT), q)
+            dk, dv = _bwd_kv_step(k, v, q, do, lse, delta, ok, qk_scale, dk, dv, DT)
         out = (bh.to(tl.int64) * N + offs_n)[:, None] * BLOCK_D + offs_d[None, :]
         tl.store(DK + out, dk, mask=kv_ok[:, None])
         tl.store(DV + out, dv, mask=kv_ok[:, None])
@@ -410,20 +419,15 @@ if HAS_TRITON:
         gt = pid // NSPLIT
         s = pid % NSPLIT
         b = bh // H
-        h = bh % H
         offs_g = gt * BLOCK_N + tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
         gidx, gval = _load_gidx(GIDX + b.to(tl.int64) * sgb, offs_g, G, GK_PREFIX)
-        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
-        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        dobase = DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh
-        k = tl.load(kbase + gidx[:, None] * skn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
-        v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
-        key_ok = gval
-        if HAS_KPM:
-            kp = tl.load(KPM + b.to(tl.int64) * skpb + gidx, mask=gval, other=0)
-            key_ok = key_ok & (kp != 0)
+        kbase = head_ptr(K, bh, H, skb, skh)
+        vbase = head_ptr(V, bh, H, svb, svh)
+        qbase = head_ptr(Q, bh, H, sqb, sqh)
+        dobase = head_ptr(DO, bh, H, sdb, sdh)
+        k, v, key_ok = _load_key_rows(kbase, vbase, KPM + b.to(tl.int64) * skpb, gidx, gval, skn, svn, offs_d,
+                                      HAS_KPM, DT)
         dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         r_lo = s * ROWS_PER_SPLIT
@@ -431,22 +435,14 @@ if HAS_TRITON:
         for start_m in range(r_lo, r_hi, BLOCK_M):
             offs_m = start_m + tl.arange(0, BLOCK_M)
             q_ok = offs_m < N
-            q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
-            do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
-            lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
-            delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
-            qkT = tl.dot(k, tl.trans(q)) * qk_scale
+            q, do, lse, delta = _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT)
             diff = offs_m[None, :] - gidx[:, None]
             if CAUSAL:
                 ok = diff > W
             else:
                 ok = (diff > W) | (diff < -W)
             ok = ok & key_ok[:, None] & q_ok[None, :]
-            pT = tl.where(ok, tl.math.exp2(qkT - lse[None, :]), 0.0)
-            dv += tl.dot(pT.to(DT), do)
-            dpT = tl.dot(v, tl.trans(do))
-            dsT = pT * (dpT - delta[None, :])
-            dk += tl.dot(dsT.to(DT), q)
+            dk, dv = _bwd_kv_step(k, v, q, do, lse, delta, ok, qk_scale, dk, dv, DT)
         out = (bh.to(tl.int64) * GP + offs_g)[:, None] * BLOCK_D + offs_d[None, :]
         tl.atomic_add(DKG + out, dk, mask=(offs_g < GP)[:, None])
         tl.atomic_add(DVG + out, dv, mask=(offs_g < GP)[:, None])
@@ -461,20 +457,16 @@ if HAS_TRITON:
         bh = tl.program_id(0)
         t = tl.program_id(1)
         b = bh // H
-        h = bh % H
         m0 = t * BLOCK_M
         offs_m = m0 + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, BLOCK_D)
         q_ok = offs_m < N
-        qbase = Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh
-        kbase = K + b.to(tl.int64) * skb + h.to(tl.int64) * skh
-        vbase = V + b.to(tl.int64) * svb + h.to(tl.int64) * svh
-        dobase = DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh
+        qbase = head_ptr(Q, bh, H, sqb, sqh)
+        kbase = head_ptr(K, bh, H, skb, skh)
+        vbase = head_ptr(V, bh, H, svb, svh)
+        dobase = head_ptr(DO, bh, H, sdb, sdh)
         kpm_base = KPM + b.to(tl.int64) * skpb
-        q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
-        do = tl.load(dobase + offs_m[:, None] * sdn + offs_d[None, :], mask=q_ok[:, None], other=0.0).to(DT)
-        lse = tl.load(LSE + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=float("inf"))
-        delta = tl.load(DELTA + bh.to(tl.int64) * N + offs_m, mask=q_ok, other=0.0)
+        q, do, lse, delta = _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT)
         dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
         lo = (tl.maximum(m0 - W, 0) // BLOCK_N) * BLOCK_N
         if CAUSAL:
