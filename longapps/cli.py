@@ -40,6 +40,10 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `longapps ... | head`: the reader is gone, stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+            sys.exit(141)
         except click.exceptions.Exit:
             raise
         except (click.ClickException, click.Abort):

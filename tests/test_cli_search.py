@@ -132,3 +132,14 @@ def test_real_subprocess_and_kill9_recovery(tmp_path):
     r = subprocess.run(_cli("search-code", str(repo), "send an email", "--index-dir", idx, "-v"),
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "0 parsed" in r.stderr and "encoded" not in r.stderr
+
+
+def test_reader_gone_is_quiet(demo, tmp_path):
+    """`longapps search-code ... | head`: when the reader closes the pipe, exit quietly (141, no error line)."""
+    env = dict(os.environ, LONGAPPS_CACHE=os.environ.get("LONGAPPS_CACHE", str(tmp_path / "cache")))
+    p = subprocess.Popen(_cli("search-code", str(demo), "parse a duration string", "--index-dir", str(tmp_path / "idx")),
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # no reader: the first write gets EPIPE
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 141, err
+    assert "error" not in err.lower() and "Traceback" not in err
