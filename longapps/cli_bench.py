@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional, Sequence
 
 import click
 
 
 @click.command("attention")
-@click.option("--n", "ns", multiple=True, type=int, default=(4096, 16384, 65536), show_default=True,
+@click.option("--n", "ns", multiple=True, type=click.IntRange(min=16), default=(4096, 16384, 65536), show_default=True,
               help="Sequence lengths (repeat the option: --n 4096 --n 16384).")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16"]), default="bf16", show_default=True)
-@click.option("--heads", type=int, default=16, show_default=True)
-@click.option("--dim", type=int, default=64, show_default=True)
-@click.option("--window", type=int, default=256, show_default=True, help="One-sided window of the Longformer pattern.")
+@click.option("--heads", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--dim", type=click.Choice(["16", "32", "64", "128"]), default="64", show_default=True,
+              help="Head dimension (the kernels' tile sizes).")
+@click.option("--window", type=click.IntRange(min=1), default=256, show_default=True, help="One-sided window of the Longformer pattern.")
 @click.option("--no-flex", is_flag=True, help="Skip FlexAttention (its compile takes a while).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON.")
 def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, window: int, no_flex: bool,
@@ -21,6 +23,9 @@ def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, windo
     """Benchmark window+global, sinks+window and linear attention against SDPA and FlexAttention."""
     import torch
 
+    dim = int(dim)
+    if json_path and not os.path.isdir(os.path.dirname(os.path.abspath(json_path))):
+        raise click.ClickException(f"--json: folder {os.path.dirname(os.path.abspath(json_path))} does not exist")
     if not torch.cuda.is_available():
         raise click.ClickException("no CUDA GPU found: the attention benchmark needs one")
     try:

@@ -146,3 +146,14 @@ def test_cli_bench_command_without_gpu():
     if not torch.cuda.is_available():
         r = CliRunner().invoke(attention_command, ["--n", "4096"])
         assert r.exit_code != 0 and "GPU" in r.output
+
+
+@pytest.mark.parametrize("args,word", [(["--n", "0"], "--n"), (["--dim", "48"], "--dim"), (["--window", "0"], "--window"),
+                                       (["--heads", "0"], "--heads"), (["--json", "/nonexistent/dir/x.json"], "--json")])
+def test_cli_bench_bad_options(args, word):
+    """Bad values are refused before any GPU work, naming the option."""
+    from click.testing import CliRunner
+
+    from longapps.cli_bench import attention_command
+    r = CliRunner().invoke(attention_command, args)
+    assert r.exit_code != 0 and word in r.output and "Traceback" not in r.output
