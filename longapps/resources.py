@@ -4,6 +4,9 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LLM_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -71,3 +74,17 @@ def missing_model_message(model: str, err: BaseException | None = None) -> str:
         detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         hint += f" ({detail})"
     return hint
+
+
+def load_offline_first(spec: str, load: Callable[[bool], T]) -> T:
+    """``load(local_files_only)`` for a Hugging Face id: the local cache first, then the hub (unless
+    HF_HUB_OFFLINE is set); raises ModelNotFoundError with one clear line when neither works."""
+    try:
+        return load(True)
+    except Exception as first:  # noqa: BLE001
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+            raise ModelNotFoundError(missing_model_message(spec, first)) from first
+        try:
+            return load(False)
+        except Exception as err:  # noqa: BLE001
+            raise ModelNotFoundError(missing_model_message(spec, err)) from err

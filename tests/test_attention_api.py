@@ -133,6 +133,8 @@ def test_bad_inputs():
         attention(q, k, v, BlockSparse(torch.ones(3, 3, dtype=torch.bool), 4))
     with pytest.raises(ValueError, match="pattern"):
         attention(q, k, v, "causal")
+    with pytest.raises(ValueError, match="at least one position"):
+        attention(q[:, :, :0], k[:, :, :0], v[:, :, :0], SlidingWindow(4))
     with pytest.raises(ValueError, match="triton"):
         attention(q, k, v, WindowGlobal(3, [0]), backend="triton")  # CPU without interpreter
 

@@ -110,3 +110,26 @@ def test_child_triton_training_gradients_match_reference():
         grads[be] = torch.autograd.grad((out * w).sum(), params)
     for a, b in zip(grads["triton"], grads["reference"]):
         assert float((a - b).norm() / b.norm()) < 1e-4
+
+
+def test_missing_weights_are_one_clear_error(tmp_path, monkeypatch):
+    """A hub id that is not cached offline, or a folder without weights: ModelNotFoundError, one line."""
+    from longapps.resources import ModelNotFoundError
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="not available offline") as e:
+        FastLongformerModel.from_pretrained("allenai/longformer-base-4096")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelNotFoundError, match="cannot load Longformer weights"):
+        FastLongformerForTokenClassification.from_pretrained(str(tmp_path))
+
+
+def test_from_pretrained_local_folder(tmp_path):
+    torch.manual_seed(0)
+    hf = transformers.LongformerModel(_cfg()).eval()
+    hf.save_pretrained(tmp_path / "lf")
+    fast = FastLongformerModel.from_pretrained(str(tmp_path / "lf"), backend="reference").eval()
+    ids, am, gm = _inputs()
+    with torch.no_grad():
+        r = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        o = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+    assert float((o - r)[am.bool()].abs().max()) < 1e-4

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkabl
 
 import numpy as np
 
-from longapps.resources import ModelNotFoundError, cache_dir, missing_model_message, resolve_model
+from longapps.resources import ModelNotFoundError, cache_dir, load_offline_first, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +155,8 @@ def _load_sentence_transformer(path: str, device: str):
                 raise ModelNotFoundError(f"cannot load model from '{path}': {str(err).splitlines()[0][:200]}") from err
         if path.startswith(("/", "./", "../", "~")) or path.count("/") > 1:
             raise ModelNotFoundError(f"model folder not found: {path}")
-        try:  # an id: try the local HF cache first, then the hub unless offline
-            return SentenceTransformer(path, device=device, local_files_only=True)
-        except Exception as first:
-            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-                raise ModelNotFoundError(missing_model_message(path, first)) from first
-            try:
-                return SentenceTransformer(path, device=device)
-            except Exception as err:
-                raise ModelNotFoundError(missing_model_message(path, err)) from err
+        # an id: the local HF cache first, then the hub unless offline
+        return load_offline_first(path, lambda local: SentenceTransformer(path, device=device, local_files_only=local))
 
 
 class EmbeddingCache:

@@ -25,6 +25,8 @@ def validate_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: 
     if k.device != q.device or v.device != q.device:
         raise ValueError(f"q, k, v must be on one device: q {q.device}, k {k.device}, v {v.device}")
     B, H, Nq, D = q.shape
+    if Nq == 0 or k.shape[2] == 0:
+        raise ValueError(f"q and k need at least one position, got Nq={Nq}, Nk={k.shape[2]}")
     if k.shape[0] != B or k.shape[1] != H or k.shape[3] != D:
         raise ValueError(f"k shape {tuple(k.shape)} does not match q shape {tuple(q.shape)} in B, H or D")
     if v.shape[:3] != k.shape[:3]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from longapps.resources import DEFAULT_LLM_ID, ModelNotFoundError, cache_dir, default_llm_gguf, missing_model_message
+from longapps.resources import DEFAULT_LLM_ID, ModelNotFoundError, cache_dir, default_llm_gguf, load_offline_first
 
 log = logging.getLogger(__name__)
 
@@ -228,17 +228,9 @@ def load_causal_lm(model: str | os.PathLike | None = None, *, dtype: str = "floa
 def _load_hub(spec: str, dtype: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        return (AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, local_files_only=True),
-                AutoTokenizer.from_pretrained(spec, local_files_only=True))
-    except Exception as first:  # noqa: BLE001
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-            raise ModelNotFoundError(missing_model_message(spec, first)) from first
-        try:
-            return (AutoModelForCausalLM.from_pretrained(spec, dtype=dtype),
-                    AutoTokenizer.from_pretrained(spec))
-        except Exception as err:  # noqa: BLE001
-            raise ModelNotFoundError(missing_model_message(spec, err)) from err
+    return load_offline_first(spec, lambda local: (
+        AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, local_files_only=local),
+        AutoTokenizer.from_pretrained(spec, local_files_only=local)))
 
 
 __all__ = ["CausalLM", "load_causal_lm", "set_cpu_threads"]

@@ -15,6 +15,7 @@ padded queries get a zero attention output) but:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from ..attention import WindowGlobal, attention
 from ..kernels._common import HAS_TRITON, interpreting
 from ..kernels.layernorm import add_layernorm
+from ..resources import ModelNotFoundError, load_offline_first
 
 
 @dataclass
@@ -44,6 +46,18 @@ def _side_stream(x: torch.Tensor) -> Optional["torch.cuda.Stream"]:
     if idx not in _SIDE_STREAMS:
         _SIDE_STREAMS[idx] = torch.cuda.Stream(device=idx)
     return _SIDE_STREAMS[idx]
+
+
+def _load_hf(hf_cls: type, name_or_path: str, kwargs: dict) -> nn.Module:
+    """``hf_cls.from_pretrained`` from a local folder, or a hub id offline-first; one-line ModelNotFoundError."""
+    if os.path.isdir(os.path.expanduser(str(name_or_path))):
+        try:
+            return hf_cls.from_pretrained(os.path.expanduser(str(name_or_path)), **kwargs)
+        except Exception as err:  # noqa: BLE001
+            raise ModelNotFoundError(f"cannot load Longformer weights from '{name_or_path}': "
+                                     f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__}") from err
+    return load_offline_first(str(name_or_path),
+                              lambda local: hf_cls.from_pretrained(name_or_path, local_files_only=local, **kwargs))
 
 
 def _gelu(name: str):
@@ -259,7 +273,7 @@ class FastLongformerModel(nn.Module):
     def from_pretrained(cls, name_or_path: str, backend: str = "auto", **kwargs) -> "FastLongformerModel":
         """Load HF weights (hub id or local folder), e.g. ``yikuan8/Clinical-Longformer``."""
         from transformers import LongformerModel
-        return cls.from_hf(LongformerModel.from_pretrained(name_or_path, **kwargs), backend)
+        return cls.from_hf(_load_hf(LongformerModel, name_or_path, kwargs), backend)
 
     def _backend(self, x: torch.Tensor) -> str:
         if self.backend != "auto":
@@ -389,7 +403,7 @@ class FastLongformerForTokenClassification(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str, backend: str = "auto", **kwargs) -> "FastLongformerForTokenClassification":
         from transformers import LongformerForTokenClassification
-        return cls.from_hf(LongformerForTokenClassification.from_pretrained(name_or_path, **kwargs), backend)
+        return cls.from_hf(_load_hf(LongformerForTokenClassification, name_or_path, kwargs), backend)
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 global_attention_mask: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
