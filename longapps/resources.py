@@ -67,7 +67,7 @@ def resolve_model(model: str | None) -> str:
 def missing_model_message(model: str, err: BaseException | None = None) -> str:
     """One line that says what was looked for and how to get it."""
     hint = (
-        f"model '{model}' is not available offline: pass a local folder with --model, or download it "
+        f"model '{model}' is not available offline: pass a local folder instead of the id, or download it "
         f"first (e.g. `huggingface-cli download {model}`) on a machine with network access"
     )
     if err is not None:
