@@ -85,14 +85,14 @@ def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str
     from longapps.kernels.lightning import lightning_forward
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 8
     per_sm = lambda x: max(1, -(-x * sms // heads))  # noqa: E731  super-chunks for x programs per SM (B=1)
-    variants = [("two-launch", {"fused": False}), ("fused prefix", {"fused": True, "lookback": "prefix"}),
+    variants = [("two-launch", {"fused": False}),
+                ("two-launch, states summed one by one", {"fused": False, "_slots_in_flight": 1}),
+                ("two-launch 1/SM", {"fused": False, "n_super": per_sm(1)}),
+                ("two-launch 4/SM", {"fused": False, "n_super": per_sm(4)}),
+                ("two-launch block 64", {"fused": False, "block": 64}),
+                ("fused prefix", {"fused": True, "lookback": "prefix"}),
                 ("fused all", {"fused": True, "lookback": "all"}),
-                ("fused prefix 1/SM", {"fused": True, "n_super": per_sm(1)}),
-                ("fused prefix 4/SM", {"fused": True, "n_super": per_sm(4)}),
-                ("fused all 4/SM", {"fused": True, "lookback": "all", "n_super": per_sm(4)}),
-                ("fused prefix mb=8", {"fused": True, "max_blocks_per_chunk": 8}),
-                ("fused prefix w8", {"fused": True, "num_warps": 8}),
-                ("two-launch 4/SM", {"fused": False, "n_super": per_sm(4)})]
+                ("fused prefix 4/SM", {"fused": True, "n_super": per_sm(4)})]
     if names:
         variants = [(nm, kw) for nm, kw in variants if nm in names]
     out, table = [], {}
@@ -121,31 +121,76 @@ def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str
     return out
 
 
-def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print) -> list:
-    """Window+global: split-K programs per SM for the global rows, and the parts (no global rows; no
-    globals); timings (graph replay), max difference to the default output."""
+def kernel_resources(jitfn) -> list:
+    """Registers, spills and shared memory of each compiled version of a Triton kernel (best effort)."""
+    out = []
+    try:
+        for entry in jitfn.device_caches.values():
+            for kern in entry[0].values():
+                out.append(dict(n_regs=getattr(kern, "n_regs", None), n_spills=getattr(kern, "n_spills", None),
+                                shared=getattr(getattr(kern, "metadata", None), "shared", None),
+                                num_warps=getattr(getattr(kern, "metadata", None), "num_warps", None)))
+    except Exception as e:  # the cache layout differs between Triton versions
+        out.append({"error": repr(e)[:200]})
+    return out
+
+
+WG_VARIANTS = (("default", {}), ("edges last", {"edges_last": True}), ("fast exp", {"fast_exp": True}),
+               ("edges last + fast exp", {"edges_last": True, "fast_exp": True}),
+               ("global rows diag", {"grows": "diag"}),
+               ("diag + edges last + fast exp", {"grows": "diag", "edges_last": True, "fast_exp": True}),
+               ("diag + edges last + fast exp, 2 stages", {"grows": "diag", "edges_last": True, "fast_exp": True,
+                                                          "num_stages": 2}),
+               ("global rows: 4 programs/SM", {"grow_programs_per_sm": 4}),
+               ("no global rows (parts)", {"global_rows": False}),
+               ("no globals at all (parts)", {"no_globals": True}),
+               ("no globals, edges last + fast exp", {"no_globals": True, "edges_last": True, "fast_exp": True}))
+
+
+def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print, names=None) -> list:
+    """Window+global launch variants (loop order, packed exp2, where the global rows are computed, split-K
+    programs per SM) and the parts (no global rows; no globals); timings (graph replay), max difference
+    to the default output. Ends with the kernels' registers / shared memory."""
+    from longapps.kernels import window_global as wgmod
     from longapps.kernels.window_global import prepare_global_idx, window_global_forward
     out = []
+    variants = [(nm, kw) for nm, kw in WG_VARIANTS if not names or nm in names]
     for n in ns:
         pat = WindowGlobal(window, [0])
         q, k, v = [torch.randn(1, heads, n, dim, device="cuda", dtype=dtype) for _ in range(3)]
         g = prepare_global_idx(pat.global_idx, q.device)
         useful = 4.0 * dim * heads * pairs(pat, n)
         ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
-        variants = (("default", {}), ("global rows: 4 programs/SM", {"grow_programs_per_sm": 4}),
-                    ("global rows: 8 programs/SM", {"grow_programs_per_sm": 8}),
-                    ("no global rows (parts)", {"global_rows": False}),
-                    ("no globals at all (parts)", {"no_globals": True}))
-        from longapps.kernels import window_global as wgmod
         for name, kw in variants:
             kw = dict(kw)
             gg = None if kw.pop("no_globals", False) else g
             wgmod.FWD_DEFAULTS["grow_programs_per_sm"] = kw.pop("grow_programs_per_sm", 2)
             fn = lambda: window_global_forward(q, k, v, window, gg, False, gidx_prepared=gg is not None, **kw)[0]  # noqa: E731
-            diff = float((fn().float() - ref.float()).abs().max())
-            ms, ms_e = _t(fn)
+            try:
+                diff = float((fn().float() - ref.float()).abs().max())
+                ms, ms_e = _t(fn)
+            except Exception as e:
+                log(f"  wg variant n={n} {name}: failed {e!r}"[:400])
+                continue
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s, max diff {diff:.3g}")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9, max_diff=diff))
+        del q, k, v
+    sq, sk, sv = [torch.randn(1, heads, 65536, dim, device="cuda", dtype=dtype) for _ in range(3)]
+    spat = SinksWindow(4, 512)
+    useful = 4.0 * dim * heads * pairs(spat, 65536)
+    for name, kw in (("sinks default", {}), ("sinks edges last", {"edges_last": True}),
+                     ("sinks fast exp", {"fast_exp": True}), ("sinks edges last + fast exp", {"edges_last": True, "fast_exp": True})):
+        fn = lambda: window_global_forward(sq, sk, sv, 512, None, True, sinks=4, **kw)[0]  # noqa: E731
+        try:
+            ms, ms_e = _t(fn)
+        except Exception as e:
+            log(f"  wg variant {name}: failed {e!r}"[:400])
+            continue
+        log(f"  wg variant n=65536 {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s")
+        out.append(dict(n=65536, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9))
+    res = kernel_resources(wgmod._wg_fwd_kernel)
+    log(f"  _wg_fwd_kernel compiled versions: {res}")
+    out.append({"variant": "resources", "wg_fwd_kernel": res})
     return out
 
 
@@ -164,7 +209,7 @@ def main() -> None:
     ap.add_argument("--wg-variants", action="store_true", help="only compare the global-row launch variants")
     ap.add_argument("--lightning-variants", action="store_true",
                     help="only compare the lightning launch variants (fused / two-launch) over --linear-n")
-    ap.add_argument("--variant", nargs="*", default=None, help="with --lightning-variants: only these (by name)")
+    ap.add_argument("--variant", nargs="*", default=None, help="with --lightning-variants / --wg-variants: only these (by name)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     dev = device_name()
@@ -172,7 +217,7 @@ def main() -> None:
     res = {"device": dev, "torch": torch.__version__}
     if a.wg_variants:
         res["wg_variants"] = wg_variants(a.n, {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads,
-                                         a.dim, a.window)
+                                         a.dim, a.window, names=a.variant)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1)

@@ -80,8 +80,29 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
                 for layer in fast.layers:
                     setattr(layer, attr, default)
 
+        def kernel_variant(key: str, label: str, settings: dict) -> None:
+            """Graph time and error with window-kernel launch defaults changed (restored afterwards)."""
+            from longapps.kernels import window_global as wgmod
+            saved = dict(wgmod.FWD_DEFAULTS)
+            try:
+                wgmod.FWD_DEFAULTS.update(settings)
+                r = fast.cuda_graph(ids, am, gm)
+                out[f"err_{key}_vs_hf16"] = _err(r(ids, am, gm), ref16)
+                t[f"ours_cuda_graph_{key}"] = measure(r.graph.replay, iters=50)
+                log(f"  ours ({label}): graph {t[f'ours_cuda_graph_{key}'][0]:.3f} ms, "
+                    f"err vs HF16 {out[f'err_{key}_vs_hf16']}")
+            except Exception as e:
+                log(f"  variant {label} failed: {e!r}"[:300])
+            finally:
+                wgmod.FWD_DEFAULTS.clear()
+                wgmod.FWD_DEFAULTS.update(saved)
+
         variant("gelu_kernel", "separate GELU kernel", "gelu_epilogue", False, True)
         variant("hidden_global", "global rows in hidden space", "global_mode", "hidden", "kernel")
+        kernel_variant("diag", "global rows from per-tile partials", {"grows": "diag"})
+        kernel_variant("edges_fastexp", "edges last + fast exp", {"edges_last": True, "fast_exp": True})
+        kernel_variant("diag_edges_fastexp", "diag + edges last + fast exp",
+                       {"grows": "diag", "edges_last": True, "fast_exp": True})
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

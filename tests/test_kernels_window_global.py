@@ -165,3 +165,42 @@ def test_scale_argument():
     o, _ = window_global_forward(q, k, v, 4, torch.tensor([1]), scale=0.37)
     assert rel(o, reference_window_global(q, k, v, 4, torch.tensor([1]), scale=0.37)) < 1e-4
     assert math.isfinite(rel(o, reference_window_global(q, k, v, 4, torch.tensor([1]))))
+
+
+@child
+@pytest.mark.parametrize("dt,causal,case,kw", [
+    (torch.float32, False, CASES[0], {"edges_last": True}),
+    (torch.bfloat16, True, CASES[2], {"edges_last": True}),
+    (torch.float32, False, CASES[1], {"edges_last": True}),  # window below a tile: edges only
+    (torch.float32, False, CASES[0], {"grows": "diag"}),
+    (torch.float32, True, CASES[2], {"grows": "diag", "edges_last": True}),
+    (torch.bfloat16, False, CASES[3], {"grows": "diag"}),
+    (torch.float32, False, (70, 9, list(range(0, 70, 4)), True), {"grows": "diag"}),  # 18 > 16 globals: launch
+])
+def test_forward_variants(dt, causal, case, kw):
+    """Loop order with the edges last, and global rows from per-key-tile partials ('diag' + merge launch)."""
+    from longapps.kernels.window_global import reference_window_global, window_global_forward
+    N, W, gspec, kflag = case
+    q, k, v = _inputs(N, dt)
+    g, kpm = _globals(gspec, N), _kpm(kflag, N)
+    out = torch.full_like(q, float("nan"))
+    o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, **kw)
+    assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[dt]
+
+
+@child
+def test_diag_global_rows_separate_compact_projections():
+    """'diag' global rows with Longformer's own projections and a compact (B, H, G, D) global query."""
+    from longapps.kernels.window_global import reference_window_global, window_global_forward
+    N, W, dt = 45, 6, torch.float32
+    q, k, v = _inputs(N, dt, D=16)
+    qg, kg, vg = _inputs(N, dt, D=16)
+    g = torch.tensor([0, 30])
+    kpm = _kpm(True, N)
+    o, _ = window_global_forward(q, k, v, W, g, False, kpm, global_qkv=(qg[:, :, g].contiguous(), kg, vg),
+                                 grows="diag")
+    ref = reference_window_global(q, k, v, W, g, False, kpm).clone()
+    ref[:, :, g] = reference_window_global(qg, kg, vg, N, None, False, kpm)[:, :, g]
+    assert rel(o, ref) < TOL[dt]
+    with pytest.raises(ValueError, match="grows"):
+        window_global_forward(q, k, v, W, g, grows="inside")
