@@ -121,6 +121,36 @@ def lightning_variants(ns, dtype: torch.dtype, heads: int, dim: int, device: str
     return out
 
 
+def lightning_token_budget(ns, dtype: torch.dtype, heads: int, dim: int, total: int = 65536, log=print) -> list:
+    """Lightning forward at a fixed number of tokens per call (batch = total / N, the constant-tokens-per-batch
+    view of training throughput) and at batch 1, with SDPA causal (flash) timed the same way; ns per token
+    (graph replay). Ends with the 4k..64k spread of each series and the kernels' registers."""
+    import torch.nn.functional as F
+
+    from longapps.kernels import lightning as lmod
+    out, series = [], {}
+    for n in ns:
+        for label, b in (("batch 1", 1), (f"{total} tokens per call", max(1, total // n))):
+            q, k, v = [torch.randn(b, heads, n, dim, device="cuda", dtype=dtype) * 0.1 for _ in range(3)]
+            ms, ms_e = _t(lambda: lmod.lightning_forward(q, k, v))
+            ms_s, _ = _t(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+            nst, nst_s = ms * 1e6 / (b * n), ms_s * 1e6 / (b * n)
+            series.setdefault(label, {})[n] = nst
+            log(f"  lightning {label}: n={n} batch={b}: {ms:.4f} ms ({nst:.2f} ns/token), SDPA causal {ms_s:.4f} ms "
+                f"({nst_s:.2f} ns/token), ours {ms_s / ms:.2f}x faster")
+            out.append(dict(case="linear_budget", series=label, n=n, batch=b, ms=ms, ms_eager=ms_e, ns_per_token=nst,
+                            sdpa_ms=ms_s, sdpa_ns_per_token=nst_s, speedup_vs_sdpa=ms_s / ms))
+            del q, k, v
+    for label, row in series.items():
+        flat = [t for n, t in row.items() if 4096 <= n <= 65536]
+        log(f"  lightning {label}: " + " ".join(f"{n}={t:.2f}" for n, t in sorted(row.items()))
+            + f" ns/token, spread 4k..64k {max(flat) / min(flat):.2f}x")
+    res = {name: kernel_resources(getattr(lmod, name)) for name in ("_state_kernel", "_lightning_kernel")}
+    log(f"  lightning kernels compiled versions: {res}")
+    out.append({"case": "resources", **res})
+    return out
+
+
 def kernel_resources(jitfn) -> list:
     """Registers, spills and shared memory of each compiled version of a Triton kernel (best effort)."""
     out = []
@@ -135,21 +165,14 @@ def kernel_resources(jitfn) -> list:
     return out
 
 
-WG_VARIANTS = (("default", {}), ("edges last", {"edges_last": True}), ("fast exp", {"fast_exp": True}),
-               ("edges last + fast exp", {"edges_last": True, "fast_exp": True}),
-               ("global rows diag", {"grows": "diag"}),
-               ("diag + edges last + fast exp", {"grows": "diag", "edges_last": True, "fast_exp": True}),
-               ("diag + edges last + fast exp, 2 stages", {"grows": "diag", "edges_last": True, "fast_exp": True,
-                                                          "num_stages": 2}),
+WG_VARIANTS = (("default", {}), ("global rows diag", {"grows": "diag"}),
                ("global rows: 4 programs/SM", {"grow_programs_per_sm": 4}),
                ("no global rows (parts)", {"global_rows": False}),
-               ("no globals at all (parts)", {"no_globals": True}),
-               ("no globals, edges last + fast exp", {"no_globals": True, "edges_last": True, "fast_exp": True}))
+               ("no globals at all (parts)", {"no_globals": True}))
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print, names=None) -> list:
-    """Window+global launch variants (loop order, packed exp2, where the global rows are computed, split-K
-    programs per SM) and the parts (no global rows; no globals); timings (graph replay), max difference
+    """Window+global launch variants (where the global rows are computed, split-K programs per SM) and the parts (no global rows; no globals); timings (graph replay), max difference
     to the default output. Ends with the kernels' registers / shared memory."""
     from longapps.kernels import window_global as wgmod
     from longapps.kernels.window_global import prepare_global_idx, window_global_forward
@@ -175,19 +198,6 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s, max diff {diff:.3g}")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9, max_diff=diff))
         del q, k, v
-    sq, sk, sv = [torch.randn(1, heads, 65536, dim, device="cuda", dtype=dtype) for _ in range(3)]
-    spat = SinksWindow(4, 512)
-    useful = 4.0 * dim * heads * pairs(spat, 65536)
-    for name, kw in (("sinks default", {}), ("sinks edges last", {"edges_last": True}),
-                     ("sinks fast exp", {"fast_exp": True}), ("sinks edges last + fast exp", {"edges_last": True, "fast_exp": True})):
-        fn = lambda: window_global_forward(sq, sk, sv, 512, None, True, sinks=4, **kw)[0]  # noqa: E731
-        try:
-            ms, ms_e = _t(fn)
-        except Exception as e:
-            log(f"  wg variant {name}: failed {e!r}"[:400])
-            continue
-        log(f"  wg variant n=65536 {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s")
-        out.append(dict(n=65536, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9))
     res = kernel_resources(wgmod._wg_fwd_kernel)
     log(f"  _wg_fwd_kernel compiled versions: {res}")
     out.append({"variant": "resources", "wg_fwd_kernel": res})
@@ -209,6 +219,8 @@ def main() -> None:
     ap.add_argument("--wg-variants", action="store_true", help="only compare the global-row launch variants")
     ap.add_argument("--lightning-variants", action="store_true",
                     help="only compare the lightning launch variants (fused / two-launch) over --linear-n")
+    ap.add_argument("--lightning-budget", action="store_true",
+                    help="only lightning vs SDPA causal at batch 1 and at a fixed 65536 tokens per call, over --linear-n")
     ap.add_argument("--variant", nargs="*", default=None, help="with --lightning-variants / --wg-variants: only these (by name)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -218,6 +230,13 @@ def main() -> None:
     if a.wg_variants:
         res["wg_variants"] = wg_variants(a.n, {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads,
                                          a.dim, a.window, names=a.variant)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
+        return
+    if a.lightning_budget:
+        dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
+        res["lightning_budget"] = lightning_token_budget(a.linear_n, dt, a.heads, a.dim)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1)

@@ -42,18 +42,16 @@ def test_window_global_forward(dt, N, W, g, causal):
 
 
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("kw", [{"edges_last": True}, {"fast_exp": True}, {"grows": "diag"},
-                                {"edges_last": True, "fast_exp": True, "grows": "diag"}])
 @pytest.mark.parametrize("N,W,g,causal", [(4097, 300, [0, 17, 4096], False), (8191, 511, [5, 8000], True),
                                           (16384, 256, [0], False)])
-def test_window_global_forward_variants(dt, kw, N, W, g, causal):
-    """Launch variants (edges last, packed 16-bit exp2, global rows from per-tile partials) vs float64."""
+def test_window_global_rows_diag(dt, N, W, g, causal):
+    """Global rows from per-key-tile partials (grows="diag") vs float64."""
     from longapps.attention import WindowGlobal, reference_attention
     from longapps.kernels.window_global import window_global_forward
     q, k, v = _qkv(1, 4, N, 64, dt)
     pat = WindowGlobal(W, g, causal=causal)
     out = torch.full_like(q, float("nan"))
-    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out, **kw)
+    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out, grows="diag")
     ref = reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)
     assert rel(o, ref) < TOL[dt]
 
@@ -103,7 +101,7 @@ def test_window_global_padding_and_2d_globals():
 def test_sinks_window_forward(N):
     from longapps.attention import SinksWindow, reference_attention
     from longapps.kernels.window_global import sinks_window_attention
-    q, k, v = _qkv(1, 2, N, 64, torch.bfloat16)
+    q, k, v = _qkv(1, 1 if N > 60000 else 2, N, 64, torch.bfloat16)  # (float64 reference: N^2 work)
     o = sinks_window_attention(q, k, v, 4, 512)
     ref = reference_attention(q, k, v, SinksWindow(4, 512), compute_dtype=torch.float64, chunk=512)
     assert rel(o, ref) < 2e-2
@@ -164,7 +162,7 @@ def _lightning_ref(q, k, v, reverse):
     return f(chunked_lightning_torch(f(q).double(), f(k).double(), f(v).double(), block=512))
 
 
-@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dt", [torch.bfloat16])
 @pytest.mark.parametrize("N", [4096, 8193])
 def test_lightning_fused_vs_two_launch(N, dt):
     """Fused single launch (both look-backs, default and forced many super-chunks: more programs than fit on

@@ -130,8 +130,7 @@ if HAS_TRITON:
     @triton.jit
     def _lightning_kernel(Q, K, V, O, S, sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
                           H, N, CS, scale,
-                          REVERSE: tl.constexpr, U: tl.constexpr, BL: tl.constexpr, BLOCK_D: tl.constexpr,
-                          DT: tl.constexpr):
+                          REVERSE: tl.constexpr, BL: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
         """Two-launch path, kernel 2: start state = sum of the earlier super-chunks' S, then walk the blocks."""
         bh = tl.program_id(0)
         s = tl.program_id(1)
@@ -141,14 +140,17 @@ if HAS_TRITON:
         kb = head_ptr(K, bh, H, skb, skh)
         vb = head_ptr(V, bh, H, svb, svh)
         ob = head_ptr(O, bh, H, sob, soh)
-        # starting state: sum of the other super-chunks' K^T V (before s; after s when REVERSE), U loads
-        # in flight (a one-by-one loop waited ns times on L2 latency: ~10 us of the 25 us at 4k tokens)
+        # starting state: sum of the other super-chunks' K^T V (before s; after s when REVERSE)
+        state = tl.zeros([BLOCK_D, BLOCK_D], dtype=tl.float32)
         if REVERSE:
-            n_prev = ns - 1 - s
+            j_lo = s + 1
+            j_hi = ns
         else:
-            n_prev = s
-        state = _add_slots(S, bh * ns, s, 1, n_prev + 1, offs_d[:, None] * BLOCK_D + offs_d[None, :], REVERSE, U,
-                           BLOCK_D)
+            j_lo = 0
+            j_hi = s
+        for j in range(j_lo, j_hi):
+            st_off = (bh.to(tl.int64) * ns + j) * BLOCK_D * BLOCK_D
+            state += tl.load(S + st_off + offs_d[:, None] * BLOCK_D + offs_d[None, :])
         lo = s * CS
         _walk_blocks(qb, kb, vb, ob, state, sqn, skn, svn, son, lo, tl.minimum(N, lo + CS), scale,
                      REVERSE, BL, BLOCK_D, DT)
@@ -308,11 +310,6 @@ def clear_lightning_workspaces() -> None:
     _WORKSPACES.clear()
 
 
-def _slots_in_flight_for(d: int) -> int:
-    """D x D fp32 state loads issued together when adding up states (16K floats per program)."""
-    return max(1, min(4, 16384 // (d * d)))
-
-
 def _pow2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
@@ -321,16 +318,14 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
                       reverse: bool = False, block: Optional[int] = None, max_blocks_per_chunk: Optional[int] = None,
                       num_warps: Optional[int] = None, num_stages: Optional[int] = None,
                       fused: Optional[bool] = None, lookback: Optional[str] = None, n_super: Optional[int] = None,
-                      _prefix_every: Optional[int] = None, _lookback_window: Optional[int] = None,
-                      _slots_in_flight: Optional[int] = None) -> torch.Tensor:
+                      _prefix_every: Optional[int] = None, _lookback_window: Optional[int] = None) -> torch.Tensor:
     """Run the chunked Triton kernels (no autograd). ``reverse``: anti-causal (j >= i).
 
     ``fused`` (default ``LIGHTNING_DEFAULTS["fused"]``): one launch with decoupled look-back, else the
     two-launch path; ``lookback`` ("prefix" / "all") picks the fused look-back; ``n_super`` overrides the
     number of super-chunks (otherwise about 2 programs per SM, at most ``max_blocks_per_chunk`` blocks each).
     ``_prefix_every`` / ``_lookback_window`` are test knobs: only every k-th super-chunk publishes an
-    inclusive prefix; flags read this many at a time; ``_slots_in_flight``: states loaded at once when adding
-    up earlier super-chunks (benchmark knob; default 4 for D=64)."""
+    inclusive prefix; flags read this many at a time."""
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128) or v.shape[-1] != D:
         raise ValueError(f"lightning kernel needs head dim 16/32/64/128 for q, k and v, got {D}, {v.shape[-1]}")
@@ -364,14 +359,13 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
         fb = _pow2(_lookback_window or _LOOKBACK_WINDOW)
         _lightning_fused_kernel[(B * H * ns,)](
             q, k, v, o, ws, sync, *strides, o.stride(0), o.stride(1), o.stride(2), H, B * H, N, CS, ns, sc,
-            REVERSE=reverse, PREFIX_EVERY=every, FB=fb, U=_slots_in_flight or _slots_in_flight_for(D), BL=BL, BLOCK_D=D,
+            REVERSE=reverse, PREFIX_EVERY=every, FB=fb, U=max(1, min(4, 16384 // (D * D))), BL=BL, BLOCK_D=D,
             DT=DT, **ex)
         return o
     S = torch.empty(B * H, ns, D, D, dtype=torch.float32, device=q.device)
     _state_kernel[(B * H, ns)](k, v, S, *strides[3:], H, N, CS, BL=BL, BLOCK_D=D, DT=DT, **ex)
     _lightning_kernel[(B * H, ns)](q, k, v, o, S, *strides, o.stride(0), o.stride(1), o.stride(2), H, N, CS, sc,
-                                   REVERSE=reverse, U=_slots_in_flight or _slots_in_flight_for(D), BL=BL, BLOCK_D=D,
-                                   DT=DT, **ex)
+                                   REVERSE=reverse, BL=BL, BLOCK_D=D, DT=DT, **ex)
     return o
 
 

@@ -73,46 +73,27 @@ def reference_window_global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w
 if HAS_TRITON:
 
     @triton.jit
-    def _exp2_packed(x, DT: tl.constexpr):
-        """2**x rounded to the 16-bit operand dtype, two lanes per MUFU instruction (GPU only)."""
-        if DT == tl.float16:
-            return tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [x.to(tl.float16)],
-                                             dtype=tl.float16, is_pure=True, pack=2)
-        elif DT == tl.bfloat16:
-            return tl.inline_asm_elementwise("ex2.approx.ftz.bf16x2 $0, $1;", "=r,r", [x.to(tl.bfloat16)],
-                                             dtype=tl.bfloat16, is_pure=True, pack=2)
-        else:
-            return tl.math.exp2(x)
-
-    @triton.jit
-    def _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT: tl.constexpr, FAST_EXP: tl.constexpr):
-        """One key tile of flash attention: ``qk`` raw scores (masked pairs -inf), m in log2 units.
-        ``FAST_EXP``: probabilities from a packed 16-bit exp2 (they are rounded to DT for the dot anyway)."""
+    def _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT: tl.constexpr):
+        """One key tile of flash attention: ``qk`` raw scores (masked pairs -inf), m in log2 units."""
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
-        if FAST_EXP:
-            p = _exp2_packed(qk * qk_scale - m_new[:, None], DT)
-            l_i = l_i * alpha + tl.sum(p.to(tl.float32), 1)
-        else:
-            p32 = tl.math.exp2(qk * qk_scale - m_new[:, None])
-            l_i = l_i * alpha + tl.sum(p32, 1)
-            p = p32.to(DT)
+        l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        acc = tl.dot(p, v.to(DT), acc)
+        acc = tl.dot(p.to(DT), v.to(DT), acc)
         return acc, l_i, m_new
 
     @triton.jit
     def _fwd_band(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, offs_m, offs_d,
-                  lo, hi, N, W, qk_scale, pre_lo, n_pre, S,
+                  lo, hi, N, W, qk_scale, n_sink, S,
                   MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, SINKS: tl.constexpr,
-                  TWO: tl.constexpr, BLOCK_N: tl.constexpr, DT: tl.constexpr, FAST_EXP: tl.constexpr):
-        """Online-softmax over key tiles in one pipelined loop: with ``TWO`` first ``n_pre`` tiles from
-        ``pre_lo`` (sinks: keys < S; or the band's lower edge), then the tiles of [lo, hi)."""
+                  BLOCK_N: tl.constexpr, DT: tl.constexpr):
+        """Online-softmax over key tiles: ``n_sink`` prefix tiles (keys < S, sinks) then [lo, hi)."""
         offs_n0 = tl.arange(0, BLOCK_N)
-        n_it = n_pre + tl.cdiv(hi - lo, BLOCK_N)
+        n_it = n_sink + tl.cdiv(hi - lo, BLOCK_N)
         for it in range(0, n_it):
-            if TWO:
-                start_n = tl.where(it < n_pre, pre_lo + it * BLOCK_N, lo + (it - n_pre) * BLOCK_N)
+            if SINKS:
+                start_n = tl.where(it < n_sink, it * BLOCK_N, lo + (it - n_sink) * BLOCK_N)
             else:
                 start_n = lo + it * BLOCK_N
             offs_n = start_n + offs_n0
@@ -137,7 +118,7 @@ if HAS_TRITON:
             if HAS_KPM:
                 kp = tl.load(kpm_base + offs_n, mask=offs_n < N, other=0)
                 qk = tl.where(kp[None, :] != 0, qk, float("-inf"))
-            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT, FAST_EXP)
+            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
         return acc, l_i, m_i
 
     @triton.jit
@@ -167,7 +148,7 @@ if HAS_TRITON:
                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                      SPLIT: tl.constexpr, EDGES_LAST: tl.constexpr, FAST_EXP: tl.constexpr):
+                      SPLIT: tl.constexpr):
         """One query tile of non-global rows: band tiles + gathered global-key tile(s)."""
         b = bh // H
         m0 = t * BLOCK_M
@@ -193,32 +174,20 @@ if HAS_TRITON:
         ilo = tl.minimum(tl.maximum(ilo, lo), hi)
         ihi = tl.minimum(((e + 1) // BLOCK_N) * BLOCK_N, (N // BLOCK_N) * BLOCK_N)
         ihi = tl.maximum(ihi, ilo)
-        if SPLIT and EDGES_LAST:  # interior tiles unmasked, then both edges in one masked loop
+        if SPLIT:  # interior tiles without elementwise masks, edges masked
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ilo, ihi, N, W, qk_scale, 0, 0, 0,
-                                      False, CAUSAL, HAS_KPM, False, False, BLOCK_N, DT, FAST_EXP)
+                                      lo, ilo, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ihi, hi, N, W, qk_scale, lo, tl.cdiv(ilo - lo, BLOCK_N), 0,
-                                      True, CAUSAL, HAS_KPM, False, True, BLOCK_N, DT, FAST_EXP)
-        elif SPLIT:  # interior tiles without elementwise masks, edges masked
+                                      ilo, ihi, N, W, qk_scale, 0, 0, False, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, ilo, N, W, qk_scale, 0, 0, 0,
-                                      True, CAUSAL, HAS_KPM, False, False, BLOCK_N, DT, FAST_EXP)
-            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ilo, ihi, N, W, qk_scale, 0, 0, 0,
-                                      False, CAUSAL, HAS_KPM, False, False, BLOCK_N, DT, FAST_EXP)
-            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ihi, hi, N, W, qk_scale, 0, 0, 0,
-                                      True, CAUSAL, HAS_KPM, False, False, BLOCK_N, DT, FAST_EXP)
+                                      ihi, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
         elif GK_PREFIX:  # one pipelined loop: sink tiles below the band, then the band
             n_sink = tl.minimum(tl.cdiv(G, BLOCK_N), lo // BLOCK_N)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, hi, N, W, qk_scale, 0, n_sink, G,
-                                      True, CAUSAL, HAS_KPM, True, True, BLOCK_N, DT, FAST_EXP)
+                                      lo, hi, N, W, qk_scale, n_sink, G, True, CAUSAL, HAS_KPM, True, BLOCK_N, DT)
         else:  # one pipelined loop over the band, masks on every tile
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, hi, N, W, qk_scale, 0, 0, 0,
-                                      True, CAUSAL, HAS_KPM, False, False, BLOCK_N, DT, FAST_EXP)
+                                      lo, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
         row_ok = offs_m < N
         if HAS_GK and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
@@ -237,7 +206,7 @@ if HAS_TRITON:
                     kp = tl.load(kpm_base + gidx, mask=gval, other=0)
                     ok = ok & (kp[None, :] != 0)
                 qk = tl.where(ok, qk, float("-inf"))
-                acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT, False)
+                acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
         empty = l_i == 0.0
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
@@ -358,7 +327,7 @@ if HAS_TRITON:
                 kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
                 ok = ok & (kp[None, :] != 0)
             qk = tl.where(ok, qk, float("-inf"))
-            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT, False)
+            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
         row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
         tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc)
         tl.store(PML + row * 2, m_i)
@@ -383,8 +352,7 @@ if HAS_TRITON:
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, EDGES_LAST: tl.constexpr,
-                       FAST_EXP: tl.constexpr, GROWS_DIAG: tl.constexpr, BLOCK_G: tl.constexpr,
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, GROWS_DIAG: tl.constexpr, BLOCK_G: tl.constexpr,
                        QG_COMPACT: tl.constexpr):
         """Band rows, one query tile per program; with ``GROWS_DIAG`` also the global rows' partials over
         this tile's keys (merged by ``_wg_merge_kernel``), else the global rows are ``_wg_grow_kernel``'s."""
@@ -397,7 +365,7 @@ if HAS_TRITON:
         _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
-                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, EDGES_LAST, FAST_EXP)
+                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
         if GROWS_DIAG:
             _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, t, bh,
                         gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sgb, skpb,
@@ -612,10 +580,7 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grow_programs_per_sm": 2, "edges_last": False, "fast_exp": False,
-                "grows": "launch"}
-# edges_last: interior key tiles first, then both masked edges in one loop (two pipelined loops per
-# program instead of three). fast_exp: band probabilities from a packed 16-bit exp2 (GPU, fp16/bf16).
+                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "launch"}
 # grows: global query rows as a split-K "launch" after the band, or "diag": each band program also
 # computes the rows' partials over its own key tile and a small launch merges them (G <= 16).
 # Global query rows: a split-K launch after the band launch (programs: about grow_programs_per_sm
@@ -694,8 +659,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          global_rows: bool = True, edges_last: Optional[bool] = None,
-                          fast_exp: Optional[bool] = None, grows: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          global_rows: bool = True, grows: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -703,8 +667,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only). ``edges_last`` / ``fast_exp`` / ``grows``: see
-    ``FWD_DEFAULTS`` (None: the default).
+    output then hold window attention only). ``grows``: see ``FWD_DEFAULTS`` (None: the
+    default).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -746,8 +710,6 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     BG = 16
-    edges_last = FWD_DEFAULTS["edges_last"] if edges_last is None else edges_last
-    fast_exp = (FWD_DEFAULTS["fast_exp"] if fast_exp is None else fast_exp) and not interpreting()
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
     if grows not in ("launch", "diag"):
         raise ValueError(f"grows must be 'launch' or 'diag', got {grows!r}")
@@ -767,7 +729,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         H, N, window, G, qk_scale, NT,
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, EDGES_LAST=edges_last, FAST_EXP=fast_exp, GROWS_DIAG=diag,
+        SPLIT=split, TILE_MAJOR=tile_major, GROWS_DIAG=diag,
         BLOCK_G=BG, QG_COMPACT=qg_compact, **extra)
     if diag:  # merge the per-tile partials of each global row (overwrites the band's result there)
         _wg_merge_kernel[(B * H, G)](po, pml, gidx, o, lse, o.stride(0), o.stride(1), o.stride(2), sgb, H, N, G, NT,
