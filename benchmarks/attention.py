@@ -165,8 +165,8 @@ def kernel_resources(jitfn) -> list:
     return out
 
 
-WG_VARIANTS = (("default", {}), ("global rows diag", {"grows": "diag"}),
-               ("global rows: 4 programs/SM", {"grow_programs_per_sm": 4}),
+WG_VARIANTS = (("default (auto)", {}), ("global rows: split-K launch", {"grows": "launch"}),
+               ("global rows: per-tile partials (diag)", {"grows": "diag"}),
                ("no global rows (parts)", {"global_rows": False}),
                ("no globals at all (parts)", {"no_globals": True}))
 

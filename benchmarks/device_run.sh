@@ -22,7 +22,7 @@ if [ $TESTS = 1 ]; then
   echo "gpu tests rc=$?" >> "$OUT/gpu_tests.log"
 fi
 if [ $VAR = 1 ]; then
-  timeout $T_VAR python3 benchmarks/attention.py --wg-variants --n 16384 65536 --json "$OUT/wg_variants.json" > "$OUT/wg_variants.log" 2>&1
+  timeout $T_VAR python3 benchmarks/attention.py --wg-variants --n 4096 16384 65536 --json "$OUT/wg_variants.json" > "$OUT/wg_variants.log" 2>&1
   echo "wg variants rc=$?" >> "$OUT/wg_variants.log"
   timeout 120 python3 benchmarks/attention.py --lightning-budget --linear-n 2048 4096 8192 16384 32768 65536 --json "$OUT/lightning_budget.json" > "$OUT/lightning_budget.log" 2>&1
   echo "lightning budget rc=$?" >> "$OUT/lightning_budget.log"

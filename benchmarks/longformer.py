@@ -99,9 +99,7 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
 
         variant("gelu_kernel", "separate GELU kernel", "gelu_epilogue", False, True)
         variant("hidden_global", "global rows in hidden space", "global_mode", "hidden", "kernel")
-        kernel_variant("diag", "global rows from per-tile partials", {"grows": "diag"})
-        kernel_variant("grow1", "global rows: split-K, 1 program/SM", {"grow_programs_per_sm": 1})
-        kernel_variant("grow4", "global rows: split-K, 4 programs/SM", {"grow_programs_per_sm": 4})
+        kernel_variant("launch", "global rows: split-K launch instead of per-tile partials", {"grows": "launch"})
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

@@ -41,17 +41,19 @@ def test_window_global_forward(dt, N, W, g, causal):
     assert rel(o, ref) < TOL[dt]
 
 
+@pytest.mark.parametrize("grows", ["diag", "launch"])
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("N,W,g,causal", [(4097, 300, [0, 17, 4096], False), (8191, 511, [5, 8000], True),
                                           (16384, 256, [0], False)])
-def test_window_global_rows_diag(dt, N, W, g, causal):
-    """Global rows from per-key-tile partials (grows="diag") vs float64."""
+def test_window_global_rows_modes(dt, N, W, g, causal, grows):
+    """Both ways to the global rows (per-key-tile partials + merge launch; split-K launch) vs float64
+    (the default picks one by grid size)."""
     from longapps.attention import WindowGlobal, reference_attention
     from longapps.kernels.window_global import window_global_forward
     q, k, v = _qkv(1, 4, N, 64, dt)
     pat = WindowGlobal(W, g, causal=causal)
     out = torch.full_like(q, float("nan"))
-    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out, grows="diag")
+    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out, grows=grows)
     ref = reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)
     assert rel(o, ref) < TOL[dt]
 

@@ -76,7 +76,7 @@ def test_forward_global_rows_twice(causal, case):
     for _ in range(2):
         q, k, v = _inputs(N, torch.float32)
         out = torch.full_like(q, float("nan"))
-        o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out)
+        o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, grows="launch")
         assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[torch.float32]
         assert torch.isfinite(lse[:, :, :N - 7]).all()
 
@@ -184,8 +184,9 @@ def test_forward_global_rows_diag(dt, causal, case):
 
 
 @child
-def test_diag_global_rows_separate_compact_projections():
-    """'diag' global rows with Longformer's own projections and a compact (B, H, G, D) global query."""
+@pytest.mark.parametrize("grows", ["diag", "launch", "auto"])
+def test_global_rows_separate_compact_projections(grows):
+    """Global rows with Longformer's own projections and a compact (B, H, G, D) global query."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward
     N, W, dt = 45, 6, torch.float32
     q, k, v = _inputs(N, dt, D=16)
@@ -193,7 +194,7 @@ def test_diag_global_rows_separate_compact_projections():
     g = torch.tensor([0, 30])
     kpm = _kpm(True, N)
     o, _ = window_global_forward(q, k, v, W, g, False, kpm, global_qkv=(qg[:, :, g].contiguous(), kg, vg),
-                                 grows="diag")
+                                 grows=grows)
     ref = reference_window_global(q, k, v, W, g, False, kpm).clone()
     ref[:, :, g] = reference_window_global(qg, kg, vg, N, None, False, kpm)[:, :, g]
     assert rel(o, ref) < TOL[dt]

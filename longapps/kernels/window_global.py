@@ -6,9 +6,10 @@ Mask (before key padding): query i attends key j iff ``band(i, j) or j in G or i
 Forward, one launch for the non-global rows: each query tile visits only the key tiles that
 intersect its band (interior tiles without any elementwise mask, edge tiles masked) plus the
 global keys gathered into one or two compact tiles (pairs already inside the band excluded, so
-nothing is counted twice). Global query rows (they attend everything) are a second launch, a
-split-K pass over all keys; the last split of each row (atomic ticket) merges the partials in one
-vectorized step and writes over that row. Ticket counters live in a cached zeroed buffer that the
+nothing is counted twice). Global query rows (they attend everything) are either a second launch,
+a split-K pass over all keys whose last split per row (atomic ticket) merges the partials in one
+vectorized step, or, for small grids, partials over each band program's own key tile merged by a
+small launch (``FWD_DEFAULTS["grows"]``). Ticket counters live in a cached zeroed buffer that the
 kernels leave zeroed, so a call launches no memset (CUDA-graph capturable with a prepared index).
 Sinks are the special case "global keys = the prefix [0, S), no global rows".
 
@@ -580,14 +581,21 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "launch"}
-# grows: global query rows as a split-K "launch" after the band, or "diag": each band program also
-# computes the rows' partials over its own key tile and a small launch merges them (G <= 16).
-# Global query rows: a split-K launch after the band launch (programs: about grow_programs_per_sm
-# per SM, 256..keys_per_split keys each; the last split of a row merges the partials, vectorized).
-# Tried and dropped (H200 runs 10-16, NOTES.md): global rows fused into the band launch as extra
-# programs, on a side stream, or as each band program's share of its own key tile (slower at
-# >= 16k, equal at 4k); global keys as rank-1 updates instead of a 16-key tile (slower).
+                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6}
+# grows: where the global query rows are computed (G <= 16 for "diag"):
+#  "launch": a split-K launch after the band launch (programs: about grow_programs_per_sm per SM,
+#    256..keys_per_split keys each; the last split of a row merges the partials, vectorized);
+#  "diag": each band program also computes the rows' partials over its own key tile, a small launch
+#    merges them (no second pass over K/V, but every band program is longer);
+#  "auto": diag while the band grid is at most diag_max_programs_per_sm per SM (about two waves of 3
+#    resident programs: the extra work fills the last wave), else launch. H200 run 20: Longformer-base
+#    4096 tokens (768 band programs) 2.228 ms with diag vs 2.296 with launch; window+global 16k x 16
+#    heads (4096 programs) 0.176 ms with diag vs 0.160 with launch.
+# Tried and dropped (H200 runs 10-19, NOTES.md): global rows fused into the band launch as extra
+# programs or on a side stream; diag partials merged by an atomic ticket in the band programs (the
+# fence per program cost more than the merge launch); global keys as rank-1 updates instead of a
+# 16-key tile; interior tiles first and both edges in one loop; probabilities from a packed 16-bit
+# exp2 (ex2.approx.f16x2 / bf16x2): all slower.
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -711,10 +719,12 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     BG = 16
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("launch", "diag"):
-        raise ValueError(f"grows must be 'launch' or 'diag', got {grows!r}")
-    diag = has_grows and grows == "diag" and G <= BG
+    if grows not in ("auto", "launch", "diag"):
+        raise ValueError(f"grows must be 'auto', 'launch' or 'diag', got {grows!r}")
     NT = triton.cdiv(N, BM)
+    if grows == "auto":
+        grows = "diag" if B * H * NT <= FWD_DEFAULTS["diag_max_programs_per_sm"] * _num_sms(q.device) else "launch"
+    diag = has_grows and grows == "diag" and G <= BG
     po = pml = lse
     if diag:
         po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
