@@ -168,7 +168,10 @@ def kernel_resources(jitfn) -> list:
 WG_VARIANTS = (("default (auto)", {}), ("global rows: split-K launch", {"grows": "launch"}),
                ("global rows: per-tile partials (diag)", {"grows": "diag"}),
                ("no global rows (parts)", {"global_rows": False}),
-               ("no globals at all (parts)", {"no_globals": True}))
+               ("no globals at all (parts)", {"no_globals": True}),
+               ("8 warps", {"num_warps": 8}), ("8 warps, 2 stages", {"num_warps": 8, "num_stages": 2}),
+               ("4 warps, 2 stages", {"num_stages": 2}),
+               ("no globals, 8 warps", {"no_globals": True, "num_warps": 8}))
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print, names=None) -> list:
