@@ -165,32 +165,37 @@ def kernel_resources(jitfn) -> list:
     return out
 
 
-WG_VARIANTS = (("default (auto)", {}), ("global rows: split-K launch", {"grows": "launch"}),
-               ("global rows: per-tile partials (diag)", {"grows": "diag"}),
-               ("no global rows (parts)", {"global_rows": False}),
-               ("no globals at all (parts)", {"no_globals": True}),
-               ("8 warps", {"num_warps": 8}), ("8 warps, 2 stages", {"num_warps": 8, "num_stages": 2}),
-               ("4 warps, 2 stages", {"num_stages": 2}),
-               ("no globals, 8 warps", {"no_globals": True, "num_warps": 8}))
+WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
+    ("default (auto)", {}, {}), ("global rows: split-K launch", {"grows": "launch"}, {}),
+    ("global rows: per-tile partials (diag)", {"grows": "diag"}, {}),
+    ("global rows: overlap (64-key tiles, 2 stages, 1/SM)", {"grows": "overlap"}, {}),
+    ("global rows: overlap, 2/SM", {"grows": "overlap"}, {"overlap_programs_per_sm": 2}),
+    ("global rows: overlap, 4/SM", {"grows": "overlap"}, {"overlap_programs_per_sm": 4}),
+    ("global rows: overlap, 64-key tiles, 3 stages", {"grows": "overlap"}, {"overlap_stages": 3}),
+    ("global rows: overlap, 128-key tiles, 3 stages", {"grows": "overlap"}, {"overlap_block_n": 128, "overlap_stages": 3}),
+    ("no global rows (parts)", {"global_rows": False}, {}),
+    ("no globals at all (parts)", {"no_globals": True}, {}))
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print, names=None) -> list:
-    """Window+global launch variants (where the global rows are computed, split-K programs per SM) and the parts (no global rows; no globals); timings (graph replay), max difference
-    to the default output. Ends with the kernels' registers / shared memory."""
+    """Window+global launch variants (where the global rows are computed and with which tiles) and the parts
+    (no global rows; no globals); timings (graph replay), max difference to the default output. Ends with the
+    kernels' registers / shared memory."""
     from longapps.kernels import window_global as wgmod
     from longapps.kernels.window_global import prepare_global_idx, window_global_forward
     out = []
-    variants = [(nm, kw) for nm, kw in WG_VARIANTS if not names or nm in names]
+    variants = [v for v in WG_VARIANTS if not names or v[0] in names]
     for n in ns:
         pat = WindowGlobal(window, [0])
         q, k, v = [torch.randn(1, heads, n, dim, device="cuda", dtype=dtype) for _ in range(3)]
         g = prepare_global_idx(pat.global_idx, q.device)
         useful = 4.0 * dim * heads * pairs(pat, n)
         ref = window_global_forward(q, k, v, window, g, False, gidx_prepared=True)[0]
-        for name, kw in variants:
+        for name, kw, fd in variants:
             kw = dict(kw)
             gg = None if kw.pop("no_globals", False) else g
-            wgmod.FWD_DEFAULTS["grow_programs_per_sm"] = kw.pop("grow_programs_per_sm", 2)
+            saved = dict(wgmod.FWD_DEFAULTS)
+            wgmod.FWD_DEFAULTS.update(fd)
             fn = lambda: window_global_forward(q, k, v, window, gg, False, gidx_prepared=gg is not None, **kw)[0]  # noqa: E731
             try:
                 diff = float((fn().float() - ref.float()).abs().max())
@@ -198,12 +203,15 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
             except Exception as e:
                 log(f"  wg variant n={n} {name}: failed {e!r}"[:400])
                 continue
+            finally:
+                wgmod.FWD_DEFAULTS.clear()
+                wgmod.FWD_DEFAULTS.update(saved)
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s, max diff {diff:.3g}")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9, max_diff=diff))
         del q, k, v
-    res = kernel_resources(wgmod._wg_fwd_kernel)
-    log(f"  _wg_fwd_kernel compiled versions: {res}")
-    out.append({"variant": "resources", "wg_fwd_kernel": res})
+    res = {name: kernel_resources(getattr(wgmod, name)) for name in ("_wg_fwd_kernel", "_wg_grow_kernel")}
+    log(f"  compiled versions: {res}")
+    out.append({"variant": "resources", **res})
     return out
 
 

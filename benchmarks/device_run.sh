@@ -44,7 +44,7 @@ fi
 echo "===== summary ====="
 cat "$OUT/gpu.txt"
 [ -f "$OUT/gpu_tests.log" ] && grep -E "passed|failed|error|rc=|rel err|FAILED|Error|s call" "$OUT/gpu_tests.log" | tail -30
-[ -f "$OUT/wg_variants.log" ] && grep -E "wg variant|rc=|compiled" "$OUT/wg_variants.log"
+[ -f "$OUT/wg_variants.log" ] && grep -E "wg variant|rc=|compiled" "$OUT/wg_variants.log" | cut -c1-600
 [ -f "$OUT/lightning_budget.log" ] && grep -E "lightning|rc=|failed" "$OUT/lightning_budget.log"
 [ -f "$OUT/attention.log" ] && sed -n '/^## attention/,$p' "$OUT/attention.log"
 [ -f "$OUT/longformer.log" ] && grep -E "errors|ms|rc=" "$OUT/longformer.log" | head -14

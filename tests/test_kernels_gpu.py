@@ -41,13 +41,13 @@ def test_window_global_forward(dt, N, W, g, causal):
     assert rel(o, ref) < TOL[dt]
 
 
-@pytest.mark.parametrize("grows", ["diag", "launch"])
+@pytest.mark.parametrize("grows", ["diag", "launch", "overlap"])
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("N,W,g,causal", [(4097, 300, [0, 17, 4096], False), (8191, 511, [5, 8000], True),
                                           (16384, 256, [0], False)])
 def test_window_global_rows_modes(dt, N, W, g, causal, grows):
-    """Both ways to the global rows (per-key-tile partials + merge launch; split-K launch) vs float64
-    (the default picks one by grid size)."""
+    """The ways to the global rows (per-key-tile partials + merge launch; split-K launch after the band;
+    split-K launch on a side stream beside the band) vs float64 (the default picks one by grid size)."""
     from longapps.attention import WindowGlobal, reference_attention
     from longapps.kernels.window_global import window_global_forward
     q, k, v = _qkv(1, 4, N, 64, dt)
@@ -58,8 +58,9 @@ def test_window_global_rows_modes(dt, N, W, g, causal, grows):
     assert rel(o, ref) < TOL[dt]
 
 
+@pytest.mark.parametrize("grows", ["launch", "overlap"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_window_global_rows_in_graph(causal):
+def test_window_global_rows_in_graph(causal, grows):
     """Global rows (split-K + ticket merge) replayed in a CUDA graph with new inputs: the ticket
     counters are reset by the kernels themselves."""
     from longapps.attention import WindowGlobal, reference_attention
@@ -68,7 +69,7 @@ def test_window_global_rows_in_graph(causal):
     pat = WindowGlobal(W, [0, 5000, 8192], causal=causal)
     g = prepare_global_idx(pat.global_idx, torch.device("cuda"))
     q, k, v = _qkv(1, 16, N, 64, torch.bfloat16)
-    fn = lambda: window_global_forward(q, k, v, W, g, causal, gidx_prepared=True)[0]  # noqa: E731
+    fn = lambda: window_global_forward(q, k, v, W, g, causal, gidx_prepared=True, grows=grows)[0]  # noqa: E731
     for _ in range(2):
         assert rel(fn(), reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)) < 2e-2
     s = torch.cuda.Stream()

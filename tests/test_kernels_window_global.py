@@ -168,23 +168,25 @@ def test_scale_argument():
 
 
 @child
+@pytest.mark.parametrize("grows", ["diag", "overlap"])
 @pytest.mark.parametrize("dt,causal,case", [
     (torch.float32, False, CASES[0]), (torch.float32, True, CASES[2]), (torch.bfloat16, False, CASES[3]),
-    (torch.float32, False, (70, 9, list(range(0, 70, 4)), True)),  # 18 > 16 globals: split-K launch instead
+    (torch.float32, False, (70, 9, list(range(0, 70, 4)), True)),  # 18 > 16 globals (diag: launch instead)
 ])
-def test_forward_global_rows_diag(dt, causal, case):
-    """Global rows from per-key-tile partials computed by the band programs + a merge launch."""
+def test_forward_global_rows_modes(dt, causal, case, grows):
+    """Global rows from per-key-tile partials computed by the band programs + a merge launch ("diag"), or
+    by the split-K launch while the band launch leaves their rows alone ("overlap"; sequential here)."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward
     N, W, gspec, kflag = case
     q, k, v = _inputs(N, dt)
     g, kpm = _globals(gspec, N), _kpm(kflag, N)
     out = torch.full_like(q, float("nan"))
-    o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, grows="diag")
+    o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, grows=grows)
     assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[dt]
 
 
 @child
-@pytest.mark.parametrize("grows", ["diag", "launch", "auto"])
+@pytest.mark.parametrize("grows", ["diag", "launch", "overlap", "auto"])
 def test_global_rows_separate_compact_projections(grows):
     """Global rows with Longformer's own projections and a compact (B, H, G, D) global query."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward

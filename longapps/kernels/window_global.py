@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ._common import HAS_TRITON, LOG2E, default_blocks, dot_dtype, interpreting
+from ._common import HAS_TRITON, LOG2E, default_blocks, dot_dtype, interpreting, side_stream
 
 if HAS_TRITON:
     import triton
@@ -149,8 +149,9 @@ if HAS_TRITON:
                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                      SPLIT: tl.constexpr):
-        """One query tile of non-global rows: band tiles + gathered global-key tile(s)."""
+                      SPLIT: tl.constexpr, SKIP_GROWS: tl.constexpr):
+        """One query tile of non-global rows: band tiles + gathered global-key tile(s). ``SKIP_GROWS``: leave
+        the global query rows of O and LSE alone (another launch writes them concurrently)."""
         b = bh // H
         m0 = t * BLOCK_M
         offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -208,6 +209,12 @@ if HAS_TRITON:
                     ok = ok & (kp[None, :] != 0)
                 qk = tl.where(ok, qk, float("-inf"))
                 acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
+        if SKIP_GROWS:
+            gb = GIDX + b.to(tl.int64) * sgb
+            for g0 in range(0, G, 16):
+                offs_g = g0 + tl.arange(0, 16)
+                gi = tl.load(gb + offs_g, mask=offs_g < G, other=-1)
+                row_ok = row_ok & (tl.max((offs_m[:, None] == gi[None, :]).to(tl.int32), 1) == 0)
         empty = l_i == 0.0
         out = acc / tl.where(empty, 1.0, l_i)[:, None]
         lse = tl.where(empty, float("inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
@@ -354,7 +361,7 @@ if HAS_TRITON:
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
                        SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, GROWS_DIAG: tl.constexpr, BLOCK_G: tl.constexpr,
-                       QG_COMPACT: tl.constexpr):
+                       QG_COMPACT: tl.constexpr, SKIP_GROWS: tl.constexpr):
         """Band rows, one query tile per program; with ``GROWS_DIAG`` also the global rows' partials over
         this tile's keys (merged by ``_wg_merge_kernel``), else the global rows are ``_wg_grow_kernel``'s."""
         if TILE_MAJOR:
@@ -366,7 +373,7 @@ if HAS_TRITON:
         _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
-                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT)
+                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS)
         if GROWS_DIAG:
             _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, t, bh,
                         gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sgb, skpb,
@@ -581,12 +588,16 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6}
+                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6,
+                "overlap_block_n": 64, "overlap_stages": 2, "overlap_programs_per_sm": 1}
 # grows: where the global query rows are computed (G <= 16 for "diag"):
 #  "launch": a split-K launch after the band launch (programs: about grow_programs_per_sm per SM,
 #    256..keys_per_split keys each; the last split of a row merges the partials, vectorized);
 #  "diag": each band program also computes the rows' partials over its own key tile, a small launch
 #    merges them (no second pass over K/V, but every band program is longer);
+#  "overlap": the split-K launch on a side stream, concurrent with the band launch (which leaves the
+#    global rows alone); small tiles (overlap_block_n keys, overlap_stages) so that its programs fit
+#    beside the band's 3 resident programs per SM instead of taking their places;
 #  "auto": diag while the band grid is at most diag_max_programs_per_sm per SM (about two waves of 3
 #    resident programs: the extra work fills the last wave), else launch. H200 run 20: Longformer-base
 #    4096 tokens (768 band programs) 2.228 ms with diag vs 2.296 with launch; window+global 16k x 16
@@ -719,12 +730,16 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     BG = 16
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("auto", "launch", "diag"):
-        raise ValueError(f"grows must be 'auto', 'launch' or 'diag', got {grows!r}")
+    if grows not in ("auto", "launch", "diag", "overlap"):
+        raise ValueError(f"grows must be 'auto', 'launch', 'diag' or 'overlap', got {grows!r}")
     NT = triton.cdiv(N, BM)
     if grows == "auto":
         grows = "diag" if B * H * NT <= FWD_DEFAULTS["diag_max_programs_per_sm"] * _num_sms(q.device) else "launch"
     diag = has_grows and grows == "diag" and G <= BG
+    overlap = has_grows and grows == "overlap"
+    side = side_stream(q.device) if (overlap and q.is_cuda) else None
+    if side is not None:
+        side.wait_stream(torch.cuda.current_stream(q.device))
     po = pml = lse
     if diag:
         po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
@@ -740,32 +755,51 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
         SPLIT=split, TILE_MAJOR=tile_major, GROWS_DIAG=diag,
-        BLOCK_G=BG, QG_COMPACT=qg_compact, **extra)
+        BLOCK_G=BG, QG_COMPACT=qg_compact, SKIP_GROWS=overlap, **extra)
     if diag:  # merge the per-tile partials of each global row (overwrites the band's result there)
         _wg_merge_kernel[(B * H, G)](po, pml, gidx, o, lse, o.stride(0), o.stride(1), o.stride(2), sgb, H, N, G, NT,
                                      BLOCK_C=16 if interpreting() else 64, BLOCK_D=D,
                                      **({} if interpreting() else {"num_warps": 4}))
-    elif has_grows:  # after the band launch: overwrites the global rows
-        GP = triton.cdiv(G, BG) * BG
-        bn_g = BN if interpreting() else 128
-        if interpreting():
-            keys_per_split = 2 * bn_g
-        else:  # enough split-K programs to fill the GPU, 256..1024 keys each
-            want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(q.device) // (B * H * (GP // BG))))
-            keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
-        nsplit = triton.cdiv(N, keys_per_split)
-        po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
-        pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
-        cnt = _zeroed(q.device, torch.int32, B * H * (GP // BG))
-        _wg_grow_kernel[(B * H, (GP // BG) * nsplit)](
-            qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
-            qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-            vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-            H, N, G, GP, qk_scale, keys_per_split, nsplit,
-            CAUSAL=causal, HAS_KPM=key_padding_mask is not None, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
-            QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
-            **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
+    elif has_grows and side is not None:  # concurrent with the band launch, joined before returning
+        with torch.cuda.stream(side):
+            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
+                         qg_compact, DT, BN, True)
+        torch.cuda.current_stream(q.device).wait_stream(side)
+    elif has_grows:  # after the band launch (overwrites the global rows; or writes them, "overlap" off GPU)
+        _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
+                     qg_compact, DT, BN, overlap)
     return o, lse
+
+
+def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor, kpm: torch.Tensor,
+                 o: torch.Tensor, lse: torch.Tensor, sgb: int, skpb: int, G: int, qk_scale: float, causal: bool,
+                 has_kpm: bool, qg_compact: bool, DT, BN: int, small: bool) -> None:
+    """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``); ``small``: the
+    low-footprint tiles of the "overlap" mode."""
+    B, H, N, D = kg.shape
+    BG = 16
+    GP = triton.cdiv(G, BG) * BG
+    if interpreting():
+        bn_g, stages, per_sm = BN, 1, 1
+        keys_per_split = 2 * bn_g
+    else:  # enough split-K programs to fill the GPU, 256..1024 keys each
+        bn_g = FWD_DEFAULTS["overlap_block_n"] if small else 128
+        stages = FWD_DEFAULTS["overlap_stages"] if small else 3
+        per_sm = FWD_DEFAULTS["overlap_programs_per_sm"] if small else FWD_DEFAULTS["grow_programs_per_sm"]
+        want = max(1, -(-per_sm * _num_sms(kg.device) // (B * H * (GP // BG))))
+        keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
+    nsplit = triton.cdiv(N, keys_per_split)
+    po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=kg.device)
+    pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=kg.device)
+    cnt = _zeroed(kg.device, torch.int32, B * H * (GP // BG))
+    _wg_grow_kernel[(B * H, (GP // BG) * nsplit)](
+        qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
+        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+        vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+        H, N, G, GP, qk_scale, keys_per_split, nsplit,
+        CAUSAL=causal, HAS_KPM=has_kpm, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
+        QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
+        **({} if interpreting() else {"num_warps": 4, "num_stages": stages}))
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,

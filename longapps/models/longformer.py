@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..attention import WindowGlobal, attention
-from ..kernels._common import HAS_TRITON, interpreting
+from ..kernels._common import HAS_TRITON, interpreting, side_stream
 from ..kernels.layernorm import add_layernorm
 from ..resources import ModelNotFoundError, load_offline_first
 
@@ -35,17 +35,9 @@ class FastLongformerOutput:
     pooler_output: Optional[torch.Tensor] = None
 
 
-_SIDE_STREAMS: dict = {}
-
-
 def _side_stream(x: torch.Tensor) -> Optional["torch.cuda.Stream"]:
     """A second CUDA stream per device (None off CUDA) for small work that can overlap a GEMM."""
-    if not x.is_cuda:
-        return None
-    idx = x.device.index if x.device.index is not None else torch.cuda.current_device()
-    if idx not in _SIDE_STREAMS:
-        _SIDE_STREAMS[idx] = torch.cuda.Stream(device=idx)
-    return _SIDE_STREAMS[idx]
+    return side_stream(x.device) if x.is_cuda else None
 
 
 def _load_hf(hf_cls: type, name_or_path: str, kwargs: dict) -> nn.Module:
