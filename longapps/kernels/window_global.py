@@ -589,7 +589,7 @@ if HAS_TRITON:
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6,
-                "overlap_block_n": 64, "overlap_stages": 2, "overlap_programs_per_sm": 1}
+                "overlap_block_n": 64, "overlap_stages": 2, "overlap_programs_per_sm": 1, "overlap_first": True}
 # grows: where the global query rows are computed (G <= 16 for "diag"):
 #  "launch": a split-K launch after the band launch (programs: about grow_programs_per_sm per SM,
 #    256..keys_per_split keys each; the last split of a row merges the partials, vectorized);
@@ -597,7 +597,9 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
 #    merges them (no second pass over K/V, but every band program is longer);
 #  "overlap": the split-K launch on a side stream, concurrent with the band launch (which leaves the
 #    global rows alone); small tiles (overlap_block_n keys, overlap_stages) so that its programs fit
-#    beside the band's 3 resident programs per SM instead of taking their places;
+#    beside the band's 3 resident programs per SM instead of taking their places; overlap_first: the
+#    side launch is issued before the band launch (a later kernel's programs are only scheduled once
+#    the earlier grid is fully dispatched, i.e. in its tail), at most overlap_programs_per_sm per SM;
 #  "auto": diag while the band grid is at most diag_max_programs_per_sm per SM (about two waves of 3
 #    resident programs: the extra work fills the last wave), else launch. H200 run 20: Longformer-base
 #    4096 tokens (768 band programs) 2.228 ms with diag vs 2.296 with launch; window+global 16k x 16
@@ -744,6 +746,11 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if diag:
         po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
         pml = torch.empty(B * H * G * NT, 2, dtype=torch.float32, device=q.device)
+    first = side is not None and FWD_DEFAULTS["overlap_first"]
+    if first:  # its few, small programs are resident before the band's programs take the rest of each SM
+        with torch.cuda.stream(side):
+            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
+                         qg_compact, DT, BN, True)
     grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
         q, k, v, o, lse, gidx, kpm, qg, kg, vg, po, pml,
@@ -761,9 +768,10 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                                      BLOCK_C=16 if interpreting() else 64, BLOCK_D=D,
                                      **({} if interpreting() else {"num_warps": 4}))
     elif has_grows and side is not None:  # concurrent with the band launch, joined before returning
-        with torch.cuda.stream(side):
-            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                         qg_compact, DT, BN, True)
+        if not first:
+            with torch.cuda.stream(side):
+                _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal,
+                             key_padding_mask is not None, qg_compact, DT, BN, True)
         torch.cuda.current_stream(q.device).wait_stream(side)
     elif has_grows:  # after the band launch (overwrites the global rows; or writes them, "overlap" off GPU)
         _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
@@ -786,8 +794,13 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
         bn_g = FWD_DEFAULTS["overlap_block_n"] if small else 128
         stages = FWD_DEFAULTS["overlap_stages"] if small else 3
         per_sm = FWD_DEFAULTS["overlap_programs_per_sm"] if small else FWD_DEFAULTS["grow_programs_per_sm"]
-        want = max(1, -(-per_sm * _num_sms(kg.device) // (B * H * (GP // BG))))
-        keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
+        if small:  # at most per_sm programs per SM (they stay resident beside the band), any split length
+            want = max(1, per_sm * _num_sms(kg.device) // (B * H * (GP // BG)))
+            keys_per_split = max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g)
+        else:
+            want = max(1, -(-per_sm * _num_sms(kg.device) // (B * H * (GP // BG))))
+            keys_per_split = min(FWD_DEFAULTS["keys_per_split"],
+                                 max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
     nsplit = triton.cdiv(N, keys_per_split)
     po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=kg.device)
     pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=kg.device)
