@@ -168,12 +168,7 @@ def kernel_resources(jitfn) -> list:
 WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
     ("default (auto)", {}, {}), ("global rows: split-K launch", {"grows": "launch"}, {}),
     ("global rows: per-tile partials (diag)", {"grows": "diag"}, {}),
-    ("global rows: overlap, issued first (64-key tiles, 2 stages, 1/SM)", {"grows": "overlap"}, {}),
-    ("global rows: overlap, issued first, 3 stages", {"grows": "overlap"}, {"overlap_stages": 3}),
-    ("global rows: overlap, issued first, 2/SM", {"grows": "overlap"}, {"overlap_programs_per_sm": 2}),
-    ("global rows: overlap, issued first, 128-key tiles", {"grows": "overlap"}, {"overlap_block_n": 128}),
-    ("global rows: overlap, issued after, 128-key tiles, 3 stages", {"grows": "overlap"},
-     {"overlap_first": False, "overlap_block_n": 128, "overlap_stages": 3, "overlap_programs_per_sm": 2}),
+    ("global rows: overlap (side stream)", {"grows": "overlap"}, {}),
     ("no global rows (parts)", {"global_rows": False}, {}),
     ("no globals at all (parts)", {"no_globals": True}, {}))
 

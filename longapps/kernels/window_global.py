@@ -588,22 +588,21 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6,
-                "overlap_block_n": 64, "overlap_stages": 2, "overlap_programs_per_sm": 1, "overlap_first": True}
+                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6}
 # grows: where the global query rows are computed (G <= 16 for "diag"):
 #  "launch": a split-K launch after the band launch (programs: about grow_programs_per_sm per SM,
 #    256..keys_per_split keys each; the last split of a row merges the partials, vectorized);
 #  "diag": each band program also computes the rows' partials over its own key tile, a small launch
 #    merges them (no second pass over K/V, but every band program is longer);
-#  "overlap": the split-K launch on a side stream, concurrent with the band launch (which leaves the
-#    global rows alone); small tiles (overlap_block_n keys, overlap_stages) so that its programs fit
-#    beside the band's 3 resident programs per SM instead of taking their places; overlap_first: the
-#    side launch is issued before the band launch (a later kernel's programs are only scheduled once
-#    the earlier grid is fully dispatched, i.e. in its tail), at most overlap_programs_per_sm per SM;
+#  "overlap": the split-K launch on a side stream, issued after the band launch (which then leaves the
+#    global rows alone): its programs start as the band's last wave drains instead of after it;
 #  "auto": diag while the band grid is at most diag_max_programs_per_sm per SM (about two waves of 3
-#    resident programs: the extra work fills the last wave), else launch. H200 run 20: Longformer-base
-#    4096 tokens (768 band programs) 2.228 ms with diag vs 2.296 with launch; window+global 16k x 16
-#    heads (4096 programs) 0.176 ms with diag vs 0.160 with launch.
+#    resident programs: the extra work fills the last wave), else overlap. H200 runs 20-25:
+#    Longformer-base 4096 tokens (768 band programs) 2.228 ms with diag vs 2.296 with launch;
+#    window+global x 16 heads, launch / diag / overlap: 4k 0.0514 / 0.0546 / 0.0462-0.0468 ms,
+#    16k 0.162 / 0.174-0.176 / 0.158-0.159, 64k 0.578 / 0.648 / 0.573-0.575. Overlap with small
+#    programs issued *before* the band (so they sit beside the band's programs on every SM) slowed
+#    the band more than it saved (16k 0.166-0.185 ms).
 # Tried and dropped (H200 runs 10-19, NOTES.md): global rows fused into the band launch as extra
 # programs or on a side stream; diag partials merged by an atomic ticket in the band programs (the
 # fence per program cost more than the merge launch); global keys as rank-1 updates instead of a
@@ -736,7 +735,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         raise ValueError(f"grows must be 'auto', 'launch', 'diag' or 'overlap', got {grows!r}")
     NT = triton.cdiv(N, BM)
     if grows == "auto":
-        grows = "diag" if B * H * NT <= FWD_DEFAULTS["diag_max_programs_per_sm"] * _num_sms(q.device) else "launch"
+        grows = "diag" if B * H * NT <= FWD_DEFAULTS["diag_max_programs_per_sm"] * _num_sms(q.device) else "overlap"
     diag = has_grows and grows == "diag" and G <= BG
     overlap = has_grows and grows == "overlap"
     side = side_stream(q.device) if (overlap and q.is_cuda) else None
@@ -746,11 +745,6 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if diag:
         po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
         pml = torch.empty(B * H * G * NT, 2, dtype=torch.float32, device=q.device)
-    first = side is not None and FWD_DEFAULTS["overlap_first"]
-    if first:  # its few, small programs are resident before the band's programs take the rest of each SM
-        with torch.cuda.stream(side):
-            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                         qg_compact, DT, BN, True)
     grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
         q, k, v, o, lse, gidx, kpm, qg, kg, vg, po, pml,
@@ -768,39 +762,29 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                                      BLOCK_C=16 if interpreting() else 64, BLOCK_D=D,
                                      **({} if interpreting() else {"num_warps": 4}))
     elif has_grows and side is not None:  # concurrent with the band launch, joined before returning
-        if not first:
-            with torch.cuda.stream(side):
-                _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal,
-                             key_padding_mask is not None, qg_compact, DT, BN, True)
+        with torch.cuda.stream(side):
+            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
+                         qg_compact, DT, BN)
         torch.cuda.current_stream(q.device).wait_stream(side)
     elif has_grows:  # after the band launch (overwrites the global rows; or writes them, "overlap" off GPU)
         _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                     qg_compact, DT, BN, overlap)
+                     qg_compact, DT, BN)
     return o, lse
 
 
 def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor, kpm: torch.Tensor,
                  o: torch.Tensor, lse: torch.Tensor, sgb: int, skpb: int, G: int, qk_scale: float, causal: bool,
-                 has_kpm: bool, qg_compact: bool, DT, BN: int, small: bool) -> None:
-    """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``); ``small``: the
-    low-footprint tiles of the "overlap" mode."""
+                 has_kpm: bool, qg_compact: bool, DT, BN: int) -> None:
+    """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``)."""
     B, H, N, D = kg.shape
     BG = 16
     GP = triton.cdiv(G, BG) * BG
+    bn_g = BN if interpreting() else 128
     if interpreting():
-        bn_g, stages, per_sm = BN, 1, 1
         keys_per_split = 2 * bn_g
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
-        bn_g = FWD_DEFAULTS["overlap_block_n"] if small else 128
-        stages = FWD_DEFAULTS["overlap_stages"] if small else 3
-        per_sm = FWD_DEFAULTS["overlap_programs_per_sm"] if small else FWD_DEFAULTS["grow_programs_per_sm"]
-        if small:  # at most per_sm programs per SM (they stay resident beside the band), any split length
-            want = max(1, per_sm * _num_sms(kg.device) // (B * H * (GP // BG)))
-            keys_per_split = max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g)
-        else:
-            want = max(1, -(-per_sm * _num_sms(kg.device) // (B * H * (GP // BG))))
-            keys_per_split = min(FWD_DEFAULTS["keys_per_split"],
-                                 max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
+        want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(kg.device) // (B * H * (GP // BG))))
+        keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
     nsplit = triton.cdiv(N, keys_per_split)
     po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=kg.device)
     pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=kg.device)
@@ -812,7 +796,7 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
         H, N, G, GP, qk_scale, keys_per_split, nsplit,
         CAUSAL=causal, HAS_KPM=has_kpm, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
         QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
-        **({} if interpreting() else {"num_warps": 4, "num_stages": stages}))
+        **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,
