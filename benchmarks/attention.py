@@ -166,9 +166,7 @@ def kernel_resources(jitfn) -> list:
 
 
 WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
-    ("default (auto)", {}, {}), ("global rows: split-K launch", {"grows": "launch"}, {}),
-    ("global rows: per-tile partials (diag)", {"grows": "diag"}, {}),
-    ("global rows: overlap (side stream)", {"grows": "overlap"}, {}),
+    ("default (overlap: side stream)", {}, {}), ("global rows: split-K launch after the band", {"grows": "launch"}, {}),
     ("no global rows (parts)", {"global_rows": False}, {}),
     ("no globals at all (parts)", {"no_globals": True}, {}))
 

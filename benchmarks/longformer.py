@@ -99,8 +99,7 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
 
         variant("gelu_kernel", "separate GELU kernel", "gelu_epilogue", False, True)
         variant("hidden_global", "global rows in hidden space", "global_mode", "hidden", "kernel")
-        kernel_variant("launch", "global rows: split-K launch instead of per-tile partials", {"grows": "launch"})
-        kernel_variant("overlap", "global rows: split-K launch on a side stream", {"grows": "overlap"})
+        kernel_variant("launch", "global rows: split-K launch after the band, same stream", {"grows": "launch"})
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

@@ -6,11 +6,11 @@ Mask (before key padding): query i attends key j iff ``band(i, j) or j in G or i
 Forward, one launch for the non-global rows: each query tile visits only the key tiles that
 intersect its band (interior tiles without any elementwise mask, edge tiles masked) plus the
 global keys gathered into one or two compact tiles (pairs already inside the band excluded, so
-nothing is counted twice). Global query rows (they attend everything) are either a second launch,
-a split-K pass over all keys whose last split per row (atomic ticket) merges the partials in one
-vectorized step, or, for small grids, partials over each band program's own key tile merged by a
-small launch (``FWD_DEFAULTS["grows"]``). Ticket counters live in a cached zeroed buffer that the
-kernels leave zeroed, so a call launches no memset (CUDA-graph capturable with a prepared index).
+nothing is counted twice). Global query rows (they attend everything) are a second launch, a
+split-K pass over all keys whose last split per row (atomic ticket) merges the partials in one
+vectorized step; by default it runs on a side stream beside the band launch (which then leaves
+those rows alone). Ticket counters live in a cached zeroed buffer that the kernels leave zeroed, so
+a call launches no memset (CUDA-graph capturable with a prepared index).
 Sinks are the special case "global keys = the prefix [0, S), no global rows".
 
 Backward: dK/dV per key tile over the queries of its band; dK/dV of the global keys from the
@@ -223,49 +223,6 @@ if HAS_TRITON:
         tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=row_ok)
 
     @triton.jit
-    def _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, t, bh,
-                    gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sgb, skpb,
-                    H, N, G, NT, qk_scale,
-                    CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_G: tl.constexpr,
-                    BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr):
-        """The global query rows' (G <= BLOCK_G) partial softmax over the keys of key tile ``t``
-        (rows [t*BLOCK_M, (t+1)*BLOCK_M), which this band program's loop has just pulled into L2):
-        (acc, m, l) stored at partial row (bh*G + g)*NT + t; ``_wg_merge_kernel`` merges them."""
-        b = bh // H
-        offs_k = t * BLOCK_M + tl.arange(0, BLOCK_M)
-        kv_ok = offs_k < N
-        offs_d = tl.arange(0, BLOCK_D)
-        offs_g = tl.arange(0, BLOCK_G)
-        g_ok = offs_g < G
-        grow = tl.load(GIDX + b.to(tl.int64) * sgb + offs_g, mask=g_ok, other=-1)
-        gval = grow >= 0
-        qbase = head_ptr(QG, bh, H, gqb, gqh)
-        if QG_COMPACT:
-            q = tl.load(qbase + offs_g[:, None] * gqn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
-        else:
-            q = tl.load(qbase + tl.where(gval, grow, 0)[:, None] * gqn + offs_d[None, :], mask=gval[:, None],
-                        other=0.0).to(DT)
-        kT = tl.load(head_ptr(KG, bh, H, gkb, gkh) + offs_k[None, :] * gkn + offs_d[:, None], mask=kv_ok[None, :],
-                     other=0.0)
-        v = tl.load(head_ptr(VG, bh, H, gvb, gvh) + offs_k[:, None] * gvn + offs_d[None, :], mask=kv_ok[:, None],
-                    other=0.0)
-        s = tl.dot(q, kT.to(DT)) * qk_scale
-        ok = kv_ok[None, :] & gval[:, None]
-        if CAUSAL:
-            ok = ok & (offs_k[None, :] <= grow[:, None])
-        if HAS_KPM:
-            kp = tl.load(KPM + b.to(tl.int64) * skpb + offs_k, mask=kv_ok, other=0)
-            ok = ok & (kp[None, :] != 0)
-        s = tl.where(ok, s, float("-inf"))
-        m = tl.maximum(tl.max(s, 1), -1.0e30)
-        p = tl.math.exp2(s - m[:, None])
-        acc = tl.dot(p.to(DT), v.to(DT))
-        row = (bh.to(tl.int64) * G + offs_g) * NT + t
-        tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc, mask=g_ok[:, None])
-        tl.store(PML + row * 2, m, mask=g_ok)
-        tl.store(PML + row * 2 + 1, tl.sum(p, 1), mask=g_ok)
-
-    @triton.jit
     def _merge_row(PO, PML, row0, NPART, offs_d, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
         """Merge the NPART split-K partials (acc, m, l) stored at rows row0 .. row0+NPART-1 into one
         attention row; BLOCK_C partials per (vectorized) step. Returns (out, lse) as [BLOCK_D] vectors."""
@@ -353,17 +310,14 @@ if HAS_TRITON:
             tl.atomic_xchg(CNT + bh * (GP // BLOCK_G) + gt, 0)  # ready for the next call
 
     @triton.jit
-    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM, QG, KG, VG, PO, PML,
+    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM,
                        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                       gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn,
-                       H, N, W, G, qk_scale, NT,
+                       H, N, W, G, qk_scale,
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, GROWS_DIAG: tl.constexpr, BLOCK_G: tl.constexpr,
-                       QG_COMPACT: tl.constexpr, SKIP_GROWS: tl.constexpr):
-        """Band rows, one query tile per program; with ``GROWS_DIAG`` also the global rows' partials over
-        this tile's keys (merged by ``_wg_merge_kernel``), else the global rows are ``_wg_grow_kernel``'s."""
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, SKIP_GROWS: tl.constexpr):
+        """Band rows, one query tile per program (global rows: ``_wg_grow_kernel``)."""
         if TILE_MAJOR:
             t = tl.program_id(0)
             bh = tl.program_id(1)
@@ -374,23 +328,6 @@ if HAS_TRITON:
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
                       BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS)
-        if GROWS_DIAG:
-            _grows_diag(QG, KG, VG, GIDX, KPM, PO, PML, t, bh,
-                        gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sgb, skpb,
-                        H, N, G, NT, qk_scale, CAUSAL, HAS_KPM, BLOCK_M, BLOCK_G, BLOCK_D, DT, QG_COMPACT)
-
-    @triton.jit
-    def _wg_merge_kernel(PO, PML, GIDX, O, LSE, sob, soh, son, sgb, H, N, G, NT,
-                         BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
-        """One global query row: merge its NT per-key-tile partials, write its O and LSE rows."""
-        bh = tl.program_id(0)
-        g = tl.program_id(1)
-        gi = tl.load(GIDX + (bh // H).to(tl.int64) * sgb + g)
-        if gi >= 0:
-            offs_d = tl.arange(0, BLOCK_D)
-            out, lse = _merge_row(PO, PML, (bh.to(tl.int64) * G + g) * NT, NT, offs_d, BLOCK_C, BLOCK_D)
-            tl.store(head_ptr(O, bh, H, sob, soh) + gi * son + offs_d, out.to(O.dtype.element_ty))
-            tl.store(LSE + bh.to(tl.int64) * N + gi + offs_d * 0, lse, mask=offs_d == 0)
 
     @triton.jit
     def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
@@ -588,26 +525,19 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "auto", "diag_max_programs_per_sm": 6}
-# grows: where the global query rows are computed (G <= 16 for "diag"):
-#  "launch": a split-K launch after the band launch (programs: about grow_programs_per_sm per SM,
-#    256..keys_per_split keys each; the last split of a row merges the partials, vectorized);
-#  "diag": each band program also computes the rows' partials over its own key tile, a small launch
-#    merges them (no second pass over K/V, but every band program is longer);
-#  "overlap": the split-K launch on a side stream, issued after the band launch (which then leaves the
-#    global rows alone): its programs start as the band's last wave drains instead of after it;
-#  "auto": diag while the band grid is at most diag_max_programs_per_sm per SM (about two waves of 3
-#    resident programs: the extra work fills the last wave), else overlap. H200 runs 20-25:
-#    Longformer-base 4096 tokens (768 band programs) 2.228 ms with diag vs 2.296 with launch;
-#    window+global x 16 heads, launch / diag / overlap: 4k 0.0514 / 0.0546 / 0.0462-0.0468 ms,
-#    16k 0.162 / 0.174-0.176 / 0.158-0.159, 64k 0.578 / 0.648 / 0.573-0.575. Overlap with small
-#    programs issued *before* the band (so they sit beside the band's programs on every SM) slowed
-#    the band more than it saved (16k 0.166-0.185 ms).
-# Tried and dropped (H200 runs 10-19, NOTES.md): global rows fused into the band launch as extra
-# programs or on a side stream; diag partials merged by an atomic ticket in the band programs (the
-# fence per program cost more than the merge launch); global keys as rank-1 updates instead of a
-# 16-key tile; interior tiles first and both edges in one loop; probabilities from a packed 16-bit
-# exp2 (ex2.approx.f16x2 / bf16x2): all slower.
+                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "overlap"}
+# Global query rows: a split-K launch (programs: about grow_programs_per_sm per SM, 256..keys_per_split
+# keys each; the last split of a row merges the partials, vectorized). grows="overlap" (default on CUDA):
+# that launch on a side stream, issued after the band launch, which then leaves the global rows alone:
+# its programs start as the band's last wave drains. grows="launch": after the band launch, same stream.
+# H200 runs 24-26 (B=1, H=16, graph ms), launch vs overlap: 4k 0.0514 vs 0.046-0.048, 16k 0.162 vs
+# 0.158-0.161, 64k 0.578 vs 0.573-0.585; Longformer-base 4096 tokens 2.300 vs 2.194 ms.
+# Tried and dropped (H200 runs 10-26, NOTES.md): global rows as extra programs of the band launch;
+# as each band program's share of its own key tile (partials merged by a ticket, or by a small merge
+# launch: better than "launch" only for small grids, never better than "overlap"); the side launch
+# with small programs issued *before* the band (they sit beside the band on every SM and slow it);
+# global keys as rank-1 updates instead of a 16-key tile; interior tiles first and both edges in one
+# loop; probabilities from a packed 16-bit exp2 (ex2.approx.f16x2 / bf16x2); 8 warps; 2 stages.
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -687,8 +617,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only). ``grows``: see ``FWD_DEFAULTS`` (None: the
-    default).
+    output then hold window attention only). ``grows``: "overlap" or "launch", see
+    ``FWD_DEFAULTS`` (None: the default).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -729,39 +659,24 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     qg_compact = qg.shape[2] != N
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
-    BG = 16
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("auto", "launch", "diag", "overlap"):
-        raise ValueError(f"grows must be 'auto', 'launch', 'diag' or 'overlap', got {grows!r}")
+    if grows not in ("launch", "overlap"):
+        raise ValueError(f"grows must be 'launch' or 'overlap', got {grows!r}")
     NT = triton.cdiv(N, BM)
-    if grows == "auto":
-        grows = "diag" if B * H * NT <= FWD_DEFAULTS["diag_max_programs_per_sm"] * _num_sms(q.device) else "overlap"
-    diag = has_grows and grows == "diag" and G <= BG
     overlap = has_grows and grows == "overlap"
     side = side_stream(q.device) if (overlap and q.is_cuda) else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(q.device))
-    po = pml = lse
-    if diag:
-        po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
-        pml = torch.empty(B * H * G * NT, 2, dtype=torch.float32, device=q.device)
     grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
-        q, k, v, o, lse, gidx, kpm, qg, kg, vg, po, pml,
+        q, k, v, o, lse, gidx, kpm,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-        vg.stride(0), vg.stride(1), vg.stride(2),
-        H, N, window, G, qk_scale, NT,
+        H, N, window, G, qk_scale,
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, GROWS_DIAG=diag,
-        BLOCK_G=BG, QG_COMPACT=qg_compact, SKIP_GROWS=overlap, **extra)
-    if diag:  # merge the per-tile partials of each global row (overwrites the band's result there)
-        _wg_merge_kernel[(B * H, G)](po, pml, gidx, o, lse, o.stride(0), o.stride(1), o.stride(2), sgb, H, N, G, NT,
-                                     BLOCK_C=16 if interpreting() else 64, BLOCK_D=D,
-                                     **({} if interpreting() else {"num_warps": 4}))
-    elif has_grows and side is not None:  # concurrent with the band launch, joined before returning
+        SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, **extra)
+    if has_grows and side is not None:  # concurrent with the band launch, joined before returning
         with torch.cuda.stream(side):
             _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
                          qg_compact, DT, BN)
