@@ -209,6 +209,12 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
     return out
 
 
+def _write_json(res: dict, path) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, nargs="+", default=[4096, 16384, 65536])
@@ -232,41 +238,25 @@ def main() -> None:
     dev = device_name()
     print(f"device: {dev}; torch {torch.__version__}")
     res = {"device": dev, "torch": torch.__version__}
-    if a.wg_variants:
-        res["wg_variants"] = wg_variants(a.n, {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads,
-                                         a.dim, a.window, names=a.variant)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(res, f, indent=1)
-        return
-    if a.lightning_budget:
-        dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
-        res["lightning_budget"] = lightning_token_budget(a.linear_n, dt, a.heads, a.dim)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(res, f, indent=1)
-        return
-    if a.lightning_variants:
-        dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
-        res["lightning_variants"] = lightning_variants(a.linear_n, dt, a.heads, a.dim, names=a.variant)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(res, f, indent=1)
-        return
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[a.dtype]
+    only_mode = {"wg_variants": lambda: wg_variants(a.n, dt, a.heads, a.dim, a.window, names=a.variant),
+                 "lightning_budget": lambda: lightning_token_budget(a.linear_n, dt, a.heads, a.dim),
+                 "lightning_variants": lambda: lightning_variants(a.linear_n, dt, a.heads, a.dim, names=a.variant)}
+    for mode, run in only_mode.items():
+        if getattr(a, mode):  # one experiment only
+            res[mode] = run()
+            _write_json(res, a.json)
+            return
     if a.sweep:
-        res["sweep"] = sweep({"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype], a.heads, a.dim, a.window)
+        res["sweep"] = sweep(dt, a.heads, a.dim, a.window)
         if a.sweep_only:
-            if a.json:
-                with open(a.json, "w") as f:
-                    json.dump(res, f, indent=1)
+            _write_json(res, a.json)
             return
     rows = run_attention_bench(a.n, a.dtype, a.heads, a.dim, with_flex=not a.no_flex, window=a.window,
                                linear_ns=a.linear_n, only=a.only)
     res["rows"] = rows_to_json(rows)
     res["config"] = vars(a)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    _write_json(res, a.json)
     print(f"\n## attention, {dev}, {a.dtype}, B=1 H={a.heads} D={a.dim}\n")
     print(format_table(rows))
 

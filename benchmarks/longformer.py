@@ -63,43 +63,41 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         out["err_graph_vs_hf16"] = _err(static_out, ref16)
         t["ours_cuda_graph"] = measure(graph.replay, iters=50)
         log(f"  ours CUDA graph: {t['ours_cuda_graph'][0]:.3f} ms")
-        def variant(key: str, label: str, attr: str, value, default) -> None:
-            """Graph time and error with one layer setting changed (restored afterwards)."""
-            try:
-                for layer in fast.layers:
-                    setattr(layer, attr, value)
-                t[f"ours_eager_{key}"] = measure(ours_fn, iters=20)
-                r = fast.cuda_graph(ids, am, gm)
-                out[f"err_{key}_vs_hf16"] = _err(r(ids, am, gm), ref16)
-                t[f"ours_cuda_graph_{key}"] = measure(r.graph.replay, iters=50)
-                log(f"  ours ({label}): eager {t[f'ours_eager_{key}'][0]:.3f} ms, graph "
-                    f"{t[f'ours_cuda_graph_{key}'][0]:.3f} ms, err vs HF16 {out[f'err_{key}_vs_hf16']}")
-            except Exception as e:
-                log(f"  variant {label} failed: {e!r}"[:300])
-            finally:
-                for layer in fast.layers:
-                    setattr(layer, attr, default)
 
-        def kernel_variant(key: str, label: str, settings: dict) -> None:
-            """Graph time and error with window-kernel launch defaults changed (restored afterwards)."""
-            from longapps.kernels import window_global as wgmod
-            saved = dict(wgmod.FWD_DEFAULTS)
+        def variant(key: str, label: str, apply, restore, eager: bool = False) -> None:
+            """Graph time (and eager time) and error with one setting changed by ``apply`` (then ``restore``)."""
             try:
-                wgmod.FWD_DEFAULTS.update(settings)
+                apply()
+                if eager:
+                    t[f"ours_eager_{key}"] = measure(ours_fn, iters=20)
                 r = fast.cuda_graph(ids, am, gm)
                 out[f"err_{key}_vs_hf16"] = _err(r(ids, am, gm), ref16)
                 t[f"ours_cuda_graph_{key}"] = measure(r.graph.replay, iters=50)
-                log(f"  ours ({label}): graph {t[f'ours_cuda_graph_{key}'][0]:.3f} ms, "
+                eager_s = f"eager {t[f'ours_eager_{key}'][0]:.3f} ms, " if eager else ""
+                log(f"  ours ({label}): {eager_s}graph {t[f'ours_cuda_graph_{key}'][0]:.3f} ms, "
                     f"err vs HF16 {out[f'err_{key}_vs_hf16']}")
             except Exception as e:
                 log(f"  variant {label} failed: {e!r}"[:300])
             finally:
-                wgmod.FWD_DEFAULTS.clear()
-                wgmod.FWD_DEFAULTS.update(saved)
+                restore()
 
-        variant("gelu_kernel", "separate GELU kernel", "gelu_epilogue", False, True)
-        variant("hidden_global", "global rows in hidden space", "global_mode", "hidden", "kernel")
-        kernel_variant("launch", "global rows: split-K launch after the band, same stream", {"grows": "launch"})
+        def layer_setting(attr: str, value, default):
+            """(apply, restore) of one attribute on every layer."""
+            return (lambda: [setattr(layer, attr, value) for layer in fast.layers],
+                    lambda: [setattr(layer, attr, default) for layer in fast.layers])
+
+        from longapps.kernels import window_global as wgmod
+        saved = dict(wgmod.FWD_DEFAULTS)
+
+        def kernel_setting(settings: dict):
+            """(apply, restore) of window-kernel launch defaults."""
+            return (lambda: wgmod.FWD_DEFAULTS.update(settings),
+                    lambda: (wgmod.FWD_DEFAULTS.clear(), wgmod.FWD_DEFAULTS.update(saved)))
+
+        variant("gelu_kernel", "separate GELU kernel", *layer_setting("gelu_epilogue", False, True), eager=True)
+        variant("hidden_global", "global rows in hidden space", *layer_setting("global_mode", "hidden", "kernel"),
+                eager=True)
+        variant("launch", "global rows: split-K launch after the band, same stream", *kernel_setting({"grows": "launch"}))
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")
