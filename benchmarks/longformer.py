@@ -3,6 +3,7 @@ plus a dense BERT-base with SDPA at the same length, measured in the same run. R
 config (the device has no internet); outputs compared with HF fp16 and HF fp32.
 
     python benchmarks/longformer.py --n 4096 --batch 1 --json out.json
+    python benchmarks/longformer.py --cpu --n 4096 --json out.json   # CPU, fp32 (no GPU needed)
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
                     lambda: (wgmod.FWD_DEFAULTS.clear(), wgmod.FWD_DEFAULTS.update(saved)))
 
         variant("gelu_kernel", "separate GELU kernel", *layer_setting("gelu_epilogue", False, True), eager=True)
-        variant("hidden_global", "global rows in hidden space", *layer_setting("global_mode", "hidden", "kernel"),
+        variant("hidden_global", "global rows in hidden space", *layer_setting("global_mode", "hidden", "auto"),
                 eager=True)
         variant("launch", "global rows: split-K launch after the band, same stream", *kernel_setting({"grows": "launch"}))
         # dense BERT-base with SDPA at the same length (all pairs)
@@ -113,6 +114,39 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
     best = min(out["ms"]["ours_eager"], out["ms"]["ours_cuda_graph"])
     out["speedup_vs_hf"] = {"eager": out["ms"]["hf_longformer"] / out["ms"]["ours_eager"],
                             "cuda_graph": out["ms"]["hf_longformer"] / out["ms"]["ours_cuda_graph"], "best": out["ms"]["hf_longformer"] / best}
+    return out
+
+
+def run_cpu(n: int, batch: int, n_global: int, reps: int = 2, log=print) -> dict:
+    """CPU, fp32: HF LongformerModel vs ours (banded window attention + hidden-space global rows, the CPU
+    default) vs ours with the dense-mask reference attention; best of ``reps`` wall times, same run."""
+    import time
+
+    from transformers import LongformerConfig, LongformerModel
+
+    from longapps.models.longformer import FastLongformerModel
+    torch.manual_seed(0)
+    cfg = LongformerConfig(max_position_embeddings=max(4098, n + 2))
+    hf = LongformerModel(cfg).eval()
+    ids = torch.randint(3, cfg.vocab_size, (batch, n))
+    gm = torch.zeros_like(ids)
+    gm[:, :n_global] = 1
+    models = {"hf_longformer": hf, "ours": FastLongformerModel.from_hf(hf).eval()}
+    if n <= 8192:  # the dense-mask reference is O(N^2): minutes beyond that
+        models["ours_dense_reference"] = FastLongformerModel.from_hf(hf, backend="reference", global_mode="kernel").eval()
+    out: dict = {"n": n, "batch": batch, "n_global": n_global, "threads": torch.get_num_threads(), "s": {}, "err_vs_hf": {}}
+    with torch.no_grad():
+        ref = hf(input_ids=ids, global_attention_mask=gm).last_hidden_state
+        for name, m in models.items():
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                o = m(input_ids=ids, global_attention_mask=gm).last_hidden_state
+                best = min(best, time.perf_counter() - t0)
+            out["s"][name] = best
+            out["err_vs_hf"][name] = _err(o, ref)
+            log(f"  {name}: {best:.2f} s, max abs err vs HF {out['err_vs_hf'][name]['max_abs']:.2e}")
+    out["speedup_vs_hf"] = {k: out["s"]["hf_longformer"] / v for k, v in out["s"].items()}
     return out
 
 
@@ -146,7 +180,23 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", action="store_true", help="print the GPU time per kernel of our eager forward")
     ap.add_argument("--global-mode", default="kernel", choices=["kernel", "hidden"], help="for --profile")
+    ap.add_argument("--cpu", action="store_true", help="CPU fp32 comparison (HF vs ours vs ours dense) instead")
     a = ap.parse_args()
+    if a.cpu:
+        import platform
+        res = [run_cpu(n, a.batch, a.n_global) for n in a.n]
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"device": f"cpu: {platform.processor() or platform.machine()}", "torch": torch.__version__,
+                           "results": res}, f, indent=1)
+        print(f"\n## Longformer-base encoder, fp32, CPU ({torch.get_num_threads()} threads)\n")
+        print("| N | batch | HF s | ours s | ours (dense reference attention) s | speedup vs HF | max abs err vs HF |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in res:
+            s = r["s"]
+            print(f"| {r['n']} | {r['batch']} | {s['hf_longformer']:.2f} | {s['ours']:.2f} | {s.get('ours_dense_reference', float('nan')):.2f} | "
+                  f"{r['speedup_vs_hf']['ours']:.2f}x | {r['err_vs_hf']['ours']['max_abs']:.1e} |")
+        return
     dev = torch.cuda.get_device_name()
     if a.profile:
         profile(a.n[0], a.batch, a.n_global, a.global_mode)

@@ -55,9 +55,66 @@ def test_all_patterns_all_cpu_paths_agree(use_kpm):
                 assert rel(flex_path(q, k, v, pat, kpm), ref) < 1e-5, pat
 
 
-def test_cpu_auto_is_reference():
+def test_cpu_auto_is_banded_for_window_patterns():
     q, k, v = _qkv()
-    assert choose_backend(q, k, WindowGlobal(3, [0])) == "reference"
+    assert choose_backend(q, k, WindowGlobal(3, [0])) == "banded"
+    assert choose_backend(q, k, SinksWindow(2, 4)) == "banded"
+    assert choose_backend(q, k, Causal()) == "reference"
+
+
+BANDED_CASES = [  # (pattern, N, Nk, block): odd lengths, blocks that do not divide N, globals at the ends,
+    (SlidingWindow(5), 41, None, 8),              # repeated and -1-padded global indices, window >= N
+    (SlidingWindow(7, causal=True), 41, None, 16),
+    (SlidingWindow(4, causal=True), 9, 41, 4),    # decode-style: queries end-aligned
+    (WindowGlobal(4, [0, 40]), 41, None, 8),
+    (WindowGlobal(4, [5, 5, 20]), 41, None, 16),
+    (WindowGlobal(3, torch.tensor([[2, -1, 2], [7, 9, 40]]), causal=True), 41, None, 8),
+    (WindowGlobal(60, [3]), 41, None, 8),
+    (WindowGlobal(2, list(range(0, 41, 3))), 41, None, 8),
+    (SinksWindow(3, 6), 41, None, 8),
+    (SinksWindow(0, 6), 41, None, 8),
+    (SinksWindow(4, 5), 7, 50, 8),
+    (SinksWindow(50, 5), 41, None, 8),            # every key a sink
+]
+
+
+@pytest.mark.parametrize("pat,N,nk,block", BANDED_CASES)
+@pytest.mark.parametrize("use_kpm", [False, True])
+def test_banded_matches_dense(pat, N, nk, block, use_kpm):
+    """The banded CPU path (only each block's band + global/sink keys) computes the dense-mask function."""
+    from longapps.attention.banded import banded_attention
+    q, k, v = _qkv(N=N, nk=nk)
+    kpm = None
+    if use_kpm:
+        kpm = torch.ones(2, k.shape[2], dtype=torch.bool)
+        kpm[1, -9:] = False
+        kpm[0, 0] = False
+    ref = _naive(q, k, v, pat, kpm)
+    assert rel(banded_attention(q, k, v, pat, kpm, block=block), ref) < 1e-5, pat
+    assert rel(attention(q, k, v, pat, key_padding_mask=kpm), ref) < 1e-5, pat  # auto -> banded on CPU
+
+
+def test_banded_gradients_match_reference():
+    from longapps.attention.banded import banded_attention
+    q, k, v = [t.double().requires_grad_(True) for t in _qkv(N=23, D=8)]
+    kpm = torch.ones(2, 23, dtype=torch.bool)
+    kpm[0, 20:] = False
+    for pat in (WindowGlobal(3, [0, 11]), SinksWindow(2, 4), SlidingWindow(2, causal=True)):
+        assert torch.autograd.gradcheck(lambda a, b, c: banded_attention(a, b, c, pat, kpm, block=8), (q, k, v))
+        do = torch.randn_like(q)
+        got = torch.autograd.grad(banded_attention(q, k, v, pat, kpm, block=8), (q, k, v), do)
+        exp = torch.autograd.grad(attention(q, k, v, pat, key_padding_mask=kpm, backend="reference"), (q, k, v), do)
+        for a, b in zip(got, exp):
+            assert rel(a, b) < 1e-10
+
+
+def test_banded_refuses_other_patterns():
+    from longapps.attention.banded import banded_attention
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match="banded_attention"):
+        banded_attention(q, k, v, Causal())
+    with pytest.raises(ValueError, match="banded|backend"):
+        attention(q, k, v, Causal(), backend="banded")
 
 
 def test_pattern_semantics_small():

@@ -30,7 +30,7 @@ def _inputs(B=2, N=45):
     return ids, am, gm
 
 
-def _compare(backend, N=45, global_mode="kernel"):
+def _compare(backend, N=45, global_mode="auto"):
     torch.manual_seed(0)
     hf = transformers.LongformerModel(_cfg()).eval()
     fast = FastLongformerModel.from_hf(hf, backend=backend, global_mode=global_mode).eval()
@@ -50,8 +50,9 @@ def test_matches_hf_reference_path():
 
 
 def test_matches_hf_length_not_multiple_of_window():
-    assert _compare("reference", N=37) < 1e-4
-    assert _compare("reference", N=37, global_mode="hidden") < 1e-4
+    for mode in ("auto", "kernel", "hidden"):
+        for backend in ("reference", "banded"):
+            assert _compare(backend, N=37, global_mode=mode) < 1e-4, (mode, backend)
 
 
 def test_token_classification_matches_hf():

@@ -6,12 +6,13 @@ from typing import Optional
 import torch
 
 from ..kernels._common import HAS_TRITON, interpreting
+from .banded import BAND_PATTERNS, banded_attention
 from .flex import flex_available, flex_path, sdpa_path
 from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
 from .reference import reference_attention
 from .validate import validate_inputs
 
-BACKENDS = ("auto", "triton", "flex", "sdpa", "reference")
+BACKENDS = ("auto", "triton", "flex", "sdpa", "banded", "reference")
 
 
 def triton_supports(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> bool:
@@ -42,7 +43,7 @@ def choose_backend(q: torch.Tensor, k: torch.Tensor, pattern: Pattern, backend: 
         if isinstance(pattern, Linear):
             return "reference"
         return "flex" if flex_available() else "sdpa"
-    return "reference"
+    return "banded" if isinstance(pattern, BAND_PATTERNS) else "reference"
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern = Full(), *,
@@ -51,8 +52,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Patter
     """Attention of q (B, H, Nq, D) over k, v (B, H, Nk, D) restricted by ``pattern``.
 
     ``key_padding_mask`` (B, Nk) bool, True = real token. ``scale`` defaults to 1/sqrt(D)
-    (Linear: ``pattern.scale``, default 1). ``backend``: auto | triton | flex | sdpa | reference;
-    every backend computes the same function (rows with no visible key give 0).
+    (Linear: ``pattern.scale``, default 1). ``backend``: auto | triton | flex | sdpa | banded | reference;
+    every backend computes the same function (rows with no visible key give 0). "banded" (the CPU default
+    for window patterns) scores only each query block's band; "reference" is the dense-mask definition.
     """
     validate_inputs(q, k, v, pattern, key_padding_mask)
     be = choose_backend(q, k, pattern, backend)
@@ -64,6 +66,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Patter
         return flex_path(q, k, v, pattern, key_padding_mask, scale)
     if be == "sdpa":
         return sdpa_path(q, k, v, pattern, key_padding_mask, scale)
+    if be == "banded":
+        return banded_attention(q, k, v, pattern, key_padding_mask, scale)
     if isinstance(pattern, Linear):
         from ..kernels.lightning import chunked_lightning_torch
         return chunked_lightning_torch(q, k, v, pattern.scale)
