@@ -8,7 +8,7 @@ import torch
 from ..kernels._common import HAS_TRITON, interpreting
 from .banded import BAND_PATTERNS, banded_attention
 from .flex import flex_available, flex_path, sdpa_path
-from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
+from .patterns import Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
 from .reference import reference_attention
 from .validate import validate_inputs
 
