@@ -184,40 +184,39 @@ def main() -> None:
     a = ap.parse_args()
     if a.cpu:
         import platform
-        res = [run_cpu(n, a.batch, a.n_global) for n in a.n]
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump({"device": f"cpu: {platform.processor() or platform.machine()}", "torch": torch.__version__,
-                           "results": res}, f, indent=1)
-        print(f"\n## Longformer-base encoder, fp32, CPU ({torch.get_num_threads()} threads)\n")
-        print("| N | batch | HF s | ours s | ours (dense reference attention) s | speedup vs HF | max abs err vs HF |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for r in res:
-            s = r["s"]
-            print(f"| {r['n']} | {r['batch']} | {s['hf_longformer']:.2f} | {s['ours']:.2f} | {s.get('ours_dense_reference', float('nan')):.2f} | "
-                  f"{r['speedup_vs_hf']['ours']:.2f}x | {r['err_vs_hf']['ours']['max_abs']:.1e} |")
+        _report(f"cpu: {platform.processor() or platform.machine()}", [run_cpu(n, a.batch, a.n_global) for n in a.n],
+                a.json, f"fp32, CPU ({torch.get_num_threads()} threads)",
+                ["N", "batch", "HF s", "ours s", "ours (dense reference attention) s", "speedup vs HF",
+                 "max abs err vs HF"],
+                lambda r: [r["n"], r["batch"], f"{r['s']['hf_longformer']:.2f}", f"{r['s']['ours']:.2f}",
+                           f"{r['s'].get('ours_dense_reference', float('nan')):.2f}",
+                           f"{r['speedup_vs_hf']['ours']:.2f}x", f"{r['err_vs_hf']['ours']['max_abs']:.1e}"])
         return
     dev = torch.cuda.get_device_name()
     if a.profile:
         profile(a.n[0], a.batch, a.n_global, a.global_mode)
         return
     print(f"device: {dev}; torch {torch.__version__}")
-    results = []
-    for n in a.n:
-        r = run(n, a.batch, a.n_global)
-        results.append(r)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"device": dev, "torch": torch.__version__, "results": results}, f, indent=1)
-    print(f"\n## Longformer-base encoder, fp16, {dev}\n")
-    print("| N | batch | HF ms | ours eager ms | ours graph ms | BERT SDPA dense ms | speedup (graph) | speedup (eager) | max abs err vs HF16 | rel err vs HF16 | rel err vs HF32 (HF16 vs HF32) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    _report(dev, [run(n, a.batch, a.n_global) for n in a.n], a.json, f"fp16, {dev}",
+            ["N", "batch", "HF ms", "ours eager ms", "ours graph ms", "BERT SDPA dense ms", "speedup (graph)",
+             "speedup (eager)", "max abs err vs HF16", "rel err vs HF16", "rel err vs HF32 (HF16 vs HF32)"],
+            lambda r: [r["n"], r["batch"], f"{r['ms']['hf_longformer']:.2f}", f"{r['ms']['ours_eager']:.3f}",
+                       f"{r['ms']['ours_cuda_graph']:.3f}", f"{r['ms'].get('bert_sdpa_dense', float('nan')):.3f}",
+                       f"{r['speedup_vs_hf']['cuda_graph']:.1f}x", f"{r['speedup_vs_hf']['eager']:.1f}x",
+                       f"{r['err_ours_vs_hf16']['max_abs']:.3g}", f"{r['err_ours_vs_hf16']['rel_l2']:.3g}",
+                       f"{r['err_ours_vs_hf32']['rel_l2']:.3g} ({r['err_hf16_vs_hf32']['rel_l2']:.3g})"])
+
+
+def _report(device: str, results: list, json_path, title: str, header: list, row) -> None:
+    """Write the results as JSON (if asked) and print them as a markdown table."""
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"device": device, "torch": torch.__version__, "results": results}, f, indent=1)
+    print(f"\n## Longformer-base encoder, {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---:|" * len(header))
     for r in results:
-        ms = r["ms"]
-        print(f"| {r['n']} | {r['batch']} | {ms['hf_longformer']:.2f} | {ms['ours_eager']:.3f} | {ms['ours_cuda_graph']:.3f} | "
-              f"{ms.get('bert_sdpa_dense', float('nan')):.3f} | {r['speedup_vs_hf']['cuda_graph']:.1f}x | {r['speedup_vs_hf']['eager']:.1f}x | "
-              f"{r['err_ours_vs_hf16']['max_abs']:.3g} | {r['err_ours_vs_hf16']['rel_l2']:.3g} | "
-              f"{r['err_ours_vs_hf32']['rel_l2']:.3g} ({r['err_hf16_vs_hf32']['rel_l2']:.3g}) |")
+        print("| " + " | ".join(str(x) for x in row(r)) + " |")
 
 
 if __name__ == "__main__":
