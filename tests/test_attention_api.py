@@ -70,6 +70,7 @@ BANDED_CASES = [  # (pattern, N, Nk, block): odd lengths, blocks that do not div
     (WindowGlobal(4, [5, 5, 20]), 41, None, 16),
     (WindowGlobal(3, torch.tensor([[2, -1, 2], [7, 9, 40]]), causal=True), 41, None, 8),
     (WindowGlobal(60, [3]), 41, None, 8),
+    (WindowGlobal(5, torch.tensor([[-1, -1], [0, 40]])), 41, None, 8),  # no global token in one row
     (WindowGlobal(2, list(range(0, 41, 3))), 41, None, 8),
     (SinksWindow(3, 6), 41, None, 8),
     (SinksWindow(0, 6), 41, None, 8),
