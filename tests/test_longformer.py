@@ -68,21 +68,26 @@ def test_token_classification_matches_hf():
     assert abs(float(loss) - float(r.loss)) < 1e-4
 
 
-def test_training_gradients_banded_match_reference():
-    """CPU training path (autograd through the banded attention) gives the dense reference's gradients."""
-    torch.manual_seed(4)
+def _training_grad_gap(backend: str, seed: int) -> float:
+    """Worst relative difference between the layer-parameter gradients of a training step (one layer,
+    no dropout) on ``backend`` and on the dense reference attention."""
+    torch.manual_seed(seed)
     hf = transformers.LongformerModel(_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                                            num_hidden_layers=1, attention_window=[8]))
     ids, am, gm = _inputs(N=40)
     w = torch.randn(2, 40, 64)
     grads = {}
-    for be in ("banded", "reference"):
+    for be in (backend, "reference"):
         fast = FastLongformerModel.from_hf(hf, backend=be).train()
         out = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
         params = [p for n, p in fast.named_parameters() if n.startswith("layers.")]
         grads[be] = torch.autograd.grad((out * w).sum(), params)
-    for a, b in zip(grads["banded"], grads["reference"]):
-        assert float((a - b).norm() / b.norm()) < 1e-5
+    return max(float((a - b).norm() / b.norm()) for a, b in zip(grads[backend], grads["reference"]))
+
+
+def test_training_gradients_banded_match_reference():
+    """CPU training path (autograd through the banded attention) gives the dense reference's gradients."""
+    assert _training_grad_gap("banded", seed=4) < 1e-5
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
@@ -103,19 +108,7 @@ def test_child_triton_path():
 @child
 def test_child_triton_training_gradients_match_reference():
     """Training path (autograd through the kernels, separate global projections) vs reference path."""
-    torch.manual_seed(3)
-    hf = transformers.LongformerModel(_cfg(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_hidden_layers=1,
-                                           attention_window=[8]))
-    ids, am, gm = _inputs(N=40)
-    w = torch.randn(2, 40, 64)
-    grads = {}
-    for be in ("triton", "reference"):
-        fast = FastLongformerModel.from_hf(hf, backend=be).train()
-        out = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
-        params = [p for n, p in fast.named_parameters() if n.startswith("layers.")]
-        grads[be] = torch.autograd.grad((out * w).sum(), params)
-    for a, b in zip(grads["triton"], grads["reference"]):
-        assert float((a - b).norm() / b.norm()) < 1e-4
+    assert _training_grad_gap("triton", seed=3) < 1e-4
 
 
 def test_missing_weights_are_one_clear_error(tmp_path, monkeypatch):
