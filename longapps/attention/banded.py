@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import torch
 
 from .patterns import Pattern, SinksWindow, SlidingWindow, WindowGlobal
+from .reference import dense_global_rows, gather_positions
 
 BAND_PATTERNS = (SlidingWindow, WindowGlobal, SinksWindow)
 
@@ -39,13 +40,6 @@ def _extra_keys(pattern: Pattern, nk: int, device: torch.device) -> Optional[Tup
     return None
 
 
-def _gather_rows(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """x (B, H, N, D) at positions pos (B|1, G) -> (B, H, G, D)."""
-    B, H, _, D = x.shape
-    idx = pos.expand(B, -1)[:, None, :, None].expand(B, H, pos.shape[1], D)
-    return torch.gather(x, 2, idx)
-
-
 def _in_band(qpos: torch.Tensor, kpos: torch.Tensor, window: int, causal: bool) -> torch.Tensor:
     d = qpos - kpos
     return (d >= 0) & (d <= window) if causal else d.abs() <= window
@@ -70,7 +64,7 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern:
     extra = _extra_keys(pattern, nk, q.device)
     if extra is not None:
         epos, evalid = extra
-        ek, ev = _gather_rows(kc, epos), _gather_rows(vc, epos)
+        ek, ev = gather_positions(kc, epos), gather_positions(vc, epos)
         if kpm is not None:
             evalid = evalid & torch.gather(kpm, 1, epos.expand(B, -1))
     c = block or default_block(W)
@@ -106,13 +100,7 @@ def _with_global_rows(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
                       gvalid: torch.Tensor, kpm: Optional[torch.Tensor], causal: bool, scale: float) -> torch.Tensor:
     """``o`` with the global query rows replaced by attention over every key (Nq == Nk)."""
     B, H, n, D = q.shape
-    sc = torch.matmul(_gather_rows(q, gpos), k.transpose(-1, -2)) * scale  # (B, H, G, N)
-    ok = torch.ones(1, 1, 1, n, dtype=torch.bool, device=q.device)
-    if causal:
-        ok = ok & (torch.arange(n, device=q.device)[None, None, None, :] <= gpos[:, None, :, None])
-    if kpm is not None:
-        ok = ok & kpm[:, None, None, :]
-    og = torch.matmul(torch.nan_to_num(torch.softmax(sc.masked_fill(~ok, float("-inf")), -1), nan=0.0), v)
+    og = dense_global_rows(gather_positions(q, gpos), k, v, gpos, kpm, causal, scale)
     rows = torch.where(gvalid, gpos, n).expand(B, -1)  # padding slots write a scratch row n
     idx = rows[:, None, :, None].expand(B, H, rows.shape[1], D)
     padded = torch.cat([o, o.new_zeros(B, H, 1, D)], dim=2).scatter(2, idx, og)

@@ -8,8 +8,6 @@ import torch
 
 from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
 
-
-
 def global_membership(global_idx: torch.Tensor, n: int, device: torch.device | str) -> torch.Tensor:
     """(B or 1, n) bool: which positions are global tokens (negative indices are padding and ignored)."""
     gi = global_idx.to(device)
@@ -18,6 +16,28 @@ def global_membership(global_idx: torch.Tensor, n: int, device: torch.device | s
     isg = torch.zeros(gi.shape[0], n + 1, dtype=torch.bool, device=device)
     isg.scatter_(1, torch.where(gi < 0, n, gi), True)
     return isg[:, :n]
+
+
+def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """x (B, H, N, D) at positions pos (B|1, G) -> (B, H, G, D)."""
+    B, H, _, D = x.shape
+    return torch.gather(x, 2, pos.expand(B, -1)[:, None, :, None].expand(B, H, pos.shape[1], D))
+
+
+def dense_global_rows(q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor,
+                      key_padding_mask: Optional[torch.Tensor], causal: bool, scale: float) -> torch.Tensor:
+    """Global query rows: ``q_rows`` (B, H, G, D) of positions ``pos`` (B|1, G) attend every key of k, v
+    (B, H, N, D) (causal: keys <= their position; padding keys never); rows with no visible key give 0."""
+    n = k.shape[2]
+    s = torch.matmul(q_rows, k.transpose(-1, -2)) * scale  # (B, H, G, N)
+    ok = torch.ones(1, 1, 1, n, dtype=torch.bool, device=k.device)
+    if causal:
+        ok = ok & (torch.arange(n, device=k.device)[None, None, None, :] <= pos[:, None, :, None])
+    if key_padding_mask is not None:
+        ok = ok & key_padding_mask.bool()[:, None, None, :]
+    p = torch.nan_to_num(torch.softmax(s.masked_fill(~ok, float("-inf")), -1), nan=0.0)
+    return torch.matmul(p, v)
+
 
 def dense_mask(pattern: Pattern, nq: int, nk: int, device: torch.device | str = "cpu",
                key_padding_mask: Optional[torch.Tensor] = None,

@@ -27,6 +27,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..attention.reference import dense_global_rows, gather_positions
 from ._common import HAS_TRITON, LOG2E, default_blocks, dot_dtype, interpreting, side_stream
 
 if HAS_TRITON:
@@ -718,23 +719,11 @@ def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gid
                        kpm: Optional[torch.Tensor], causal: bool, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Outputs of the global rows (B, H, G, D) by a dense fp32 computation (G x N scores).
     ``qg`` is (B, H, N, D) or compact (B, H, G, D) in ``gidx`` order."""
-    B, H, N, D = kg.shape
+    B, N = kg.shape[0], kg.shape[2]
     gi = gidx.long().expand(B, -1)
-    valid = gi >= 0
-    gs = torch.where(valid, gi, 0)
-    if qg.shape[2] == N:
-        qr = torch.gather(qg.float(), 2, gs[:, None, :, None].expand(B, H, gs.shape[1], D))
-    else:
-        qr = qg.float()
-    s = torch.matmul(qr, kg.float().transpose(-1, -2)) * scale
-    m = torch.ones(B, 1, gs.shape[1], N, dtype=torch.bool, device=qg.device)
-    if causal:
-        m = m & (torch.arange(N, device=qg.device)[None, None, None, :] <= gs[:, None, :, None])
-    if kpm is not None:
-        m = m & kpm.bool()[:, None, None, :]
-    s = s.masked_fill(~m, float("-inf"))
-    p = torch.nan_to_num(torch.softmax(s, -1), nan=0.0)
-    return torch.matmul(p, vg.float()), gs
+    gs = torch.where(gi >= 0, gi, 0)
+    qr = gather_positions(qg.float(), gs) if qg.shape[2] == N else qg.float()
+    return dense_global_rows(qr, kg.float(), vg.float(), gs, kpm, causal, scale), gs
 
 
 class _WindowGlobalFn(torch.autograd.Function):
