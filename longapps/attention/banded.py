@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import torch
 
 from .patterns import Pattern, SinksWindow, SlidingWindow, WindowGlobal
-from .reference import dense_global_rows, gather_positions
+from .reference import dense_global_rows, gather_positions, put_rows
 
 BAND_PATTERNS = (SlidingWindow, WindowGlobal, SinksWindow)
 
@@ -99,9 +99,5 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern:
 def _with_global_rows(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gpos: torch.Tensor,
                       gvalid: torch.Tensor, kpm: Optional[torch.Tensor], causal: bool, scale: float) -> torch.Tensor:
     """``o`` with the global query rows replaced by attention over every key (Nq == Nk)."""
-    B, H, n, D = q.shape
     og = dense_global_rows(gather_positions(q, gpos), k, v, gpos, kpm, causal, scale)
-    rows = torch.where(gvalid, gpos, n).expand(B, -1)  # padding slots write a scratch row n
-    idx = rows[:, None, :, None].expand(B, H, rows.shape[1], D)
-    padded = torch.cat([o, o.new_zeros(B, H, 1, D)], dim=2).scatter(2, idx, og)
-    return padded[:, :, :n]
+    return put_rows(o, gpos, gvalid, og)

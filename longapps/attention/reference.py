@@ -24,6 +24,15 @@ def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 2, pos.expand(B, -1)[:, None, :, None].expand(B, H, pos.shape[1], D))
 
 
+def put_rows(x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x (B, H, N, D) with positions pos (B|1, G) replaced by rows (B, H, G, D) where ``valid``
+    (out of place, differentiable; invalid slots write nowhere)."""
+    B, H, n, D = x.shape
+    at = torch.where(valid, pos, n).expand(B, -1)  # invalid slots go to a scratch row n
+    idx = at[:, None, :, None].expand(B, H, at.shape[1], D)
+    return torch.cat([x, x.new_zeros(B, H, 1, D)], dim=2).scatter(2, idx, rows.to(x.dtype))[:, :, :n]
+
+
 def dense_global_rows(q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor,
                       key_padding_mask: Optional[torch.Tensor], causal: bool, scale: float) -> torch.Tensor:
     """Global query rows: ``q_rows`` (B, H, G, D) of positions ``pos`` (B|1, G) attend every key of k, v

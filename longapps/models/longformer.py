@@ -227,15 +227,10 @@ def _reference_longformer_attention(q, k, v, qg, kg, vg, window, gidx, kpm, back
     o = attention(q, k, v, pat, key_padding_mask=kpm, backend=backend if backend != "auto" else "auto")
     if gidx is None:
         return o
+    from ..attention.reference import put_rows
     from ..kernels.window_global import _global_rows_dense
-    B, H, N, D = q.shape
-    og, gs = _global_rows_dense(qg, kg, vg, gidx, kpm, False, 1.0 / math.sqrt(D))
-    valid = (gidx.long().expand(B, -1) >= 0)
-    o = o.clone()
-    for b in range(B):
-        rows = gs[b][valid[b]]
-        o[b][:, rows] = og[b][:, valid[b]].to(o.dtype)
-    return o
+    og, gs = _global_rows_dense(qg, kg, vg, gidx, kpm, False, 1.0 / math.sqrt(q.shape[-1]))
+    return put_rows(o, gs, gidx.long().expand(q.shape[0], -1) >= 0, og)
 
 
 class FastLongformerModel(nn.Module):
