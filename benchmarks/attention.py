@@ -166,9 +166,18 @@ def kernel_resources(jitfn) -> list:
 
 
 WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
-    ("default (overlap: side stream)", {}, {}), ("global rows: split-K launch after the band", {"grows": "launch"}, {}),
-    ("no global rows (parts)", {"global_rows": False}, {}),
-    ("no globals at all (parts)", {"no_globals": True}, {}))
+    ("default (TMA band, global rows on a side stream)", {}, {}),
+    ("TMA, global rows split-K launch after the band", {"grows": "launch"}, {}),
+    ("pointers (session 3 default)", {"tma": False}, {}),
+    ("TMA 3 stages", {}, {"tma_stages": 3}),
+    ("global rows 4 programs/SM", {}, {"grow_programs_per_sm": 4}),
+    ("global rows 8 programs/SM", {}, {"grow_programs_per_sm": 8}),
+    ("global rows 64-key tiles", {}, {"grow_block_n": 64}),
+    ("global rows 4 stages", {}, {"grow_stages": 4}),
+    ("global rows 4 programs/SM, after the band", {"grows": "launch"}, {"grow_programs_per_sm": 4}),
+    ("TMA, no global rows (parts)", {"global_rows": False}, {}),
+    ("TMA, no globals at all (parts)", {"no_globals": True}, {}),
+    ("pointers, no globals at all (parts)", {"no_globals": True, "tma": False}, {}))
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print, names=None) -> list:
@@ -202,6 +211,13 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
                 wgmod.FWD_DEFAULTS.update(saved)
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {useful / ms / 1e9:.1f} TFLOP/s, max diff {diff:.3g}")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9, max_diff=diff))
+        spat = SinksWindow(4, 512)
+        s_useful = 4.0 * dim * heads * pairs(spat, n)
+        for tma in (True, False):  # the sinks loop through TMA descriptors or pointer loads
+            ms, ms_e = _t(lambda: window_global_forward(q, k, v, 512, None, True, sinks=4, tma=tma)[0])
+            name = f"sinks(4)+window(512) causal, {'TMA' if tma else 'pointers'}"
+            log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {s_useful / ms / 1e9:.1f} TFLOP/s")
+            out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=s_useful / ms / 1e9))
         del q, k, v
     res = {name: kernel_resources(getattr(wgmod, name)) for name in ("_wg_fwd_kernel", "_wg_grow_kernel")}
     log(f"  compiled versions: {res}")

@@ -99,6 +99,7 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         variant("hidden_global", "global rows in hidden space", *layer_setting("global_mode", "hidden", "auto"),
                 eager=True)
         variant("launch", "global rows: split-K launch after the band, same stream", *kernel_setting({"grows": "launch"}))
+        variant("tma", "window kernel tiles through TMA descriptors", *kernel_setting({"tma": True}))
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

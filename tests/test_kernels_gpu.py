@@ -41,19 +41,19 @@ def test_window_global_forward(dt, N, W, g, causal):
     assert rel(o, ref) < TOL[dt]
 
 
-@pytest.mark.parametrize("grows", ["launch", "overlap"])
+@pytest.mark.parametrize("grows,tma", [("launch", True), ("overlap", True), ("overlap", False)])
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("N,W,g,causal", [(4097, 300, [0, 17, 4096], False), (8191, 511, [5, 8000], True),
                                           (16384, 256, [0], False)])
-def test_window_global_rows_modes(dt, N, W, g, causal, grows):
+def test_window_global_rows_modes(dt, N, W, g, causal, grows, tma):
     """Both ways to the global rows (split-K launch after the band launch; the same on a side stream beside
-    the band launch, the default) vs float64."""
+    the band launch, the default), band tiles through TMA descriptors or pointer loads, vs float64."""
     from longapps.attention import WindowGlobal, reference_attention
     from longapps.kernels.window_global import window_global_forward
     q, k, v = _qkv(1, 4, N, 64, dt)
     pat = WindowGlobal(W, g, causal=causal)
     out = torch.full_like(q, float("nan"))
-    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out, grows=grows)
+    o, _ = window_global_forward(q, k, v, W, pat.global_idx, causal, out=out, grows=grows, tma=tma)
     ref = reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=512)
     assert rel(o, ref) < TOL[dt]
 

@@ -67,7 +67,8 @@ def test_forward(dt, causal, case):
     (False, CASES[0]), (True, CASES[2]), (False, (70, 9, list(range(0, 70, 5)), True)),  # 14 globals
     (True, (40, 4, list(range(0, 40, 2)), False)),   # 20 globals: two row tiles of 16
 ])
-def test_forward_global_rows_twice(causal, case):
+@pytest.mark.parametrize("grows", ["launch", "overlap"])
+def test_forward_global_rows_twice(causal, case, grows):
     """Global query rows (split-K, last split merges): every element written, and a second call
     gives the right answer too (the ticket counters reset themselves)."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward
@@ -76,7 +77,7 @@ def test_forward_global_rows_twice(causal, case):
     for _ in range(2):
         q, k, v = _inputs(N, torch.float32)
         out = torch.full_like(q, float("nan"))
-        o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, grows="launch")
+        o, lse = window_global_forward(q, k, v, W, g, causal, kpm, out=out, grows=grows)
         assert rel(o, reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[torch.float32]
         assert torch.isfinite(lse[:, :, :N - 7]).all()
 
@@ -202,3 +203,34 @@ def test_global_rows_separate_compact_projections(grows):
     assert rel(o, ref) < TOL[dt]
     with pytest.raises(ValueError, match="grows"):
         window_global_forward(q, k, v, W, g, grows="diag")
+
+
+def _layout(kind, B, H, N, D, dt):
+    """q, k, v in a memory layout: head-major (contiguous), rows padded, sequence-major (heads
+    interleaved in a row, a view of one fused projection as in Longformer), or rows not 16-byte aligned."""
+    g = torch.Generator().manual_seed(torch.seed() % 2**31)
+    if kind == "seq-major":
+        buf = torch.randn(B, N, 3, H, D, generator=g).to(dt)
+        return [buf[:, :, i].transpose(1, 2) for i in range(3)]
+    pad = {"head-major": 0, "padded rows": 8, "unaligned rows": 1}[kind]
+    return [torch.randn(B, H, N, D + pad, generator=g).to(dt)[..., :D] for _ in range(3)]
+
+
+@child
+@pytest.mark.parametrize("kind", ["head-major", "padded rows", "seq-major", "unaligned rows"])
+@pytest.mark.parametrize("tma", [True, False])
+def test_forward_layouts_tma(kind, tma):
+    """Band tiles through TMA descriptors (head-major and sequence-major 2-D views; key tiles that run
+    past N read the next head's / batch's rows, which must not leak in) and through pointer loads."""
+    from longapps.kernels import window_global as wg
+    N, W, dt = 77, 11, torch.float32
+    q, k, v = _layout(kind, 2, 3, N, 32, dt)
+    assert (wg._tma_layout(q, k, v, 16, 16) is not None) == (kind != "unaligned rows")
+    assert (wg._tma_layout(q, k, v, 16, 16, "head-major") is not None) == (kind in ("head-major", "padded rows"))
+    g, kpm = torch.tensor([0, 40]), _kpm(True, N)
+    for causal in (False, True):
+        out = torch.full((2, 3, N, 32), float("nan"))
+        o, _ = wg.window_global_forward(q, k, v, W, g, causal, kpm, out=out, tma=tma)
+        assert rel(o, wg.reference_window_global(q, k, v, W, g, causal, kpm)) < TOL[dt]
+    o, _ = wg.window_global_forward(q, k, v, 9, None, True, None, sinks=3, tma=tma)
+    assert rel(o, wg.reference_window_global(q, k, v, 9, None, True, None, sinks=3)) < TOL[dt]

@@ -36,6 +36,11 @@ if HAS_TRITON:
 
     from ._common import head_ptr
 
+    try:  # host-side TMA descriptors (triton >= 3.4)
+        from triton.tools.tensor_descriptor import TensorDescriptor
+    except ImportError:  # pragma: no cover
+        TensorDescriptor = None
+
 
 # ----------------------------------------------------------------------------------------------
 # reference
@@ -87,10 +92,12 @@ if HAS_TRITON:
 
     @triton.jit
     def _fwd_band(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, offs_m, offs_d,
-                  lo, hi, N, W, qk_scale, n_sink, S,
+                  lo, hi, N, W, qk_scale, n_sink, S, desc_k, desc_v, row0, col0,
                   MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, SINKS: tl.constexpr,
-                  BLOCK_N: tl.constexpr, DT: tl.constexpr):
-        """Online-softmax over key tiles: ``n_sink`` prefix tiles (keys < S, sinks) then [lo, hi)."""
+                  BLOCK_N: tl.constexpr, DT: tl.constexpr, TMA: tl.constexpr):
+        """Online-softmax over key tiles: ``n_sink`` prefix tiles (keys < S, sinks) then [lo, hi).
+        ``TMA``: K and V tiles come through tensor descriptors (rows ``row0 + key``, columns from
+        ``col0``); the caller keeps such tiles below N (past N the rows belong to another head)."""
         offs_n0 = tl.arange(0, BLOCK_N)
         n_it = n_sink + tl.cdiv(hi - lo, BLOCK_N)
         for it in range(0, n_it):
@@ -99,7 +106,11 @@ if HAS_TRITON:
             else:
                 start_n = lo + it * BLOCK_N
             offs_n = start_n + offs_n0
-            if MASKED:
+            if TMA:  # whole tiles below N only (the caller's split): no row of another head
+                k = desc_k.load([row0 + start_n, col0]).T
+                v = desc_v.load([row0 + start_n, col0])
+                kv_ok = offs_n < N
+            elif MASKED:
                 kv_ok = offs_n < N
                 k = tl.load(kbase + offs_n[None, :] * stride_kn + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
                 v = tl.load(vbase + offs_n[:, None] * stride_vn + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
@@ -144,15 +155,16 @@ if HAS_TRITON:
         return ok & gval[None, :]
 
     @triton.jit
-    def _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
+    def _band_program(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                      H, N, W, G, qk_scale,
+                      H, N, W, G, qk_scale, RB, RH, CH,
                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                      SPLIT: tl.constexpr, SKIP_GROWS: tl.constexpr):
+                      SPLIT: tl.constexpr, SKIP_GROWS: tl.constexpr, TMA: tl.constexpr):
         """One query tile of non-global rows: band tiles + gathered global-key tile(s). ``SKIP_GROWS``: leave
-        the global query rows of O and LSE alone (another launch writes them concurrently)."""
+        the global query rows of O and LSE alone (another program writes them). ``TMA``: Q, K, V band tiles
+        through the 2-D descriptors DQ, DK, DV; head (b, h) starts at row b*RB + h*RH, column h*CH."""
         b = bh // H
         m0 = t * BLOCK_M
         offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -161,7 +173,12 @@ if HAS_TRITON:
         kbase = head_ptr(K, bh, H, skb, skh)
         vbase = head_ptr(V, bh, H, svb, svh)
         kpm_base = KPM + b.to(tl.int64) * skpb
-        q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=offs_m[:, None] < N, other=0.0).to(DT)
+        row0 = b * RB + (bh % H) * RH
+        col0 = (bh % H) * CH
+        if TMA:
+            q = DQ.load([row0 + m0, col0]).to(DT)
+        else:
+            q = tl.load(qbase + offs_m[:, None] * sqn + offs_d[None, :], mask=offs_m[:, None] < N, other=0.0).to(DT)
         acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
@@ -177,20 +194,37 @@ if HAS_TRITON:
         ilo = tl.minimum(tl.maximum(ilo, lo), hi)
         ihi = tl.minimum(((e + 1) // BLOCK_N) * BLOCK_N, (N // BLOCK_N) * BLOCK_N)
         ihi = tl.maximum(ihi, ilo)
+        # With TMA, masked loops stop at the last whole tile (nfull) and the partial tile past it, if any,
+        # is a last pointer-load step (``tail``): descriptor tiles never reach another head's rows.
+        if TMA:
+            nfull = (N // BLOCK_N) * BLOCK_N
+            tail = tl.maximum(lo, nfull)
+        else:
+            nfull = N
+            tail = hi
         if SPLIT:  # interior tiles without elementwise masks, edges masked
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, ilo, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+                                      lo, tl.minimum(ilo, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ilo, ihi, N, W, qk_scale, 0, 0, False, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+                                      ilo, ihi, N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      False, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ihi, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+                                      ihi, tl.minimum(hi, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
         elif GK_PREFIX:  # one pipelined loop: sink tiles below the band, then the band
             n_sink = tl.minimum(tl.cdiv(G, BLOCK_N), lo // BLOCK_N)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, hi, N, W, qk_scale, n_sink, G, True, CAUSAL, HAS_KPM, True, BLOCK_N, DT)
+                                      lo, tl.minimum(hi, nfull), N, W, qk_scale, n_sink, G, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, True, BLOCK_N, DT, TMA)
         else:  # one pipelined loop over the band, masks on every tile
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, hi, N, W, qk_scale, 0, 0, True, CAUSAL, HAS_KPM, False, BLOCK_N, DT)
+                                      lo, tl.minimum(hi, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
+        if TMA:  # the partial last key tile, if this band reaches it
+            acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
+                                      tail, hi, N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, False)
         row_ok = offs_m < N
         if HAS_GK and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
@@ -311,13 +345,13 @@ if HAS_TRITON:
             tl.atomic_xchg(CNT + bh * (GP // BLOCK_G) + gt, 0)  # ready for the next call
 
     @triton.jit
-    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM,
+    def _wg_fwd_kernel(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV,
                        sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                       H, N, W, G, qk_scale,
+                       H, N, W, G, qk_scale, RB, RH, CH,
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, SKIP_GROWS: tl.constexpr):
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, SKIP_GROWS: tl.constexpr, TMA: tl.constexpr):
         """Band rows, one query tile per program (global rows: ``_wg_grow_kernel``)."""
         if TILE_MAJOR:
             t = tl.program_id(0)
@@ -325,10 +359,10 @@ if HAS_TRITON:
         else:
             bh = tl.program_id(0)
             t = tl.program_id(1)
-        _band_program(Q, K, V, O, LSE, GIDX, KPM, t, bh,
+        _band_program(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                      H, N, W, G, qk_scale, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
-                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS)
+                      H, N, W, G, qk_scale, RB, RH, CH, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
+                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS, TMA)
 
     @triton.jit
     def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
@@ -526,7 +560,20 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------------------------
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
-                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grows": "overlap"}
+                "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
+                "grows": "overlap", "tma": "head-major", "tma_stages": 2}
+# TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
+# rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
+# contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
+# 0.1241 vs 0.1305 ms at 16k (1.05x), 0.457 vs 0.482 at 64k; sinks4+window512 64k 0.484 vs 0.509; with
+# the global token the global-row pass decides (0.158 either way). Sequence-major (Longformer's fused
+# projection, fp16, H12, 4096 tokens): encoder 2.244 ms with TMA vs 2.185 with pointer loads, hence
+# not by default. 3 stages: slower than 2 everywhere; the probe (benchmarks/wg_band_probe.py, run 28):
+# 128x64 / 128x128 / 64x128 tiles and Triton's warp specialization (tl.range(warp_specialize=True))
+# slower than 64x64, 4 warps.
+# Tried in run 29 and removed: the global rows' partial softmax over each band program's own key tile on
+# the CUDA cores (fp32, no tensor cores), merged by the head's last program (atomic ticket): 16k 0.168 ms vs
+# 0.156 with the side-stream launch (the latency-bound tail of every band program idles the tensor cores).
 # Global query rows: a split-K launch (programs: about grow_programs_per_sm per SM, 256..keys_per_split
 # keys each; the last split of a row merges the partials, vectorized). grows="overlap" (default on CUDA):
 # that launch on a side stream, issued after the band launch, which then leaves the global rows alone:
@@ -596,6 +643,39 @@ def _kpm_arg(kpm: Optional[torch.Tensor], q: torch.Tensor) -> Tuple[torch.Tensor
     return k8, k8.stride(0)
 
 
+def _tma_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, BM: int, BN: int, setting=True):
+    """2-D TMA descriptors of q, k, v for the band tiles and the head offsets (RB, RH, CH): head (b, h)
+    starts at row b*RB + h*RH, column h*CH. None when the layout does not allow it (then pointer loads):
+    q, k, v must share shape and strides, rows 16-byte aligned, either head-major ((B, H, N, D)
+    contiguous up to row padding) or sequence-major (heads interleaved in a row: a view of a fused
+    (B, N, ..., H, D) projection). GPU: Hopper or newer and a 16-bit dtype. ``setting``: True, False
+    or "head-major" (only that layout)."""
+    if TensorDescriptor is None or not setting:
+        return None
+    if q.is_cuda:
+        if q.dtype not in (torch.float16, torch.bfloat16) or torch.cuda.get_device_capability(q.device)[0] < 9:
+            return None
+    elif not interpreting():
+        return None
+    if not (q.shape == k.shape == v.shape and q.stride() == k.stride() == v.stride()):
+        return None
+    B, H, N, D = q.shape
+    sb, sh, sn, _ = q.stride()
+    es = q.element_size()
+    if (sn * es) % 16 or any(t.data_ptr() % 16 for t in (q, k, v)):
+        return None
+    if (H == 1 or sh == N * sn) and (B == 1 or sb == H * N * sn):  # head-major
+        rows, cols, rb, rh, ch = B * H * N, D, H * N, N, 0
+    elif setting == "head-major":
+        return None
+    elif (B == 1 or sb == N * sn) and (H == 1 or ((sh * es) % 16 == 0 and sh >= D and (H - 1) * sh + D <= sn)):
+        rows, cols, rb, rh, ch = B * N, (H - 1) * sh + D, N, 0, sh  # sequence-major
+    else:
+        return None
+    descs = [TensorDescriptor(t, [rows, cols], [sn, 1], [bm, D]) for t, bm in ((q, BM), (k, BN), (v, BN))]
+    return (*descs, rb, rh, ch)
+
+
 def _check_last_dim(*ts: torch.Tensor) -> None:
     for t in ts:
         if t.stride(-1) != 1:
@@ -610,7 +690,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          global_rows: bool = True, grows: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          global_rows: bool = True, grows: Optional[str] = None,
+                          tma: Optional[object] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -619,7 +700,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
     output then hold window attention only). ``grows``: "overlap" or "launch", see
-    ``FWD_DEFAULTS`` (None: the default).
+    ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA descriptors where the layout
+    allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
@@ -668,15 +750,22 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     side = side_stream(q.device) if (overlap and q.is_cuda) else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(q.device))
+    tma = _tma_layout(q, k, v, BM, BN, FWD_DEFAULTS["tma"] if tma is None else tma)
+    if tma is not None:
+        dq, dk, dv, rb, rh, ch = tma
+        if not interpreting():
+            extra["num_stages"] = num_stages or FWD_DEFAULTS["tma_stages"]
+    else:
+        dq, dk, dv, rb, rh, ch = q, k, v, 0, 0, 0
     grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
-        q, k, v, o, lse, gidx, kpm,
+        q, k, v, o, lse, gidx, kpm, dq, dk, dv,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, window, G, qk_scale,
+        H, N, window, G, qk_scale, rb, rh, ch,
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, **extra)
+        SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, TMA=tma is not None, **extra)
     if has_grows and side is not None:  # concurrent with the band launch, joined before returning
         with torch.cuda.stream(side):
             _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
@@ -695,7 +784,7 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     B, H, N, D = kg.shape
     BG = 16
     GP = triton.cdiv(G, BG) * BG
-    bn_g = BN if interpreting() else 128
+    bn_g = BN if interpreting() else FWD_DEFAULTS["grow_block_n"]
     if interpreting():
         keys_per_split = 2 * bn_g
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
@@ -712,7 +801,7 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
         H, N, G, GP, qk_scale, keys_per_split, nsplit,
         CAUSAL=causal, HAS_KPM=has_kpm, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
         QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
-        **({} if interpreting() else {"num_warps": 4, "num_stages": 3}))
+        **({} if interpreting() else {"num_warps": 4, "num_stages": FWD_DEFAULTS["grow_stages"]}))
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,
