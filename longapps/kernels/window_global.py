@@ -12,6 +12,8 @@ vectorized step; by default it runs on a side stream beside the band launch (whi
 those rows alone). Ticket counters live in a cached zeroed buffer that the kernels leave zeroed, so
 a call launches no memset (CUDA-graph capturable with a prepared index).
 Sinks are the special case "global keys = the prefix [0, S), no global rows".
+On Hopper the band's Q, K, V tiles can come through TMA tensor descriptors (``FWD_DEFAULTS["tma"]``,
+``_tma_layout``); the partial last key tile always takes pointer loads.
 
 Backward: dK/dV per key tile over the queries of its band; dK/dV of the global keys from the
 non-global queries outside their band (atomics into a compact buffer); dQ per query tile; the
