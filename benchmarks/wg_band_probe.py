@@ -1,8 +1,9 @@
 """Probe: the window (band) attention loop with TMA tensor descriptors vs the pointer-load kernel.
 
 Band only (non-causal, window W, no global tokens, no padding), contiguous (B, H, N, D) inputs.
-Each variant is checked against the reference on a small shape, then timed (CUDA graph replay)
-beside the production kernel (`longapps.kernels.window_global`) in the same run.
+Each variant is checked against the reference on a small shape, then timed (CUDA graph replay,
+`longapps.attention.bench.graph_of` / `measure`) beside the production kernel
+(`longapps.kernels.window_global`) in the same run. (Run 28 timed a graph of 10 calls instead.)
 
     python benchmarks/wg_band_probe.py [--n 16384] [--json out.json]
 """
@@ -20,20 +21,10 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 sys.path.insert(0, ".")
-from longapps.kernels.window_global import reference_window_global, window_global_forward  # noqa: E402
-
-LOG2E = 1.4426950408889634
-
-
-@triton.jit
-def _step(acc, l_i, m_i, qk, v, qk_scale):
-    m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-    p = tl.math.exp2(qk * qk_scale - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None]
-    acc = tl.dot(p.to(v.dtype), v, acc)
-    return acc, l_i, m_new
+from longapps.attention.bench import graph_of, measure  # noqa: E402
+from longapps.kernels._common import LOG2E  # noqa: E402
+from longapps.kernels.window_global import (_online_softmax_step, reference_window_global,  # noqa: E402
+                                            window_global_forward)
 
 
 @triton.jit
@@ -48,7 +39,7 @@ def _loop(acc, l_i, m_i, q, desc_k, desc_v, row0, offs_m, lo, hi, N, W, qk_scale
             diff = offs_m[:, None] - offs_n[None, :]
             ok = (diff <= W) & (diff >= -W) & (offs_n[None, :] < N)
             qk = tl.where(ok, qk, float("-inf"))
-        acc, l_i, m_i = _step(acc, l_i, m_i, qk, v, qk_scale)
+        acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, v.dtype)
     return acc, l_i, m_i
 
 
@@ -116,25 +107,10 @@ VARIANTS = [  # name, kwargs
 ]
 
 
-def graph_ms(fn, reps=50):
-    fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(10):
-            fn()
-    g.replay()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(5):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(reps // 10):
-            g.replay()
-        b.record()
-        torch.cuda.synchronize()
-        best = min(best, a.elapsed_time(b) / reps)
-    return best
+def graph_ms(fn) -> float:
+    """Median ms of a CUDA-graph replay of ``fn`` (eager if capture fails)."""
+    rep = graph_of(fn)
+    return measure(rep if rep is not None else fn)[0]
 
 
 def main() -> None:

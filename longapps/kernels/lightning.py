@@ -113,13 +113,16 @@ if HAS_TRITON:
             state += tl.dot(kT, v)
 
     @triton.jit
+    def _super_chunk_program(BLOCK_D: tl.constexpr):
+        """Two-launch path: this program's (batch*head, super-chunk), the number of super-chunks and the
+        offsets over D."""
+        return tl.program_id(0), tl.program_id(1), tl.num_programs(1), tl.arange(0, BLOCK_D)
+
+    @triton.jit
     def _state_kernel(X, Y, S, sxb, sxh, sxn, syb, syh, syn, H, N, CS,
                       BL: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
         """Two-launch path, kernel 1: S[bh, s] = sum over super-chunk s of X^T Y (fp32, D x D)."""
-        bh = tl.program_id(0)
-        s = tl.program_id(1)
-        ns = tl.num_programs(1)
-        offs_d = tl.arange(0, BLOCK_D)
+        bh, s, ns, offs_d = _super_chunk_program(BLOCK_D)
         xb = head_ptr(X, bh, H, sxb, sxh)
         yb = head_ptr(Y, bh, H, syb, syh)
         lo = s * CS
@@ -132,10 +135,7 @@ if HAS_TRITON:
                           H, N, CS, scale,
                           REVERSE: tl.constexpr, BL: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr):
         """Two-launch path, kernel 2: start state = sum of the earlier super-chunks' S, then walk the blocks."""
-        bh = tl.program_id(0)
-        s = tl.program_id(1)
-        ns = tl.num_programs(1)
-        offs_d = tl.arange(0, BLOCK_D)
+        bh, s, ns, offs_d = _super_chunk_program(BLOCK_D)
         qb = head_ptr(Q, bh, H, sqb, sqh)
         kb = head_ptr(K, bh, H, skb, skh)
         vb = head_ptr(V, bh, H, svb, svh)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -82,6 +82,24 @@ def reference_window_global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w
 if HAS_TRITON:
 
     @triton.jit
+    def _in_band(diff, W, CAUSAL: tl.constexpr):
+        """Pairs with query - key = ``diff`` inside the window (causal: 0 <= diff <= W)."""
+        if CAUSAL:
+            ok = (diff <= W) & (diff >= 0)
+        else:
+            ok = (diff <= W) & (diff >= -W)
+        return ok
+
+    @triton.jit
+    def _outside_band(diff, W, CAUSAL: tl.constexpr):
+        """Allowed pairs that the window does not cover (the global keys' and rows' share)."""
+        if CAUSAL:
+            ok = diff > W
+        else:
+            ok = (diff > W) | (diff < -W)
+        return ok
+
+    @triton.jit
     def _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT: tl.constexpr):
         """One key tile of flash attention: ``qk`` raw scores (masked pairs -inf), m in log2 units."""
         m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
@@ -122,12 +140,9 @@ if HAS_TRITON:
             qk = tl.dot(q, k.to(DT))
             if MASKED:
                 diff = offs_m[:, None] - offs_n[None, :]
-                if CAUSAL:
-                    ok = (diff <= W) & (diff >= 0)
-                    if SINKS:
-                        ok = ok | ((offs_n[None, :] < S) & (diff >= 0))
-                else:
-                    ok = (diff <= W) & (diff >= -W)
+                ok = _in_band(diff, W, CAUSAL)
+                if SINKS:
+                    ok = ok | ((offs_n[None, :] < S) & (diff >= 0))
                 ok = ok & kv_ok[None, :]
                 qk = tl.where(ok, qk, float("-inf"))
             if HAS_KPM:
@@ -149,12 +164,7 @@ if HAS_TRITON:
     @triton.jit
     def _global_ok(offs_m, gidx, gval, W, CAUSAL: tl.constexpr):
         """Pair (row, global key) that is not already covered by the band."""
-        diff = offs_m[:, None] - gidx[None, :]
-        if CAUSAL:
-            ok = diff > W
-        else:
-            ok = (diff > W) | (diff < -W)
-        return ok & gval[None, :]
+        return _outside_band(offs_m[:, None] - gidx[None, :], W, CAUSAL) & gval[None, :]
 
     @triton.jit
     def _band_program(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, t, bh,
@@ -400,6 +410,20 @@ if HAS_TRITON:
         return k, v, key_ok
 
     @triton.jit
+    def _bwd_key_tile(Q, K, V, DO, KPM, bh, H, rows, ok, sqb, sqh, skb, skh, skn, svb, svh, svn, sdb, sdh, skpb,
+                      offs_d, HAS_KPM: tl.constexpr, DT: tl.constexpr, BLOCK_N: tl.constexpr,
+                      BLOCK_D: tl.constexpr):
+        """Prologue of the dK/dV kernels for a tile of key rows ``rows`` (where ``ok``): the head bases of
+        Q and dO, the K and V rows, which of them may be attended, and zeroed fp32 dK, dV."""
+        qbase = head_ptr(Q, bh, H, sqb, sqh)
+        dobase = head_ptr(DO, bh, H, sdb, sdh)
+        k, v, key_ok = _load_key_rows(head_ptr(K, bh, H, skb, skh), head_ptr(V, bh, H, svb, svh),
+                                      KPM + (bh // H).to(tl.int64) * skpb, rows, ok, skn, svn, offs_d, HAS_KPM, DT)
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        return qbase, dobase, k, v, key_ok, dk, dv
+
+    @triton.jit
     def _bwd_kv_step(k, v, q, do, lse, delta, ok, qk_scale, dk, dv, DT: tl.constexpr):
         """One query tile's share of dK, dV for a key tile (FlashAttention-2 backward, keys as rows;
         ``ok``: allowed (key, query) pairs)."""
@@ -407,6 +431,24 @@ if HAS_TRITON:
         dv += tl.dot(pT.to(DT), do)
         dsT = pT * (tl.dot(v, tl.trans(do)) - delta[None, :])
         dk += tl.dot(dsT.to(DT), q)
+        return dk, dv
+
+    @triton.jit
+    def _dkdv_over_queries(qbase, dobase, LSE, DELTA, bh, N, W, keys, key_ok, k, v, dk, dv, lo, hi, qk_scale,
+                           offs_d, sqn, sdn, CAUSAL: tl.constexpr, IN_BAND: tl.constexpr, BLOCK_M: tl.constexpr,
+                           DT: tl.constexpr):
+        """dK, dV of the key rows ``keys`` from the query tiles in [lo, hi): the pairs inside the band
+        (``IN_BAND``) or, for global keys, the pairs outside it."""
+        for start_m in range(lo, hi, BLOCK_M):
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            q_ok = offs_m < N
+            q, do, lse, delta = _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT)
+            diff = offs_m[None, :] - keys[:, None]
+            if IN_BAND:
+                ok = _in_band(diff, W, CAUSAL)
+            else:
+                ok = _outside_band(diff, W, CAUSAL)
+            dk, dv = _bwd_kv_step(k, v, q, do, lse, delta, ok & key_ok[:, None] & q_ok[None, :], qk_scale, dk, dv, DT)
         return dk, dv
 
     @triton.jit
@@ -418,35 +460,20 @@ if HAS_TRITON:
         """Band part of dK, dV (global rows carry dO = 0 here)."""
         bh = tl.program_id(0)
         t = tl.program_id(1)
-        b = bh // H
         n0 = t * BLOCK_N
         offs_n = n0 + tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
         kv_ok = offs_n < N
-        kbase = head_ptr(K, bh, H, skb, skh)
-        vbase = head_ptr(V, bh, H, svb, svh)
-        qbase = head_ptr(Q, bh, H, sqb, sqh)
-        dobase = head_ptr(DO, bh, H, sdb, sdh)
-        k, v, key_ok = _load_key_rows(kbase, vbase, KPM + b.to(tl.int64) * skpb, offs_n, kv_ok, skn, svn, offs_d,
-                                      HAS_KPM, DT)
-        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        qbase, dobase, k, v, key_ok, dk, dv = _bwd_key_tile(
+            Q, K, V, DO, KPM, bh, H, offs_n, kv_ok, sqb, sqh, skb, skh, skn, svb, svh, svn, sdb, sdh, skpb,
+            offs_d, HAS_KPM, DT, BLOCK_N, BLOCK_D)
         if CAUSAL:
             lo = (n0 // BLOCK_M) * BLOCK_M
         else:
             lo = (tl.maximum(n0 - W, 0) // BLOCK_M) * BLOCK_M
         hi = tl.minimum(N, n0 + BLOCK_N + W)
-        for start_m in range(lo, hi, BLOCK_M):
-            offs_m = start_m + tl.arange(0, BLOCK_M)
-            q_ok = offs_m < N
-            q, do, lse, delta = _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT)
-            diff = offs_m[None, :] - offs_n[:, None]
-            if CAUSAL:
-                ok = (diff <= W) & (diff >= 0)
-            else:
-                ok = (diff <= W) & (diff >= -W)
-            ok = ok & key_ok[:, None] & q_ok[None, :]
-            dk, dv = _bwd_kv_step(k, v, q, do, lse, delta, ok, qk_scale, dk, dv, DT)
+        dk, dv = _dkdv_over_queries(qbase, dobase, LSE, DELTA, bh, N, W, offs_n, key_ok, k, v, dk, dv, lo, hi,
+                                    qk_scale, offs_d, sqn, sdn, CAUSAL, True, BLOCK_M, DT)
         out = (bh.to(tl.int64) * N + offs_n)[:, None] * BLOCK_D + offs_d[None, :]
         tl.store(DK + out, dk, mask=kv_ok[:, None])
         tl.store(DV + out, dv, mask=kv_ok[:, None])
@@ -467,30 +494,27 @@ if HAS_TRITON:
         offs_g = gt * BLOCK_N + tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, BLOCK_D)
         gidx, gval = _load_gidx(GIDX + b.to(tl.int64) * sgb, offs_g, G, GK_PREFIX)
-        kbase = head_ptr(K, bh, H, skb, skh)
-        vbase = head_ptr(V, bh, H, svb, svh)
-        qbase = head_ptr(Q, bh, H, sqb, sqh)
-        dobase = head_ptr(DO, bh, H, sdb, sdh)
-        k, v, key_ok = _load_key_rows(kbase, vbase, KPM + b.to(tl.int64) * skpb, gidx, gval, skn, svn, offs_d,
-                                      HAS_KPM, DT)
-        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-        dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        qbase, dobase, k, v, key_ok, dk, dv = _bwd_key_tile(
+            Q, K, V, DO, KPM, bh, H, gidx, gval, sqb, sqh, skb, skh, skn, svb, svh, svn, sdb, sdh, skpb,
+            offs_d, HAS_KPM, DT, BLOCK_N, BLOCK_D)
         r_lo = s * ROWS_PER_SPLIT
         r_hi = tl.minimum(N, r_lo + ROWS_PER_SPLIT)
-        for start_m in range(r_lo, r_hi, BLOCK_M):
-            offs_m = start_m + tl.arange(0, BLOCK_M)
-            q_ok = offs_m < N
-            q, do, lse, delta = _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT)
-            diff = offs_m[None, :] - gidx[:, None]
-            if CAUSAL:
-                ok = diff > W
-            else:
-                ok = (diff > W) | (diff < -W)
-            ok = ok & key_ok[:, None] & q_ok[None, :]
-            dk, dv = _bwd_kv_step(k, v, q, do, lse, delta, ok, qk_scale, dk, dv, DT)
+        dk, dv = _dkdv_over_queries(qbase, dobase, LSE, DELTA, bh, N, W, gidx, key_ok, k, v, dk, dv, r_lo, r_hi,
+                                    qk_scale, offs_d, sqn, sdn, CAUSAL, False, BLOCK_M, DT)
         out = (bh.to(tl.int64) * GP + offs_g)[:, None] * BLOCK_D + offs_d[None, :]
         tl.atomic_add(DKG + out, dk, mask=(offs_g < GP)[:, None])
         tl.atomic_add(DVG + out, dv, mask=(offs_g < GP)[:, None])
+
+    @triton.jit
+    def _bwd_q_step(q, do, k, v, lse, delta, ok, kpm_base, keys, key_valid, qk_scale, dq,
+                    HAS_KPM: tl.constexpr, DT: tl.constexpr):
+        """One key tile's share of dQ (FlashAttention-2 backward); ``ok``: allowed (query, key) pairs
+        before key padding, ``keys``: the tile's key positions (``key_valid`` where they exist)."""
+        if HAS_KPM:
+            ok = ok & (tl.load(kpm_base + keys, mask=key_valid, other=0) != 0)[None, :]
+        p = tl.where(ok, tl.math.exp2(tl.dot(q, tl.trans(k)) * qk_scale - lse[:, None]), 0.0)
+        ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        return dq + tl.dot(ds.to(DT), k)
 
     @triton.jit
     def _wg_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, GIDX, KPM,
@@ -523,20 +547,8 @@ if HAS_TRITON:
             kv_ok = offs_n < N
             k = tl.load(kbase + offs_n[:, None] * skn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
             v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0).to(DT)
-            qk = tl.dot(q, tl.trans(k)) * qk_scale
-            diff = offs_m[:, None] - offs_n[None, :]
-            if CAUSAL:
-                ok = (diff <= W) & (diff >= 0)
-            else:
-                ok = (diff <= W) & (diff >= -W)
-            ok = ok & kv_ok[None, :]
-            if HAS_KPM:
-                kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
-                ok = ok & (kp[None, :] != 0)
-            p = tl.where(ok, tl.math.exp2(qk - lse[:, None]), 0.0)
-            dp = tl.dot(do, tl.trans(v))
-            ds = p * (dp - delta[:, None])
-            dq += tl.dot(ds.to(DT), k)
+            ok = _in_band(offs_m[:, None] - offs_n[None, :], W, CAUSAL) & kv_ok[None, :]
+            dq = _bwd_q_step(q, do, k, v, lse, delta, ok, kpm_base, offs_n, kv_ok, qk_scale, dq, HAS_KPM, DT)
         if HAS_GK:
             gbase = GIDX + b.to(tl.int64) * sgb
             for g0 in range(0, G, BLOCK_N):
@@ -544,15 +556,8 @@ if HAS_TRITON:
                 gidx, gval = _load_gidx(gbase, offs_g, G, GK_PREFIX)
                 k = tl.load(kbase + gidx[:, None] * skn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
                 v = tl.load(vbase + gidx[:, None] * svn + offs_d[None, :], mask=gval[:, None], other=0.0).to(DT)
-                qk = tl.dot(q, tl.trans(k)) * qk_scale
-                ok = _global_ok(offs_m, gidx, gval, W, CAUSAL)
-                if HAS_KPM:
-                    kp = tl.load(kpm_base + gidx, mask=gval, other=0)
-                    ok = ok & (kp[None, :] != 0)
-                p = tl.where(ok, tl.math.exp2(qk - lse[:, None]), 0.0)
-                dp = tl.dot(do, tl.trans(v))
-                ds = p * (dp - delta[:, None])
-                dq += tl.dot(ds.to(DT), k)
+                dq = _bwd_q_step(q, do, k, v, lse, delta, _global_ok(offs_m, gidx, gval, W, CAUSAL), kpm_base,
+                                 gidx, gval, qk_scale, dq, HAS_KPM, DT)
         out = (bh.to(tl.int64) * N + offs_m)[:, None] * BLOCK_D + offs_d[None, :]
         tl.store(DQ + out, dq, mask=q_ok[:, None])
 
@@ -693,7 +698,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
                           global_rows: bool = True, grows: Optional[str] = None,
-                          tma: Optional[object] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          tma: Optional[Union[bool, str]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
