@@ -142,7 +142,7 @@ def main() -> None:
         pairs = sum(min(n - 1, i + W) - max(0, i - W) + 1 for i in range(n))
         flops = 4 * D * H * B * pairs
         base = graph_ms(lambda: window_global_forward(q, k, v, W))
-        rows.append({"n": n, "variant": "ptr (production)", "ms": base, "tflops": flops / base / 1e9})
+        rows.append({"n": n, "variant": "production kernel (default)", "ms": base, "tflops": flops / base / 1e9})
         for name, kw in VARIANTS:
             if not ok[name]:
                 continue
@@ -151,11 +151,11 @@ def main() -> None:
             except Exception as e:
                 print(f"time {name}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
                 continue
-            rows.append({"n": n, "variant": name, "ms": ms, "tflops": flops / ms / 1e9, "vs_ptr": base / ms})
+            rows.append({"n": n, "variant": name, "ms": ms, "tflops": flops / ms / 1e9, "vs_prod": base / ms})
     print(f"## band probe ({torch.cuda.get_device_name()}, bf16, B1 H16 D64, window {a.window}) triton {triton.__version__}")
-    print(f"{'N':>6} {'variant':34} {'ms':>8} {'TFLOP/s':>8} {'x ptr':>6}")
+    print(f"{'N':>6} {'variant':34} {'ms':>8} {'TFLOP/s':>8} {'x prod':>6}")
     for r in rows:
-        print(f"{r['n']:>6} {r['variant']:34} {r['ms']:8.4f} {r['tflops']:8.1f} {r.get('vs_ptr', 1.0):6.2f}")
+        print(f"{r['n']:>6} {r['variant']:34} {r['ms']:8.4f} {r['tflops']:8.1f} {r.get('vs_prod', 1.0):6.2f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "triton": triton.__version__, "rows": rows}, f, indent=1)
