@@ -8,6 +8,17 @@ from typing import Optional, Sequence
 import click
 
 
+def too_long(ns: Sequence[int], heads: int, dim: int, free_bytes: int) -> Optional[str]:
+    """Error text when the longest length's q, k, v and output (16-bit) would not fit in ``free_bytes``
+    (with room for the peers' work), else None."""
+    n = max(ns)
+    need = 4 * heads * n * dim * 2 * 2
+    if need > free_bytes:
+        return (f"--n {n} needs about {need / 2**30:.1f} GiB of GPU memory, {free_bytes / 2**30:.1f} GiB free: "
+                "use a shorter --n or fewer --heads")
+    return None
+
+
 @click.command("attention")
 @click.option("--n", "ns", multiple=True, type=click.IntRange(min=16), default=(4096, 16384, 65536), show_default=True,
               help="Sequence lengths (repeat the option: --n 4096 --n 16384).")
@@ -33,6 +44,10 @@ def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, windo
     except Exception:
         raise click.ClickException("triton is not installed (pip install 'longapps[gpu]')") from None
     from .attention.bench import device_name, format_table, rows_to_json, run_attention_bench
+
+    err = too_long(ns, heads, dim, torch.cuda.mem_get_info()[0])
+    if err:
+        raise click.ClickException(err)
 
     ns = sorted(set(ns))
     click.echo(f"device: {device_name()}, {dtype}, H={heads}, D={dim}")
