@@ -76,14 +76,31 @@ def missing_model_message(model: str, err: BaseException | None = None) -> str:
     return hint
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT`` or huggingface.co) answers a TCP connect in time."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def load_offline_first(spec: str, load: Callable[[bool], T]) -> T:
     """``load(local_files_only)`` for a Hugging Face id: the local cache first, then the hub (unless
-    HF_HUB_OFFLINE is set); raises ModelNotFoundError with one clear line when neither works."""
+    HF_HUB_OFFLINE is set or the hub does not answer: no retry loop); raises ModelNotFoundError with one
+    clear line when neither works."""
     try:
         return load(True)
     except Exception as first:  # noqa: BLE001
         if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
             raise ModelNotFoundError(missing_model_message(spec, first)) from first
+        if not hub_reachable():
+            raise ModelNotFoundError(missing_model_message(spec, OSError("the hub is not reachable"))) from first
         try:
             return load(False)
         except Exception as err:  # noqa: BLE001

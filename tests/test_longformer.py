@@ -133,3 +133,24 @@ def test_from_pretrained_local_folder(tmp_path, backend):
         r = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
         o = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
     assert float((o - r).abs().max()) < 1e-4
+
+
+def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
+    """Without HF_HUB_OFFLINE and without network, an id that is not cached fails at once (one TCP connect
+    attempt), never entering the hub client's retry loop."""
+    import socket
+
+    from longapps import resources
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def refuse(*a, **k):
+        raise OSError("no route")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    calls = []
+
+    def load(local_only):
+        calls.append(local_only)
+        raise OSError("not in the cache")
+    with pytest.raises(resources.ModelNotFoundError, match="not reachable"):
+        resources.load_offline_first("org/some-model", load)
+    assert calls == [True]
