@@ -169,7 +169,14 @@ WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
     ("default (TMA band, global rows on a side stream)", {}, {}),
     ("TMA, global rows split-K launch after the band", {"grows": "launch"}, {}),
     ("pointers (session 3 default)", {"tma": False}, {}),
-    ("TMA 3 stages", {}, {"tma_stages": 3}),
+    ("interleaved in the band launch, 1024 keys", {"grows": "interleave"}, {}),
+    ("interleaved, 512 keys", {"grows": "interleave"}, {"interleave_keys": 512}),
+    ("interleaved, 2048 keys", {"grows": "interleave"}, {"interleave_keys": 2048}),
+    ("interleaved, 4096 keys", {"grows": "interleave"}, {"interleave_keys": 4096}),
+    ("interleaved, 1024 keys, lag 1", {"grows": "interleave"}, {"interleave_lag": 1}),
+    ("interleaved, 1024 keys, 64-key global tiles", {"grows": "interleave"}, {"grow_block_n": 64}),
+    ("interleaved, pointers", {"grows": "interleave", "tma": False}, {}),
+    ("interleaved, TMA 3 stages", {"grows": "interleave"}, {"tma_stages": 3}),
     ("global rows 4 programs/SM", {}, {"grow_programs_per_sm": 4}),
     ("global rows 8 programs/SM", {}, {"grow_programs_per_sm": 8}),
     ("global rows 64-key tiles", {}, {"grow_block_n": 64}),
@@ -219,7 +226,7 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {s_useful / ms / 1e9:.1f} TFLOP/s")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=s_useful / ms / 1e9))
         del q, k, v
-    res = {name: kernel_resources(getattr(wgmod, name)) for name in ("_wg_fwd_kernel", "_wg_grow_kernel")}
+    res = {name: kernel_resources(getattr(wgmod, name)) for name in ("_wg_fwd_kernel", "_wg_grow_kernel", "_wg_interleaved_kernel")}
     log(f"  compiled versions: {res}")
     out.append({"variant": "resources", **res})
     return out

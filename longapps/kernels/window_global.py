@@ -389,6 +389,36 @@ if HAS_TRITON:
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                       CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C)
 
+    @triton.jit
+    def _wg_interleaved_kernel(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, QG, KG, VG, PO, PML, CNT,
+                               sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                               gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn,
+                               H, N, W, G, GP, qk_scale, RB, RH, CH, KEYS_PER_SPLIT, NSPLIT, R, NGT, LAG,
+                               CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, HAS_KPM: tl.constexpr,
+                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                               DT: tl.constexpr, BLOCK_GK: tl.constexpr, SPLIT: tl.constexpr, TMA: tl.constexpr,
+                               BLOCK_G: tl.constexpr, BLOCK_NG: tl.constexpr, QG_COMPACT: tl.constexpr,
+                               BLOCK_C: tl.constexpr):
+        """Band tiles and global-row split-K programs in one launch, in sequence order: after the R
+        query tiles of key chunk s (all heads: axis 0 is the head) come the NGT global-row programs
+        of chunk s - LAG, which then read that chunk's K and V while the band's reads left them in L2."""
+        bh = tl.program_id(0)
+        j = tl.program_id(1)
+        grp = j // (R + NGT)
+        r = j % (R + NGT)
+        if r < R:
+            t = grp * R + r
+            if t * BLOCK_M < N:
+                _band_program(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, t, bh,
+                              sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
+                              H, N, W, G, qk_scale, RB, RH, CH, CAUSAL, HAS_GK, False, HAS_KPM,
+                              BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, True, TMA)
+        elif grp >= LAG and grp - LAG < NSPLIT:
+            _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, (r - R) * NSPLIT + grp - LAG, bh,
+                          gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
+                          H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                          CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C)
+
     # ------------------------------------------------------------------ backward
     @triton.jit
     def _load_q_rows(qbase, dobase, LSE, DELTA, bh, N, offs_m, offs_d, q_ok, sqn, sdn, DT: tl.constexpr):
@@ -568,7 +598,8 @@ if HAS_TRITON:
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
-                "grows": "overlap", "tma": "head-major", "tma_stages": 2}
+                "grows": "overlap", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
+                "interleave_lag": 0}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -750,8 +781,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("launch", "overlap"):
-        raise ValueError(f"grows must be 'launch' or 'overlap', got {grows!r}")
+    if grows not in ("launch", "overlap", "interleave"):
+        raise ValueError(f"grows must be 'launch', 'overlap' or 'interleave', got {grows!r}")
     NT = triton.cdiv(N, BM)
     overlap = has_grows and grows == "overlap"
     side = side_stream(q.device) if (overlap and q.is_cuda) else None
@@ -764,6 +795,11 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
             extra["num_stages"] = num_stages or FWD_DEFAULTS["tma_stages"]
     else:
         dq, dk, dv, rb, rh, ch = q, k, v, 0, 0, 0
+    if has_grows and grows == "interleave" and not prefix:
+        _interleaved_launch(q, k, v, o, lse, gidx, kpm, (dq, dk, dv), (qg, kg, vg), sgb, skpb, window, G,
+                            qk_scale, (rb, rh, ch), causal, has_gk, key_padding_mask is not None, qg_compact,
+                            BM, BN, D, DT, split, tma is not None, extra)
+        return o, lse
     grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
         q, k, v, o, lse, gidx, kpm, dq, dk, dv,
@@ -782,6 +818,41 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
                      qg_compact, DT, BN)
     return o, lse
+
+
+def _interleaved_launch(q, k, v, o, lse, gidx, kpm, descs, gqkv, sgb: int, skpb: int, window: int, G: int,
+                        qk_scale: float, heads, causal: bool, has_gk: bool, has_kpm: bool, qg_compact: bool,
+                        BM: int, BN: int, D: int, DT, split: bool, use_tma: bool, extra: dict) -> None:
+    """grows="interleave": band tiles and global-row programs in one launch, ``_wg_interleaved_kernel``."""
+    B, H, N, _ = q.shape
+    qg, kg, vg = gqkv
+    BG = 16
+    GP = triton.cdiv(G, BG) * BG
+    NGT = GP // BG
+    bn_g = BN if interpreting() else FWD_DEFAULTS["grow_block_n"]
+    if interpreting():
+        kps = 2 * max(BM, bn_g)
+    else:
+        kps = max(FWD_DEFAULTS["interleave_keys"], BM, bn_g)
+    R = kps // BM
+    nsplit = triton.cdiv(N, kps)
+    po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
+    pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
+    cnt = _zeroed(q.device, torch.int32, B * H * NGT)
+    dq, dk, dv = descs
+    rb, rh, ch = heads
+    lag = FWD_DEFAULTS["interleave_lag"]
+    _wg_interleaved_kernel[(B * H, (nsplit + lag) * (R + NGT))](
+        q, k, v, o, lse, gidx, kpm, dq, dk, dv, qg, kg, vg, po, pml, cnt,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
+        vg.stride(0), vg.stride(1), vg.stride(2),
+        H, N, window, G, GP, qk_scale, rb, rh, ch, kps, nsplit, R, NGT, lag,
+        CAUSAL=causal, HAS_GK=has_gk, HAS_KPM=has_kpm, BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT,
+        BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))), SPLIT=split, TMA=use_tma,
+        BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
+        **extra)
 
 
 def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor, kpm: torch.Tensor,
