@@ -599,7 +599,7 @@ if HAS_TRITON:
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
                 "grows": "overlap", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
-                "interleave_lag": 0}
+                "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": None}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -772,6 +772,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         extra = {}
     else:
         extra = {"num_warps": nw, "num_stages": ns}
+        if FWD_DEFAULTS["maxnreg"]:
+            extra["maxnreg"] = FWD_DEFAULTS["maxnreg"]
     has_grows = has_grows and global_rows
     split = FWD_DEFAULTS["split"] if split is None else split
     tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
@@ -842,6 +844,8 @@ def _interleaved_launch(q, k, v, o, lse, gidx, kpm, descs, gqkv, sgb: int, skpb:
     dq, dk, dv = descs
     rb, rh, ch = heads
     lag = FWD_DEFAULTS["interleave_lag"]
+    if not interpreting() and FWD_DEFAULTS["interleave_maxnreg"]:  # 4 programs per SM, as the band alone
+        extra = dict(extra, maxnreg=FWD_DEFAULTS["interleave_maxnreg"])
     _wg_interleaved_kernel[(B * H, (nsplit + lag) * (R + NGT))](
         q, k, v, o, lse, gidx, kpm, dq, dk, dv, qg, kg, vg, po, pml, cnt,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
