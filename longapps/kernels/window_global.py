@@ -112,14 +112,12 @@ if HAS_TRITON:
 
     @triton.jit
     def _fwd_band(acc, l_i, m_i, q, kbase, vbase, stride_kn, stride_vn, kpm_base, offs_m, offs_d,
-                  lo, hi, N, W, qk_scale, n_sink, S, desc_k, desc_v, row0, col0, gq,
+                  lo, hi, N, W, qk_scale, n_sink, S, desc_k, desc_v, row0, col0,
                   MASKED: tl.constexpr, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, SINKS: tl.constexpr,
-                  BLOCK_N: tl.constexpr, DT: tl.constexpr, TMA: tl.constexpr, GROWS: tl.constexpr):
+                  BLOCK_N: tl.constexpr, DT: tl.constexpr, TMA: tl.constexpr):
         """Online-softmax over key tiles: ``n_sink`` prefix tiles (keys < S, sinks) then [lo, hi).
         ``TMA``: K and V tiles come through tensor descriptors (rows ``row0 + key``, columns from
-        ``col0``); the caller keeps such tiles below N (past N the rows belong to another head).
-        ``GROWS``: at the key tile that starts at ``gq[0]`` (this program's own), also the global rows'
-        partial softmax over that tile (``_grow_tile_partial``, arguments ``gq``)."""
+        ``col0``); the caller keeps such tiles below N (past N the rows belong to another head)."""
         offs_n0 = tl.arange(0, BLOCK_N)
         n_it = n_sink + tl.cdiv(hi - lo, BLOCK_N)
         for it in range(0, n_it):
@@ -151,40 +149,7 @@ if HAS_TRITON:
                 kp = tl.load(kpm_base + offs_n, mask=offs_n < N, other=0)
                 qk = tl.where(kp[None, :] != 0, qk, float("-inf"))
             acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
-            if GROWS:
-                if start_n == gq[0]:
-                    _grow_tile_partial(k, v, offs_n, offs_d, N, qk_scale, kpm_base, gq, CAUSAL, HAS_KPM, DT, 16)
         return acc, l_i, m_i
-
-    @triton.jit
-    def _grow_tile_partial(k, v, offs_n, offs_d, N, qk_scale, kpm_base, gq,
-                           CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, DT: tl.constexpr, BLOCK_G: tl.constexpr):
-        """The global query rows' softmax partial (m, l, acc) over one key tile already in registers
-        (``k`` as [D, BLOCK_N], ``v`` as [BLOCK_N, D]), stored as split-K partials: ``gq`` = (own tile start,
-        gidx row base, G, q head base, q row stride, PO, PML, first partial row, partial stride); rows of
-        BLOCK_G global queries at a time."""
-        gbase, G, qbase, sqn, PO, PML, prow0, pstride = gq[1], gq[2], gq[3], gq[4], gq[5], gq[6], gq[7], gq[8]
-        kv_ok = offs_n < N
-        if HAS_KPM:
-            kv_ok = kv_ok & (tl.load(kpm_base + offs_n, mask=kv_ok, other=0) != 0)
-        for g0 in range(0, G, BLOCK_G):
-            offs_g = g0 + tl.arange(0, BLOCK_G)
-            grow = tl.load(gbase + offs_g, mask=offs_g < G, other=-1)
-            gval = grow >= 0
-            qg = tl.load(qbase + tl.where(gval, grow, 0)[:, None] * sqn + offs_d[None, :], mask=gval[:, None],
-                         other=0.0).to(DT)
-            sg = tl.dot(qg, k.to(DT))
-            ok = kv_ok[None, :] & gval[:, None]
-            if CAUSAL:
-                ok = ok & (offs_n[None, :] <= grow[:, None])
-            sg = tl.where(ok, sg * qk_scale, -1.0e30)
-            mg = tl.max(sg, 1)
-            pg = tl.where(ok, tl.math.exp2(sg - mg[:, None]), 0.0)
-            og = tl.dot(pg.to(DT), v.to(DT))
-            row = prow0 + offs_g.to(tl.int64) * pstride
-            tl.store(PO + row[:, None] * offs_d.shape[0] + offs_d[None, :], og, mask=gval[:, None])
-            tl.store(PML + row * 2, mg, mask=gval)
-            tl.store(PML + row * 2 + 1, tl.sum(pg, 1), mask=gval)
 
     @triton.jit
     def _load_gidx(gbase, offs_g, G, GK_PREFIX: tl.constexpr):
@@ -208,15 +173,10 @@ if HAS_TRITON:
                       CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                       HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                      SPLIT: tl.constexpr, SKIP_GROWS: tl.constexpr, TMA: tl.constexpr,
-                      PO=None, PML=None, CNT=None, NT=1, FUSED_GROWS: tl.constexpr = False,
-                      BLOCK_C: tl.constexpr = 16):
+                      SPLIT: tl.constexpr, SKIP_GROWS: tl.constexpr, TMA: tl.constexpr):
         """One query tile of non-global rows: band tiles + gathered global-key tile(s). ``SKIP_GROWS``: leave
         the global query rows of O and LSE alone (another program writes them). ``TMA``: Q, K, V band tiles
-        through the 2-D descriptors DQ, DK, DV; head (b, h) starts at row b*RB + h*RH, column h*CH.
-        ``FUSED_GROWS`` (needs BLOCK_M == BLOCK_N and SKIP_GROWS): the global rows' partial softmax over this
-        program's own key tile (keys m0..m0+BLOCK_M, while the band loop has it loaded), split-K partials in
-        PO/PML; the head's last program (ticket in CNT) merges them into the global rows of O and LSE."""
+        through the 2-D descriptors DQ, DK, DV; head (b, h) starts at row b*RB + h*RH, column h*CH."""
         b = bh // H
         m0 = t * BLOCK_M
         offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -248,7 +208,6 @@ if HAS_TRITON:
         ihi = tl.maximum(ihi, ilo)
         # With TMA, masked loops stop at the last whole tile (nfull) and the partial tile past it, if any,
         # is a last pointer-load step (``tail``): descriptor tiles never reach another head's rows.
-        gq = (m0, GIDX + b.to(tl.int64) * sgb, G, qbase, sqn, PO, PML, (bh.to(tl.int64) * G) * NT + t, NT)
         if TMA:
             nfull = (N // BLOCK_N) * BLOCK_N
             tail = tl.maximum(lo, nfull)
@@ -257,27 +216,27 @@ if HAS_TRITON:
             tail = hi
         if SPLIT:  # interior tiles without elementwise masks, edges masked
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, tl.minimum(ilo, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0, gq,
-                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA, FUSED_GROWS)
+                                      lo, tl.minimum(ilo, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ilo, ihi, N, W, qk_scale, 0, 0, DK, DV, row0, col0, gq,
-                                      False, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA, FUSED_GROWS)
+                                      ilo, ihi, N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      False, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      ihi, tl.minimum(hi, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0, gq,
-                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA, FUSED_GROWS)
+                                      ihi, tl.minimum(hi, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
         elif GK_PREFIX:  # one pipelined loop: sink tiles below the band, then the band
             n_sink = tl.minimum(tl.cdiv(G, BLOCK_N), lo // BLOCK_N)
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, tl.minimum(hi, nfull), N, W, qk_scale, n_sink, G, DK, DV, row0, col0, gq,
-                                      True, CAUSAL, HAS_KPM, True, BLOCK_N, DT, TMA, FUSED_GROWS)
+                                      lo, tl.minimum(hi, nfull), N, W, qk_scale, n_sink, G, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, True, BLOCK_N, DT, TMA)
         else:  # one pipelined loop over the band, masks on every tile
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      lo, tl.minimum(hi, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0, gq,
-                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA, FUSED_GROWS)
+                                      lo, tl.minimum(hi, nfull), N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, TMA)
         if TMA:  # the partial last key tile, if this band reaches it
             acc, l_i, m_i = _fwd_band(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, offs_m, offs_d,
-                                      tail, hi, N, W, qk_scale, 0, 0, DK, DV, row0, col0, gq,
-                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, False, FUSED_GROWS)
+                                      tail, hi, N, W, qk_scale, 0, 0, DK, DV, row0, col0,
+                                      True, CAUSAL, HAS_KPM, False, BLOCK_N, DT, False)
         row_ok = offs_m < N
         if HAS_GK and (SPLIT or not GK_PREFIX):
             if GK_PREFIX:
@@ -309,18 +268,6 @@ if HAS_TRITON:
         obase = head_ptr(O, bh, H, sob, soh)
         tl.store(obase + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
         tl.store(LSE + bh.to(tl.int64) * N + offs_m, lse, mask=row_ok)
-        if FUSED_GROWS:  # the head's last program merges the global rows' partials
-            ticket = tl.atomic_add(CNT + bh, 1)  # acq_rel: this program's partials visible
-            if ticket == NT - 1:
-                gb = GIDX + b.to(tl.int64) * sgb
-                for r in range(0, G):
-                    gi = tl.load(gb + r)
-                    if gi >= 0:
-                        out_g, lse_g = _merge_row(PO, PML, (bh.to(tl.int64) * G + r) * NT, NT, offs_d,
-                                                  BLOCK_C, BLOCK_D)
-                        tl.store(obase + gi * son + offs_d, out_g.to(O.dtype.element_ty))
-                        tl.store(LSE + bh.to(tl.int64) * N + gi + offs_d * 0, lse_g, mask=offs_d == 0)
-                tl.atomic_xchg(CNT + bh, 0)  # ready for the next call
 
     @triton.jit
     def _merge_row(PO, PML, row0, NPART, offs_d, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -416,9 +363,8 @@ if HAS_TRITON:
                        CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, GK_PREFIX: tl.constexpr,
                        HAS_KPM: tl.constexpr, BLOCK_M: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, BLOCK_GK: tl.constexpr,
-                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, SKIP_GROWS: tl.constexpr, TMA: tl.constexpr,
-                       PO, PML, CNT, NT, FUSED_GROWS: tl.constexpr, BLOCK_C: tl.constexpr):
-        """Band rows, one query tile per program (global rows: ``_wg_grow_kernel``, or ``FUSED_GROWS``)."""
+                       SPLIT: tl.constexpr, TILE_MAJOR: tl.constexpr, SKIP_GROWS: tl.constexpr, TMA: tl.constexpr):
+        """Band rows, one query tile per program (global rows: ``_wg_grow_kernel``)."""
         if TILE_MAJOR:
             t = tl.program_id(0)
             bh = tl.program_id(1)
@@ -428,8 +374,7 @@ if HAS_TRITON:
         _band_program(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, W, G, qk_scale, RB, RH, CH, CAUSAL, HAS_GK, GK_PREFIX, HAS_KPM,
-                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS, TMA,
-                      PO, PML, CNT, NT, FUSED_GROWS, BLOCK_C)
+                      BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS, TMA)
 
     @triton.jit
     def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
@@ -838,20 +783,11 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("launch", "overlap", "interleave", "fused"):
-        raise ValueError(f"grows must be 'launch', 'overlap', 'interleave' or 'fused', got {grows!r}")
+    if grows not in ("launch", "overlap", "interleave"):
+        raise ValueError(f"grows must be 'launch', 'overlap' or 'interleave', got {grows!r}")
     NT = triton.cdiv(N, BM)
-    fused = has_grows and grows == "fused"
-    if fused and (BM != BN or global_qkv is not None or not split):  # the band's tiles are not the rows' keys
-        fused, grows = False, "overlap"
-    overlap = has_grows and grows in ("overlap", "fused")
-    side = side_stream(q.device) if (overlap and not fused and q.is_cuda) else None
-    if fused:
-        po = torch.empty(B * H * G * NT, D, dtype=torch.float32, device=q.device)
-        pml = torch.empty(B * H * G * NT, 2, dtype=torch.float32, device=q.device)
-        cnt = _zeroed(q.device, torch.int32, B * H)
-    else:
-        po = pml = cnt = lse
+    overlap = has_grows and grows == "overlap"
+    side = side_stream(q.device) if (overlap and q.is_cuda) else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(q.device))
     tma = _tma_layout(q, k, v, BM, BN, FWD_DEFAULTS["tma"] if tma is None else tma)
@@ -874,11 +810,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         H, N, window, G, qk_scale, rb, rh, ch,
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, TMA=tma is not None,
-        PO=po, PML=pml, CNT=cnt, NT=NT, FUSED_GROWS=fused, BLOCK_C=min(64, max(16, triton.next_power_of_2(NT))),
-        **extra)
-    if fused:
-        return o, lse
+        SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, TMA=tma is not None, **extra)
     if has_grows and side is not None:  # concurrent with the band launch, joined before returning
         with torch.cuda.stream(side):
             _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
