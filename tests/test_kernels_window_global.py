@@ -67,7 +67,7 @@ def test_forward(dt, causal, case):
     (False, CASES[0]), (True, CASES[2]), (False, (70, 9, list(range(0, 70, 5)), True)),  # 14 globals
     (True, (40, 4, list(range(0, 40, 2)), False)),   # 20 globals: two row tiles of 16
 ])
-@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave"])
+@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave", "first"])
 def test_forward_global_rows_twice(causal, case, grows):
     """Global query rows (split-K, last split merges): every element written, and a second call
     gives the right answer too (the ticket counters reset themselves)."""
@@ -169,7 +169,7 @@ def test_scale_argument():
 
 
 @child
-@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave"])
+@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave", "first"])
 @pytest.mark.parametrize("dt,causal,case", [
     (torch.float32, False, CASES[0]), (torch.float32, True, CASES[2]), (torch.bfloat16, False, CASES[3]),
     (torch.float32, False, (70, 9, list(range(0, 70, 4)), True)),  # 18 globals: two row tiles of 16
@@ -202,7 +202,7 @@ def test_interleaved_global_rows_lag(monkeypatch, lag):
 
 
 @child
-@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave"])
+@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave", "first"])
 def test_global_rows_separate_compact_projections(grows):
     """Global rows with Longformer's own projections and a compact (B, H, G, D) global query."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward

@@ -296,15 +296,42 @@ if HAS_TRITON:
         return out, lse
 
     @triton.jit
+    def _grow_keys(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, grow, gval, offs_d, lo, hi, N, qk_scale,
+                   desc_k, desc_v, row0, col0, CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr,
+                   BLOCK_N: tl.constexpr, DT: tl.constexpr, TMA: tl.constexpr):
+        """Global rows ``grow`` (where ``gval``) over the key tiles [lo, hi): online softmax. ``TMA``: tiles
+        through the descriptors (whole tiles below N only, as in ``_fwd_band``)."""
+        for start_n in range(lo, hi, BLOCK_N):
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            kv_ok = offs_n < N
+            if TMA:
+                k = desc_k.load([row0 + start_n, col0]).T
+                v = desc_v.load([row0 + start_n, col0])
+            else:
+                k = tl.load(kbase + offs_n[None, :] * skn + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
+                v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
+            qk = tl.dot(q, k.to(DT))
+            ok = kv_ok[None, :] & gval[:, None]
+            if CAUSAL:
+                ok = ok & (offs_n[None, :] <= grow[:, None])
+            if HAS_KPM:
+                kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
+                ok = ok & (kp[None, :] != 0)
+            qk = tl.where(ok, qk, float("-inf"))
+            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
+        return acc, l_i, m_i
+
+    @triton.jit
     def _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, t, bh,
                       sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                       CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr,
-                      BLOCK_C: tl.constexpr):
+                      BLOCK_C: tl.constexpr, DKG=None, DVG=None, RB=0, RH=0, CH=0, TMA: tl.constexpr = False):
         """Global query rows, split-K over the keys; the last split to finish merges the partials
         (atomic ticket) and writes the rows of O and LSE. ``QG_COMPACT``: QG holds only the global
-        rows, (B, H, G, D) in ``GIDX`` order."""
+        rows, (B, H, G, D) in ``GIDX`` order. ``TMA``: K and V tiles through the descriptors DKG, DVG
+        (head (b, h) at row b*RB + h*RH, column h*CH)."""
         gt = t // NSPLIT
         s = t % NSPLIT
         b = bh // H
@@ -326,20 +353,16 @@ if HAS_TRITON:
         m_i = tl.zeros([BLOCK_G], dtype=tl.float32) - 1.0e30
         k_lo = s * KEYS_PER_SPLIT
         k_hi = tl.minimum(N, k_lo + KEYS_PER_SPLIT)
-        for start_n in range(k_lo, k_hi, BLOCK_N):
-            offs_n = start_n + tl.arange(0, BLOCK_N)
-            kv_ok = offs_n < N
-            k = tl.load(kbase + offs_n[None, :] * skn + offs_d[:, None], mask=kv_ok[None, :], other=0.0)
-            v = tl.load(vbase + offs_n[:, None] * svn + offs_d[None, :], mask=kv_ok[:, None], other=0.0)
-            qk = tl.dot(q, k.to(DT))
-            ok = kv_ok[None, :] & gval[:, None]
-            if CAUSAL:
-                ok = ok & (offs_n[None, :] <= grow[:, None])
-            if HAS_KPM:
-                kp = tl.load(kpm_base + offs_n, mask=kv_ok, other=0)
-                ok = ok & (kp[None, :] != 0)
-            qk = tl.where(ok, qk, float("-inf"))
-            acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, qk_scale, DT)
+        if TMA:  # whole tiles through the descriptors, the partial last tile (if any) by pointer loads
+            row0 = b * RB + (bh % H) * RH
+            col0 = (bh % H) * CH
+            nfull = (N // BLOCK_N) * BLOCK_N
+            acc, l_i, m_i = _grow_keys(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, grow, gval, offs_d,
+                                       k_lo, tl.minimum(k_hi, nfull), N, qk_scale, DKG, DVG, row0, col0,
+                                       CAUSAL, HAS_KPM, BLOCK_N, DT, True)
+            k_lo = tl.maximum(k_lo, nfull)
+        acc, l_i, m_i = _grow_keys(acc, l_i, m_i, q, kbase, vbase, skn, svn, kpm_base, grow, gval, offs_d,
+                                   k_lo, k_hi, N, qk_scale, DKG, DVG, 0, 0, CAUSAL, HAS_KPM, BLOCK_N, DT, False)
         row = (bh.to(tl.int64) * GP + offs_g) * NSPLIT + s
         tl.store(PO + row[:, None] * BLOCK_D + offs_d[None, :], acc)
         tl.store(PML + row * 2, m_i)
@@ -377,17 +400,17 @@ if HAS_TRITON:
                       BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, SKIP_GROWS, TMA)
 
     @triton.jit
-    def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE,
+    def _wg_grow_kernel(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, DKG, DVG,
                         gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
-                        H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
+                        H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT, RB, RH, CH,
                         CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
                         BLOCK_NG: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr,
-                        BLOCK_C: tl.constexpr):
-        """Global rows as their own launch (after the band launch, whose rows they overwrite)."""
+                        BLOCK_C: tl.constexpr, TMA: tl.constexpr):
+        """Global rows as their own launch (beside or after the band launch)."""
         _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, tl.program_id(1), tl.program_id(0),
                       gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
-                      CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C)
+                      CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C, DKG, DVG, RB, RH, CH, TMA)
 
     @triton.jit
     def _wg_interleaved_kernel(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, QG, KG, VG, PO, PML, CNT,
@@ -599,7 +622,8 @@ if HAS_TRITON:
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
                 "grows": "overlap", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
-                "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": None}
+                "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": None,
+                "first_block_n": 64, "first_stages": 3}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -783,13 +807,17 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("launch", "overlap", "interleave"):
-        raise ValueError(f"grows must be 'launch', 'overlap' or 'interleave', got {grows!r}")
+    if grows not in ("launch", "overlap", "interleave", "first"):
+        raise ValueError(f"grows must be 'launch', 'overlap', 'interleave' or 'first', got {grows!r}")
     NT = triton.cdiv(N, BM)
-    overlap = has_grows and grows == "overlap"
+    overlap = has_grows and grows in ("overlap", "first")
     side = side_stream(q.device) if (overlap and q.is_cuda) else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(q.device))
+    if has_grows and side is not None and grows == "first":  # ahead of the band, beside it on every SM
+        with torch.cuda.stream(side):
+            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
+                         qg_compact, DT, BN, first=True)
     tma = _tma_layout(q, k, v, BM, BN, FWD_DEFAULTS["tma"] if tma is None else tma)
     if tma is not None:
         dq, dk, dv, rb, rh, ch = tma
@@ -811,14 +839,16 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
         SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, TMA=tma is not None, **extra)
-    if has_grows and side is not None:  # concurrent with the band launch, joined before returning
+    if has_grows and side is not None and grows == "first":
+        torch.cuda.current_stream(q.device).wait_stream(side)
+    elif has_grows and side is not None:  # concurrent with the band launch, joined before returning
         with torch.cuda.stream(side):
             _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
                          qg_compact, DT, BN)
         torch.cuda.current_stream(q.device).wait_stream(side)
     elif has_grows:  # after the band launch (overwrites the global rows; or writes them, "overlap" off GPU)
         _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                     qg_compact, DT, BN)
+                     qg_compact, DT, BN, first=grows == "first")
     return o, lse
 
 
@@ -861,29 +891,41 @@ def _interleaved_launch(q, k, v, o, lse, gidx, kpm, descs, gqkv, sgb: int, skpb:
 
 def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor, kpm: torch.Tensor,
                  o: torch.Tensor, lse: torch.Tensor, sgb: int, skpb: int, G: int, qk_scale: float, causal: bool,
-                 has_kpm: bool, qg_compact: bool, DT, BN: int) -> None:
-    """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``)."""
+                 has_kpm: bool, qg_compact: bool, DT, BN: int, first: bool = False) -> None:
+    """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``). ``first``: the
+    launch that goes ahead of the band launch (grows="first"): at most one program per SM, each streaming
+    its keys through TMA descriptors with a small footprint, so the band fills the rest of every SM."""
     B, H, N, D = kg.shape
     BG = 16
     GP = triton.cdiv(G, BG) * BG
-    bn_g = BN if interpreting() else FWD_DEFAULTS["grow_block_n"]
+    bn_g = BN if interpreting() else FWD_DEFAULTS["first_block_n" if first else "grow_block_n"]
+    extra = {} if interpreting() else {"num_warps": 4, "num_stages": FWD_DEFAULTS["grow_stages"]}
     if interpreting():
         keys_per_split = 2 * bn_g
+    elif first:  # about one program per SM
+        want = max(1, _num_sms(kg.device) // (B * H * (GP // BG)))
+        keys_per_split = max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g)
+        extra = {"num_warps": 4, "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
         want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(kg.device) // (B * H * (GP // BG))))
         keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
+    tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major") if first else None
+    if tma is None:
+        dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
+    else:
+        _, dkg, dvg, rb, rh, ch = tma
     nsplit = triton.cdiv(N, keys_per_split)
     po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=kg.device)
     pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=kg.device)
     cnt = _zeroed(kg.device, torch.int32, B * H * (GP // BG))
     _wg_grow_kernel[(B * H, (GP // BG) * nsplit)](
-        qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse,
+        qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse, dkg, dvg,
         qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
         vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, G, GP, qk_scale, keys_per_split, nsplit,
+        H, N, G, GP, qk_scale, keys_per_split, nsplit, rb, rh, ch,
         CAUSAL=causal, HAS_KPM=has_kpm, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
-        QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
-        **({} if interpreting() else {"num_warps": 4, "num_stages": FWD_DEFAULTS["grow_stages"]}))
+        QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))), TMA=tma is not None,
+        **extra)
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,
