@@ -46,12 +46,13 @@ def default_blocks(t: torch.Tensor, bm: int = 128, bn: int = 64) -> tuple[int, i
 _SIDE_STREAMS: dict = {}
 
 
-def side_stream(device: torch.device) -> "torch.cuda.Stream":
-    """A second CUDA stream per device, for small work that can run beside a bigger kernel."""
+def side_stream(device: torch.device, priority: int = 0) -> "torch.cuda.Stream":
+    """A second CUDA stream per device (and priority: lower is more urgent), for small work that can run
+    beside a bigger kernel."""
     idx = device.index if device.index is not None else torch.cuda.current_device()
-    if idx not in _SIDE_STREAMS:
-        _SIDE_STREAMS[idx] = torch.cuda.Stream(device=idx)
-    return _SIDE_STREAMS[idx]
+    if (idx, priority) not in _SIDE_STREAMS:
+        _SIDE_STREAMS[idx, priority] = torch.cuda.Stream(device=idx, priority=priority)
+    return _SIDE_STREAMS[idx, priority]
 
 
 CHILD_ENV = "LONGAPPS_TRITON_INTERP_CHILD"

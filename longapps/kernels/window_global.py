@@ -623,7 +623,7 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
                 "grows": "overlap", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
                 "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": None,
-                "first_block_n": 64, "first_stages": 3}
+                "first_block_n": 64, "first_stages": 3, "side_priority": 0}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -811,7 +811,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         raise ValueError(f"grows must be 'launch', 'overlap', 'interleave' or 'first', got {grows!r}")
     NT = triton.cdiv(N, BM)
     overlap = has_grows and grows in ("overlap", "first")
-    side = side_stream(q.device) if (overlap and q.is_cuda) else None
+    side = side_stream(q.device, FWD_DEFAULTS["side_priority"]) if (overlap and q.is_cuda) else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(q.device))
     if has_grows and side is not None and grows == "first":  # ahead of the band, beside it on every SM
