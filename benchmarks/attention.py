@@ -166,48 +166,20 @@ def kernel_resources(jitfn) -> list:
 
 
 WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
-    ("default (TMA band, global rows on a side stream)", {}, {}),
-    ("TMA, global rows split-K launch after the band", {"grows": "launch"}, {}),
-    ("pointers (session 3 default)", {"tma": False}, {}),
-    ("first: global rows launched ahead, 1 program/SM, TMA", {"grows": "first"}, {}),
-    ("first, band capped at 96 registers", {"grows": "first"}, {"maxnreg": 96}),
-    ("first, 2 stages", {"grows": "first"}, {"first_stages": 2}),
-    ("first, 4 stages", {"grows": "first"}, {"first_stages": 4}),
-    ("first, 128-key tiles, 2 stages", {"grows": "first"}, {"first_block_n": 128, "first_stages": 2}),
-    ("band capped at 96 registers, side stream", {}, {"maxnreg": 96}),
-    ("band capped at 96 registers, high-priority side stream", {}, {"maxnreg": 96, "side_priority": -1}),
-    ("high-priority side stream", {}, {"side_priority": -1}),
-    ("band capped at 96, high-priority side stream, 4 grow programs/SM", {},
-     {"maxnreg": 96, "side_priority": -1, "grow_programs_per_sm": 4}),
-    ("band capped at 96, high-priority side stream, 1 grow program/SM", {},
-     {"maxnreg": 96, "side_priority": -1, "grow_programs_per_sm": 1}),
-    ("first, band capped at 96, high priority", {"grows": "first"}, {"maxnreg": 96, "side_priority": -1}),
-    ("interleaved, 512 keys, lag 2, cap 96", {"grows": "interleave"},
+    ("default (band capped at 96 registers, global rows launched first, high-priority side stream)", {}, {}),
+    ("session 4 default (global rows on a side stream after the band, no register cap)",
+     {"grows": "overlap"}, {"maxnreg": None, "side_priority": 0}),
+    ("global rows on a side stream after the band, band capped", {"grows": "overlap"}, {}),
+    ("global rows split-K launch after the band, band capped", {"grows": "launch"}, {}),
+    ("global rows first, normal-priority side stream", {}, {"side_priority": 0}),
+    ("global rows first, band not capped", {}, {"maxnreg": None}),
+    ("global rows first, 128-key tiles, 2 stages", {}, {"first_block_n": 128, "first_stages": 2}),
+    ("interleaved in the band launch, 512 keys, lag 2, cap 96", {"grows": "interleave"},
      {"interleave_keys": 512, "interleave_lag": 2, "interleave_maxnreg": 96}),
-    ("interleaved in the band launch, 1024 keys", {"grows": "interleave"}, {}),
-    ("interleaved, no register cap", {"grows": "interleave"}, {"interleave_maxnreg": None}),
-    ("interleaved, lag 1, 64-key global tiles", {"grows": "interleave"}, {"interleave_lag": 1, "grow_block_n": 64}),
-    ("interleaved, lag 2, 64-key global tiles", {"grows": "interleave"}, {"interleave_lag": 2, "grow_block_n": 64}),
-    ("interleaved, 512 keys, lag 2", {"grows": "interleave"}, {"interleave_keys": 512, "interleave_lag": 2}),
-    ("interleaved, 512 keys, lag 2, 64-key global tiles", {"grows": "interleave"},
-     {"interleave_keys": 512, "interleave_lag": 2, "grow_block_n": 64}),
-    ("interleaved, cap 96 registers (5 programs/SM)", {"grows": "interleave"}, {"interleave_maxnreg": 96}),
-    ("TMA, no global rows, band capped at 96 registers", {"global_rows": False}, {"maxnreg": 96}),
-    ("interleaved, 512 keys", {"grows": "interleave"}, {"interleave_keys": 512}),
-    ("interleaved, 2048 keys", {"grows": "interleave"}, {"interleave_keys": 2048}),
-    ("interleaved, 4096 keys", {"grows": "interleave"}, {"interleave_keys": 4096}),
-    ("interleaved, 1024 keys, lag 1", {"grows": "interleave"}, {"interleave_lag": 1}),
-    ("interleaved, 1024 keys, 64-key global tiles", {"grows": "interleave"}, {"grow_block_n": 64}),
-    ("interleaved, pointers", {"grows": "interleave", "tma": False}, {}),
-    ("interleaved, TMA 3 stages", {"grows": "interleave"}, {"tma_stages": 3}),
-    ("global rows 4 programs/SM", {}, {"grow_programs_per_sm": 4}),
-    ("global rows 8 programs/SM", {}, {"grow_programs_per_sm": 8}),
-    ("global rows 64-key tiles", {}, {"grow_block_n": 64}),
-    ("global rows 4 stages", {}, {"grow_stages": 4}),
-    ("global rows 4 programs/SM, after the band", {"grows": "launch"}, {"grow_programs_per_sm": 4}),
-    ("TMA, no global rows (parts)", {"global_rows": False}, {}),
-    ("TMA, no globals at all (parts)", {"no_globals": True}, {}),
-    ("pointers, no globals at all (parts)", {"no_globals": True, "tma": False}, {}))
+    ("pointer loads for the band", {"tma": False}, {}),
+    ("no global rows (parts)", {"global_rows": False}, {}),
+    ("no globals at all (parts)", {"no_globals": True}, {}),
+    ("no globals at all, band not capped (parts)", {"no_globals": True}, {"maxnreg": None}))
 
 
 def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=print, names=None) -> list:
@@ -243,9 +215,16 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=useful / ms / 1e9, max_diff=diff))
         spat = SinksWindow(4, 512)
         s_useful = 4.0 * dim * heads * pairs(spat, n)
-        for tma in (True, False):  # the sinks loop through TMA descriptors or pointer loads
-            ms, ms_e = _t(lambda: window_global_forward(q, k, v, 512, None, True, sinks=4, tma=tma)[0])
-            name = f"sinks(4)+window(512) causal, {'TMA' if tma else 'pointers'}"
+        for label, tma, fd in (("TMA", True, {}), ("TMA, not capped", True, {"maxnreg": None}),
+                               ("pointers", False, {})):  # the sinks loop: TMA or pointer loads, register cap
+            saved = dict(wgmod.FWD_DEFAULTS)
+            wgmod.FWD_DEFAULTS.update(fd)
+            try:
+                ms, ms_e = _t(lambda: window_global_forward(q, k, v, 512, None, True, sinks=4, tma=tma)[0])
+            finally:
+                wgmod.FWD_DEFAULTS.clear()
+                wgmod.FWD_DEFAULTS.update(saved)
+            name = f"sinks(4)+window(512) causal, {label}"
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {s_useful / ms / 1e9:.1f} TFLOP/s")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=s_useful / ms / 1e9))
         del q, k, v

@@ -100,8 +100,9 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
                 eager=True)
         variant("launch", "global rows: split-K launch after the band, same stream", *kernel_setting({"grows": "launch"}))
         variant("tma", "window kernel tiles through TMA descriptors", *kernel_setting({"tma": True}))
-        variant("interleave", "global rows interleaved in the band launch",
-                *kernel_setting({"grows": "interleave"}))
+        variant("no_cap", "window kernel without the register cap", *kernel_setting({"maxnreg": None}))
+        variant("session4", "session 4 kernel defaults (global rows after the band, no register cap)",
+                *kernel_setting({"grows": "overlap", "maxnreg": None, "side_priority": 0}))
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")

@@ -621,9 +621,9 @@ if HAS_TRITON:
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
-                "grows": "overlap", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
-                "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": None,
-                "first_block_n": 64, "first_stages": 3, "side_priority": 0}
+                "grows": "first", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
+                "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": "auto",
+                "first_block_n": 64, "first_stages": 3, "side_priority": -1}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -796,8 +796,11 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         extra = {}
     else:
         extra = {"num_warps": nw, "num_stages": ns}
-        if FWD_DEFAULTS["maxnreg"]:
-            extra["maxnreg"] = FWD_DEFAULTS["maxnreg"]
+        cap = FWD_DEFAULTS["maxnreg"]
+        if cap == "auto":  # 96 registers: 5 band programs per SM (the shared memory allows 5), no spills
+            cap = 96 if (BM == BN == 64 and nw == 4 and D <= 64 and q.element_size() == 2) else None
+        if cap:
+            extra["maxnreg"] = cap
     has_grows = has_grows and global_rows
     split = FWD_DEFAULTS["split"] if split is None else split
     tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
