@@ -623,7 +623,8 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
                 "grows": "first", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
                 "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": "auto",
-                "first_block_n": 64, "first_stages": 3, "side_priority": -1}
+                "first_block_n": 64, "first_stages": 3, "side_priority": -1,
+                "first_programs_per_sm": 1}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -906,7 +907,7 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     if interpreting():
         keys_per_split = 2 * bn_g
     elif first:  # about one program per SM
-        want = max(1, _num_sms(kg.device) // (B * H * (GP // BG)))
+        want = max(1, int(FWD_DEFAULTS["first_programs_per_sm"] * _num_sms(kg.device)) // (B * H * (GP // BG)))
         keys_per_split = max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g)
         extra = {"num_warps": 4, "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
