@@ -69,27 +69,36 @@ def pairs(pattern: Pattern, n: int) -> int:
 
 
 def _time_ms(fn: Callable[[], object], warmup: int = 3, iters: int = 20, budget_s: float = 2.0) -> float:
-    """Median milliseconds with CUDA events (CPU: wall clock)."""
+    """Median milliseconds per call. CUDA: the calls are queued back to back (no host sync between them,
+    as triton.testing.do_bench), each between its own pair of events, with the L2 cache flushed before
+    each (outside the events): the GPU time of a call, without the host's launch latency. CPU: wall clock."""
     for _ in range(warmup):
         fn()
+    times: List[float] = []
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    times: List[float] = []
-    t_end = time.perf_counter() + budget_s
-    for _ in range(iters):
-        if torch.cuda.is_available():
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        flush = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        n = max(3, min(iters, int(budget_s / max(time.perf_counter() - t0, 1e-6))))
+        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+        for s, e in ev:
+            flush.zero_()
             s.record()
             fn()
             e.record()
-            e.synchronize()
-            times.append(s.elapsed_time(e))
-        else:
+        torch.cuda.synchronize()
+        times = [s.elapsed_time(e) for s, e in ev]
+        del flush
+    else:
+        t_end = time.perf_counter() + budget_s
+        for _ in range(iters):
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
-        if len(times) >= 3 and time.perf_counter() > t_end:
-            break
+            if len(times) >= 3 and time.perf_counter() > t_end:
+                break
     times.sort()
     return times[len(times) // 2]
 
