@@ -624,7 +624,7 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
                 "grows": "first", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
                 "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": "auto",
                 "first_block_n": 64, "first_stages": 3, "side_priority": -1,
-                "first_programs_per_sm": 1}
+                "first_programs_per_sm": 1, "first_warps": 4, "first_tma": True}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -909,11 +909,11 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     elif first:  # about one program per SM
         want = max(1, int(FWD_DEFAULTS["first_programs_per_sm"] * _num_sms(kg.device)) // (B * H * (GP // BG)))
         keys_per_split = max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g)
-        extra = {"num_warps": 4, "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
+        extra = {"num_warps": FWD_DEFAULTS["first_warps"], "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
         want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(kg.device) // (B * H * (GP // BG))))
         keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
-    tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major") if first else None
+    tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major") if (first and FWD_DEFAULTS["first_tma"]) else None
     if tma is None:
         dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
     else:
