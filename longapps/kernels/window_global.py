@@ -623,8 +623,8 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
                 "grows": "first", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
                 "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": "auto",
-                "first_block_n": 64, "first_stages": 3, "side_priority": -1,
-                "first_programs_per_sm": 1, "first_warps": 4, "first_tma": True}
+                "first_block_n": 32, "first_stages": 2, "side_priority": -1,
+                "first_programs_per_sm": 1, "first_warps": 1, "first_tma": True}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
