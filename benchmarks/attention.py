@@ -166,26 +166,20 @@ def kernel_resources(jitfn) -> list:
 
 
 WG_VARIANTS = (  # (name, window_global_forward arguments, FWD_DEFAULTS changes)
-    ("default (band capped at 96 registers, global rows launched first, high-priority side stream)", {}, {}),
+    ("default (band capped at 96 registers; global rows launched first on a high-priority stream, 1 warp, "
+     "32-key TMA tiles)", {}, {}),
     ("session 4 default (global rows on a side stream after the band, no register cap)",
      {"grows": "overlap"}, {"maxnreg": None, "side_priority": 0}),
     ("global rows on a side stream after the band, band capped", {"grows": "overlap"}, {}),
     ("global rows split-K launch after the band, band capped", {"grows": "launch"}, {}),
     ("global rows first, normal-priority side stream", {}, {"side_priority": 0}),
     ("global rows first, band not capped", {}, {"maxnreg": None}),
-    ("global rows first, 128-key tiles, 2 stages", {}, {"first_block_n": 128, "first_stages": 2}),
-    ("global rows first, 2 stages", {}, {"first_stages": 2}),
-    ("global rows first, 4 stages", {}, {"first_stages": 4}),
+    ("global rows first, 4 warps, 64-key tiles, 3 stages (runs 40-42)", {},
+     {"first_warps": 4, "first_block_n": 64, "first_stages": 3}),
+    ("global rows first, 1 stage", {}, {"first_stages": 1}),
+    ("global rows first, 64-key tiles", {}, {"first_block_n": 64}),
+    ("global rows first, pointer loads (first_pointer)", {}, {"first_tma": False}),
     ("global rows first, 1 program per 2 SMs", {}, {"first_programs_per_sm": 0.5}),
-    ("global rows first, 2 programs per SM", {}, {"first_programs_per_sm": 2}),
-    ("global rows first, 1 warp, 32-key tiles, 1 stage", {}, {"first_warps": 1, "first_block_n": 32, "first_stages": 1}),
-    ("global rows first, 1 warp, 32-key tiles, 1 stage, pointers", {},
-     {"first_warps": 1, "first_block_n": 32, "first_stages": 1, "first_tma": False}),
-    ("global rows first, 1 warp, 32-key tiles, 2 stages", {}, {"first_warps": 1, "first_block_n": 32, "first_stages": 2}),
-    ("global rows first, 1 warp, 64-key tiles, 1 stage", {}, {"first_warps": 1, "first_block_n": 64, "first_stages": 1}),
-    ("global rows first, 2 warps, 32-key tiles, 1 stage", {}, {"first_warps": 2, "first_block_n": 32, "first_stages": 1}),
-    ("interleaved in the band launch, 512 keys, lag 2, cap 96", {"grows": "interleave"},
-     {"interleave_keys": 512, "interleave_lag": 2, "interleave_maxnreg": 96}),
     ("pointer loads for the band", {"tma": False}, {}),
     ("no global rows (parts)", {"global_rows": False}, {}),
     ("no globals at all (parts)", {"no_globals": True}, {}),
@@ -238,7 +232,7 @@ def wg_variants(ns, dtype: torch.dtype, heads: int, dim: int, window: int, log=p
             log(f"  wg variant n={n} {name}: {ms:.4f} ms (eager {ms_e:.4f}) {s_useful / ms / 1e9:.1f} TFLOP/s")
             out.append(dict(n=n, variant=name, ms=ms, ms_eager=ms_e, tflops=s_useful / ms / 1e9))
         del q, k, v
-    res = {name: kernel_resources(getattr(wgmod, name)) for name in ("_wg_fwd_kernel", "_wg_grow_kernel", "_wg_interleaved_kernel")}
+    res = {name: kernel_resources(getattr(wgmod, name)) for name in ("_wg_fwd_kernel", "_wg_grow_kernel")}
     log(f"  compiled versions: {res}")
     out.append({"variant": "resources", **res})
     return out

@@ -67,7 +67,7 @@ def test_forward(dt, causal, case):
     (False, CASES[0]), (True, CASES[2]), (False, (70, 9, list(range(0, 70, 5)), True)),  # 14 globals
     (True, (40, 4, list(range(0, 40, 2)), False)),   # 20 globals: two row tiles of 16
 ])
-@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave", "first"])
+@pytest.mark.parametrize("grows", ["launch", "overlap", "first"])
 def test_forward_global_rows_twice(causal, case, grows):
     """Global query rows (split-K, last split merges): every element written, and a second call
     gives the right answer too (the ticket counters reset themselves)."""
@@ -169,7 +169,7 @@ def test_scale_argument():
 
 
 @child
-@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave", "first"])
+@pytest.mark.parametrize("grows", ["launch", "overlap", "first"])
 @pytest.mark.parametrize("dt,causal,case", [
     (torch.float32, False, CASES[0]), (torch.float32, True, CASES[2]), (torch.bfloat16, False, CASES[3]),
     (torch.float32, False, (70, 9, list(range(0, 70, 4)), True)),  # 18 globals: two row tiles of 16
@@ -187,22 +187,7 @@ def test_forward_global_rows_modes(dt, causal, case, grows):
 
 
 @child
-@pytest.mark.parametrize("lag", [0, 1, 3])
-def test_interleaved_global_rows_lag(monkeypatch, lag):
-    """grows="interleave": global-row programs placed `lag` key chunks after the band tiles of their chunk
-    (more groups than chunks at lag 3) still cover every row once."""
-    from longapps.kernels import window_global as wgmod
-    monkeypatch.setitem(wgmod.FWD_DEFAULTS, "interleave_lag", lag)
-    N, W = 97, 7
-    q, k, v = _inputs(N, torch.float32)
-    g = torch.tensor([0, 50, 96])
-    out = torch.full_like(q, float("nan"))
-    o, _ = wgmod.window_global_forward(q, k, v, W, g, False, out=out, grows="interleave")
-    assert rel(o, wgmod.reference_window_global(q, k, v, W, g, False)) < TOL[torch.float32]
-
-
-@child
-@pytest.mark.parametrize("grows", ["launch", "overlap", "interleave", "first"])
+@pytest.mark.parametrize("grows", ["launch", "overlap", "first"])
 def test_global_rows_separate_compact_projections(grows):
     """Global rows with Longformer's own projections and a compact (B, H, G, D) global query."""
     from longapps.kernels.window_global import reference_window_global, window_global_forward

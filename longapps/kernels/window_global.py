@@ -327,7 +327,7 @@ if HAS_TRITON:
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                       CAUSAL: tl.constexpr, HAS_KPM: tl.constexpr, BLOCK_G: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DT: tl.constexpr, QG_COMPACT: tl.constexpr,
-                      BLOCK_C: tl.constexpr, DKG=None, DVG=None, RB=0, RH=0, CH=0, TMA: tl.constexpr = False):
+                      BLOCK_C: tl.constexpr, DKG, DVG, RB, RH, CH, TMA: tl.constexpr):
         """Global query rows, split-K over the keys; the last split to finish merges the partials
         (atomic ticket) and writes the rows of O and LSE. ``QG_COMPACT``: QG holds only the global
         rows, (B, H, G, D) in ``GIDX`` order. ``TMA``: K and V tiles through the descriptors DKG, DVG
@@ -411,36 +411,6 @@ if HAS_TRITON:
                       gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
                       H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
                       CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C, DKG, DVG, RB, RH, CH, TMA)
-
-    @triton.jit
-    def _wg_interleaved_kernel(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, QG, KG, VG, PO, PML, CNT,
-                               sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                               gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn,
-                               H, N, W, G, GP, qk_scale, RB, RH, CH, KEYS_PER_SPLIT, NSPLIT, R, NGT, LAG,
-                               CAUSAL: tl.constexpr, HAS_GK: tl.constexpr, HAS_KPM: tl.constexpr,
-                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-                               DT: tl.constexpr, BLOCK_GK: tl.constexpr, SPLIT: tl.constexpr, TMA: tl.constexpr,
-                               BLOCK_G: tl.constexpr, BLOCK_NG: tl.constexpr, QG_COMPACT: tl.constexpr,
-                               BLOCK_C: tl.constexpr):
-        """Band tiles and global-row split-K programs in one launch, in sequence order: after the R
-        query tiles of key chunk s (all heads: axis 0 is the head) come the NGT global-row programs
-        of chunk s - LAG, which then read that chunk's K and V while the band's reads left them in L2."""
-        bh = tl.program_id(0)
-        j = tl.program_id(1)
-        grp = j // (R + NGT)
-        r = j % (R + NGT)
-        if r < R:
-            t = grp * R + r
-            if t * BLOCK_M < N:
-                _band_program(Q, K, V, O, LSE, GIDX, KPM, DQ, DK, DV, t, bh,
-                              sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son, sgb, skpb,
-                              H, N, W, G, qk_scale, RB, RH, CH, CAUSAL, HAS_GK, False, HAS_KPM,
-                              BLOCK_M, BLOCK_N, BLOCK_D, DT, BLOCK_GK, SPLIT, True, TMA)
-        elif grp >= LAG and grp - LAG < NSPLIT:
-            _grow_program(QG, KG, VG, GIDX, KPM, PO, PML, CNT, O, LSE, (r - R) * NSPLIT + grp - LAG, bh,
-                          gqb, gqh, gqn, gkb, gkh, gkn, gvb, gvh, gvn, sob, soh, son, sgb, skpb,
-                          H, N, G, GP, qk_scale, KEYS_PER_SPLIT, NSPLIT,
-                          CAUSAL, HAS_KPM, BLOCK_G, BLOCK_NG, BLOCK_D, DT, QG_COMPACT, BLOCK_C)
 
     # ------------------------------------------------------------------ backward
     @triton.jit
@@ -621,10 +591,10 @@ if HAS_TRITON:
 # Forward launch defaults (GPU); chosen from the H200 sweep in benchmarks/attention.py --sweep.
 FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "split": True, "tile_major": False,
                 "keys_per_split": 1024, "grow_programs_per_sm": 2, "grow_block_n": 128, "grow_stages": 3,
-                "grows": "first", "tma": "head-major", "tma_stages": 2, "interleave_keys": 1024,
-                "interleave_lag": 0, "interleave_maxnreg": 128, "maxnreg": "auto",
+                "grows": "first", "tma": "head-major", "tma_stages": 2, "maxnreg": "auto",
                 "first_block_n": 32, "first_stages": 2, "side_priority": -1,
-                "first_programs_per_sm": 1, "first_warps": 1, "first_tma": True}
+                "first_programs_per_sm": 1, "first_warps": 1, "first_tma": True,
+                "first_pointer": (4, 64, 3)}
 # TMA (the band's Q, K, V tiles through 2-D tensor descriptors; Hopper+, 16-bit dtypes, 16-byte aligned
 # rows): "tma" = True (head-major and sequence-major layouts), "head-major" (default: (B, H, N, D)
 # contiguous inputs only) or False. H200 runs 28-32 (B1 H16 D64 W256, bf16, head-major): band alone
@@ -637,18 +607,27 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
 # Tried in run 29 and removed: the global rows' partial softmax over each band program's own key tile on
 # the CUDA cores (fp32, no tensor cores), merged by the head's last program (atomic ticket): 16k 0.168 ms vs
 # 0.156 with the side-stream launch (the latency-bound tail of every band program idles the tensor cores).
-# Global query rows: a split-K launch (programs: about grow_programs_per_sm per SM, 256..keys_per_split
-# keys each; the last split of a row merges the partials, vectorized). grows="overlap" (default on CUDA):
-# that launch on a side stream, issued after the band launch, which then leaves the global rows alone:
-# its programs start as the band's last wave drains. grows="launch": after the band launch, same stream.
-# H200 runs 24-26 (B=1, H=16, graph ms), launch vs overlap: 4k 0.0514 vs 0.046-0.048, 16k 0.162 vs
-# 0.158-0.161, 64k 0.578 vs 0.573-0.585; Longformer-base 4096 tokens 2.300 vs 2.194 ms.
-# Tried and dropped (H200 runs 10-26, NOTES.md): global rows as extra programs of the band launch;
-# as each band program's share of its own key tile (partials merged by a ticket, or by a small merge
-# launch: better than "launch" only for small grids, never better than "overlap"); the side launch
-# with small programs issued *before* the band (they sit beside the band on every SM and slow it);
-# global keys as rank-1 updates instead of a 16-key tile; interior tiles first and both edges in one
-# loop; probabilities from a packed 16-bit exp2 (ex2.approx.f16x2 / bf16x2); 8 warps; 2 stages.
+# Global query rows: a split-K launch (the last split of a row merges the partials, vectorized), in one
+# of three places. grows="first" (default on CUDA): launched *ahead* of the band on a high-priority side
+# stream (side_priority=-1), about one program per SM (first_programs_per_sm), each one warp streaming
+# 32-key tiles through TMA descriptors (2 stages: 10 KB shared memory, <= 128 registers), so it sits beside
+# five band programs (band capped at 96 registers: maxnreg="auto") and its HBM reads overlap the band.
+# Without head-major TMA: first_pointer = (4 warps, 64-key tiles, 3 stages). grows="overlap": the same
+# launch (grow_programs_per_sm, grow_block_n) issued after the band on the side stream (starts as the
+# band drains); grows="launch": after the band, same stream. H200, B1 H16 D64 W256, bf16, graph ms,
+# same run (run 43): 16k first 0.1342 (255 TFLOP/s) vs the run-40 "first" config (4 warps, 64-key
+# tiles, 3 stages) 0.1372, overlap + cap 0.1415 (run 41), session 4 default (overlap, no cap) 0.1564;
+# band without global rows 0.1243. 64k: 0.4910 vs 0.5004 vs 0.5330 vs 0.5656. Normal priority: "first"
+# runs ahead only when the band has not filled the GPU yet (16k 0.1519 vs 0.1367, run 41). The cap
+# alone: band 16k 0.1236-0.1285 vs 0.1317-0.1326, sinks 64k 0.479 vs 0.499 ms (runs 36-41; 96
+# registers, no spills). Longformer-base 4096 tokens (pointer loads): 2.200-2.253 ms (runs 40, 42).
+# Tried and dropped (session 5, RESULTS.md): global-row programs interleaved in the band launch in
+# sequence order (K/V from L2; 133 registers -> 3 programs/SM, capped: 0.146-0.150 at 16k); each band
+# program's own key tile inside the band loop (an `if` in the loop breaks its pipelining: 0.24 ms).
+# Earlier (H200 runs 10-26, NOTES.md): global rows as extra programs of the band launch; each band
+# program's share of its own key tile after its loop (ticket or merge launch); global keys as rank-1
+# updates instead of a 16-key tile; interior tiles first and both edges in one loop; probabilities
+# from a packed 16-bit exp2 (ex2.approx.f16x2 / bf16x2); 8 warps; 2 stages.
 
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
@@ -811,8 +790,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
-    if grows not in ("launch", "overlap", "interleave", "first"):
-        raise ValueError(f"grows must be 'launch', 'overlap', 'interleave' or 'first', got {grows!r}")
+    if grows not in ("launch", "overlap", "first"):
+        raise ValueError(f"grows must be 'launch', 'overlap' or 'first', got {grows!r}")
     NT = triton.cdiv(N, BM)
     overlap = has_grows and grows in ("overlap", "first")
     side = side_stream(q.device, FWD_DEFAULTS["side_priority"]) if (overlap and q.is_cuda) else None
@@ -829,11 +808,6 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
             extra["num_stages"] = num_stages or FWD_DEFAULTS["tma_stages"]
     else:
         dq, dk, dv, rb, rh, ch = q, k, v, 0, 0, 0
-    if has_grows and grows == "interleave" and not prefix:
-        _interleaved_launch(q, k, v, o, lse, gidx, kpm, (dq, dk, dv), (qg, kg, vg), sgb, skpb, window, G,
-                            qk_scale, (rb, rh, ch), causal, has_gk, key_padding_mask is not None, qg_compact,
-                            BM, BN, D, DT, split, tma is not None, extra)
-        return o, lse
     grid = (NT, B * H) if tile_major else (B * H, NT)
     _wg_fwd_kernel[grid](
         q, k, v, o, lse, gidx, kpm, dq, dk, dv,
@@ -856,64 +830,37 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     return o, lse
 
 
-def _interleaved_launch(q, k, v, o, lse, gidx, kpm, descs, gqkv, sgb: int, skpb: int, window: int, G: int,
-                        qk_scale: float, heads, causal: bool, has_gk: bool, has_kpm: bool, qg_compact: bool,
-                        BM: int, BN: int, D: int, DT, split: bool, use_tma: bool, extra: dict) -> None:
-    """grows="interleave": band tiles and global-row programs in one launch, ``_wg_interleaved_kernel``."""
-    B, H, N, _ = q.shape
-    qg, kg, vg = gqkv
-    BG = 16
-    GP = triton.cdiv(G, BG) * BG
-    NGT = GP // BG
-    bn_g = BN if interpreting() else FWD_DEFAULTS["grow_block_n"]
-    if interpreting():
-        kps = 2 * max(BM, bn_g)
-    else:
-        kps = max(FWD_DEFAULTS["interleave_keys"], BM, bn_g)
-    R = kps // BM
-    nsplit = triton.cdiv(N, kps)
-    po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=q.device)
-    pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=q.device)
-    cnt = _zeroed(q.device, torch.int32, B * H * NGT)
-    dq, dk, dv = descs
-    rb, rh, ch = heads
-    lag = FWD_DEFAULTS["interleave_lag"]
-    if not interpreting() and FWD_DEFAULTS["interleave_maxnreg"]:  # 4 programs per SM, as the band alone
-        extra = dict(extra, maxnreg=FWD_DEFAULTS["interleave_maxnreg"])
-    _wg_interleaved_kernel[(B * H, (nsplit + lag) * (R + NGT))](
-        q, k, v, o, lse, gidx, kpm, dq, dk, dv, qg, kg, vg, po, pml, cnt,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-        vg.stride(0), vg.stride(1), vg.stride(2),
-        H, N, window, G, GP, qk_scale, rb, rh, ch, kps, nsplit, R, NGT, lag,
-        CAUSAL=causal, HAS_GK=has_gk, HAS_KPM=has_kpm, BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT,
-        BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))), SPLIT=split, TMA=use_tma,
-        BLOCK_G=BG, BLOCK_NG=bn_g, QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))),
-        **extra)
-
-
 def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor, kpm: torch.Tensor,
                  o: torch.Tensor, lse: torch.Tensor, sgb: int, skpb: int, G: int, qk_scale: float, causal: bool,
                  has_kpm: bool, qg_compact: bool, DT, BN: int, first: bool = False) -> None:
     """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``). ``first``: the
-    launch that goes ahead of the band launch (grows="first"): at most one program per SM, each streaming
-    its keys through TMA descriptors with a small footprint, so the band fills the rest of every SM."""
+    launch that goes ahead of the band launch (grows="first"): about one program per SM; with TMA
+    (head-major K, V) one warp streaming small tiles, which fits beside five band programs on every SM
+    (``FWD_DEFAULTS["first_*"]``), else ``FWD_DEFAULTS["first_pointer"]`` (warps, key tile, stages)."""
     B, H, N, D = kg.shape
     BG = 16
     GP = triton.cdiv(G, BG) * BG
-    bn_g = BN if interpreting() else FWD_DEFAULTS["first_block_n" if first else "grow_block_n"]
-    extra = {} if interpreting() else {"num_warps": 4, "num_stages": FWD_DEFAULTS["grow_stages"]}
+    use_tma = first and FWD_DEFAULTS["first_tma"] and _tma_layout(kg, kg, vg, 16, 16, "head-major") is not None
+    if interpreting():
+        bn_g, extra = BN, {}
+    elif use_tma:
+        bn_g = FWD_DEFAULTS["first_block_n"]
+        extra = {"num_warps": FWD_DEFAULTS["first_warps"], "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
+    elif first:
+        nw_f, bn_g, ns_f = FWD_DEFAULTS["first_pointer"]
+        extra = {"num_warps": nw_f, "num_stages": ns_f, "maxnreg": 128}
+    else:
+        bn_g = FWD_DEFAULTS["grow_block_n"]
+        extra = {"num_warps": 4, "num_stages": FWD_DEFAULTS["grow_stages"]}
     if interpreting():
         keys_per_split = 2 * bn_g
     elif first:  # about one program per SM
         want = max(1, int(FWD_DEFAULTS["first_programs_per_sm"] * _num_sms(kg.device)) // (B * H * (GP // BG)))
         keys_per_split = max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g)
-        extra = {"num_warps": FWD_DEFAULTS["first_warps"], "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
         want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(kg.device) // (B * H * (GP // BG))))
         keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
-    tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major") if (first and FWD_DEFAULTS["first_tma"]) else None
+    tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major") if use_tma else None
     if tma is None:
         dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
     else:
