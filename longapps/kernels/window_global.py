@@ -741,9 +741,9 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only). ``grows``: "first", "overlap" or "launch" (where the global-row launch goes), see
-    ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA descriptors where the layout
-    allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
+    output then hold window attention only). ``grows``: where the global-row launch goes, "first",
+    "overlap" or "launch", see ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA
+    descriptors where the layout allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
