@@ -622,7 +622,7 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
 # alone: band 16k 0.1236-0.1285 vs 0.1317-0.1326, sinks 64k 0.479 vs 0.499 ms (runs 36-41; 96
 # registers, no spills). Longformer-base 4096 tokens (pointer loads): 2.200-2.253 ms (runs 40, 42).
 # Tried and dropped (session 5, RESULTS.md): global-row programs interleaved in the band launch in
-# sequence order (K/V from L2; 133 registers -> 3 programs/SM, capped: 0.146-0.150 at 16k); each band
+# sequence order (K/V from L2; 133 registers -> 3 programs/SM, capped: 0.144-0.150 at 16k); each band
 # program's own key tile inside the band loop (an `if` in the loop breaks its pipelining: 0.24 ms).
 # Earlier (H200 runs 10-26, NOTES.md): global rows as extra programs of the band launch; each band
 # program's share of its own key tile after its loop (ticket or merge launch); global keys as rank-1
@@ -797,10 +797,15 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     side = side_stream(q.device, FWD_DEFAULTS["side_priority"]) if (overlap and q.is_cuda) else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(q.device))
-    if has_grows and side is not None and grows == "first":  # ahead of the band, beside it on every SM
+    ahead = has_grows and side is not None and grows == "first"  # global rows ahead of the band, beside it
+
+    def launch_grows(first: bool) -> None:
+        _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
+                     qg_compact, DT, BN, first=first)
+
+    if ahead:
         with torch.cuda.stream(side):
-            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                         qg_compact, DT, BN, first=True)
+            launch_grows(True)
     tma = _tma_layout(q, k, v, BM, BN, FWD_DEFAULTS["tma"] if tma is None else tma)
     if tma is not None:
         dq, dk, dv, rb, rh, ch = tma
@@ -817,16 +822,13 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
         SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, TMA=tma is not None, **extra)
-    if has_grows and side is not None and grows == "first":
-        torch.cuda.current_stream(q.device).wait_stream(side)
-    elif has_grows and side is not None:  # concurrent with the band launch, joined before returning
-        with torch.cuda.stream(side):
-            _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                         qg_compact, DT, BN)
+    if has_grows and side is not None:  # concurrent with the band launch, joined before returning
+        if not ahead:
+            with torch.cuda.stream(side):
+                launch_grows(False)
         torch.cuda.current_stream(q.device).wait_stream(side)
     elif has_grows:  # after the band launch (overwrites the global rows; or writes them, "overlap" off GPU)
-        _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                     qg_compact, DT, BN, first=grows == "first")
+        launch_grows(grows == "first")
     return o, lse
 
 
@@ -840,11 +842,13 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     B, H, N, D = kg.shape
     BG = 16
     GP = triton.cdiv(G, BG) * BG
-    use_tma = first and FWD_DEFAULTS["first_tma"] and _tma_layout(kg, kg, vg, 16, 16, "head-major") is not None
+    tma = None
+    if first and FWD_DEFAULTS["first_tma"]:
+        bn_g = BN if interpreting() else FWD_DEFAULTS["first_block_n"]
+        tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major")
     if interpreting():
         bn_g, extra = BN, {}
-    elif use_tma:
-        bn_g = FWD_DEFAULTS["first_block_n"]
+    elif tma is not None:
         extra = {"num_warps": FWD_DEFAULTS["first_warps"], "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
     elif first:
         nw_f, bn_g, ns_f = FWD_DEFAULTS["first_pointer"]
@@ -860,7 +864,6 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
         want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(kg.device) // (B * H * (GP // BG))))
         keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
-    tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major") if use_tma else None
     if tma is None:
         dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
     else:
