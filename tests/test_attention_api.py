@@ -200,7 +200,7 @@ def test_bad_inputs():
 def test_cli_bench_command_without_gpu():
     from click.testing import CliRunner
 
-    from longapps.cli_bench import attention_command
+    from longapps.cli.bench import attention_command
     r = CliRunner().invoke(attention_command, ["--help"])
     assert r.exit_code == 0 and "--dtype" in r.output and "--json" in r.output
     if not torch.cuda.is_available():
@@ -214,14 +214,14 @@ def test_cli_bench_bad_options(args, word):
     """Bad values are refused before any GPU work, naming the option."""
     from click.testing import CliRunner
 
-    from longapps.cli_bench import attention_command
+    from longapps.cli.bench import attention_command
     r = CliRunner().invoke(attention_command, args)
     assert r.exit_code != 0 and word in r.output and "Traceback" not in r.output
 
 
 def test_cli_bench_length_that_cannot_fit():
     """A length whose inputs would not fit in the GPU's free memory is refused up front, naming --n."""
-    from longapps.cli_bench import too_long
+    from longapps.cli.bench import too_long
     msg = too_long([4096, 10**11], 16, 64, free_bytes=80 * 2**30)
     assert msg is not None and "--n 100000000000" in msg and "GiB" in msg
     assert too_long([4096, 65536], 16, 64, free_bytes=80 * 2**30) is None

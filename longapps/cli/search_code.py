@@ -1,75 +1,15 @@
-"""`longapps` command line: one thin subcommand per pipeline over the Python API."""
+"""`longapps search-code`: a thin click command over longapps.pipelines.code_search."""
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from longapps.cli.errors import friendly_errors, show_progress as _show_progress
 from longapps.resources import LongappsError
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except Exception:  # noqa: BLE001 - cosmetics only
-        pass
-
-
-def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into one line on stderr and a non-zero exit; never a traceback
-    (set LONGAPPS_DEBUG=1 to see one)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LongappsError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:  # `longapps ... | head`: the reader is gone, stop quietly
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
-            sys.exit(141)
-        except click.exceptions.Exit:
-            raise
-        except (click.ClickException, click.Abort):
-            raise
-        except MemoryError:
-            click.echo("error: out of memory", err=True)
-            sys.exit(1)
-        except Exception as err:  # noqa: BLE001 - the last line of defence
-            if os.environ.get("LONGAPPS_DEBUG"):
-                raise
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            click.echo(f"error: {type(err).__name__}: {msg} (set LONGAPPS_DEBUG=1 for details)", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="longapps")
-def main() -> None:
-    """longapps: make inputs too long for an ordinary transformer usable.
-
-    Every pipeline works offline with packaged default models; pass --model to use any
-    Hugging Face id or local folder instead.
-    """
-    _quiet_libraries()
 
 
 # -- search-code ----------------------------------------------------------------------------------
@@ -86,7 +26,7 @@ def _print_hits(hits: list[Any], preview_lines: int) -> None:
         click.echo()
 
 
-@main.command("search-code")
+@click.command("search-code", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("repo", type=click.Path(path_type=Path))
 @click.argument("query", required=False)
 @click.option("-k", "--top", "k", default=10, show_default=True, type=click.IntRange(1, 10_000),
@@ -144,7 +84,7 @@ def search_code(repo: Path, query: str | None, k: int, as_json: bool, queries: P
         cfg.lexical_weight = lexical_weight
     if max_file_bytes:
         cfg.max_file_bytes = max_file_bytes
-    show_progress = not no_progress and sys.stderr.isatty()
+    show_progress = _show_progress(no_progress)
     cs = CodeSearch(repo, config=cfg, index_dir=index_dir, progress=show_progress)
     summary = cs.index(reindex=reindex)
     _report_summary(summary, verbose)
@@ -185,34 +125,3 @@ def _report_summary(s: Any, verbose: bool) -> None:
     if verbose:
         for rel, reason in s.skipped_files:
             click.echo(f"  skipped {rel}: {reason}", err=True)
-
-
-# -- bench ----------------------------------------------------------------------------------------
-
-@main.group()
-def bench() -> None:
-    """Benchmarks you can run on your own hardware."""
-
-
-def _register_plugins() -> None:
-    """Subcommands that live in their own modules (kept out of this file so each stays small)."""
-    try:
-        from longapps.cli_bench import attention_command
-
-        bench.add_command(attention_command, "attention")
-    except ImportError:
-        pass
-    try:
-        from longapps.cli_rank import rank_command, rank_train_command
-
-        main.add_command(rank_command, "rank")
-        main.add_command(rank_train_command, "rank-train")
-    except ImportError:
-        pass
-
-
-_register_plugins()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
+from longapps.cli.errors import friendly_errors, show_progress as _show_progress
 from longapps.resources import LongappsError
-
-
-def _friendly(fn):  # imported lazily so this module does not import longapps.cli at import time (cycle)
-    from longapps.cli import friendly_errors
-
-    return friendly_errors(fn)
 
 
 def _print_ranking(ranked: list, preview_chars: int) -> None:
@@ -84,7 +78,7 @@ def rank_command(args: tuple[str, ...], query_text: str | None, k: int, method: 
       longapps rank --query "sort a list in place" docs/ -k 5 --json
       longapps rank query.txt passages.jsonl --method llm-full --top-n 30 --stats
     """
-    _friendly(_rank)(args, query_text, k, method, model, llm, rerank_top, window, step, passage_tokens,
+    friendly_errors(_rank)(args, query_text, k, method, model, llm, rerank_top, window, step, passage_tokens,
                      lexical_weight, max_bytes, as_json, show_stats, preview_chars, verbose, no_progress)
 
 
@@ -104,7 +98,7 @@ def _rank(args, query_text, k, method, model, llm, rerank_top, window, step, pas
             raise LongappsError(f"query file not found: {args[0]} (use --query to pass the query as text)")
         query = read_query(query_file=args[0])
         source = args[1]
-    show_progress = not no_progress and sys.stderr.isatty()
+    show_progress = _show_progress(no_progress)
     passages, warnings = load_passages(source, max_bytes=max_bytes or DEFAULT_READ_BYTES, progress=show_progress)
     if warnings:
         if verbose or len(warnings) <= 5:
@@ -164,7 +158,7 @@ def rank_train_command(data: Path, out_dir: Path, llm: str | None, epochs: int, 
     output position i weigh more the earlier i is. Use the result with
     `longapps rank --method llm-full --llm OUT`.
     """
-    _friendly(_train)(data, out_dir, llm, epochs, lr, alpha, schedule, max_passages, passage_tokens, context,
+    friendly_errors(_train)(data, out_dir, llm, epochs, lr, alpha, schedule, max_passages, passage_tokens, context,
                       grad_accum, seed, no_progress)
 
 
@@ -175,6 +169,6 @@ def _train(data, out_dir, llm, epochs, lr, alpha, schedule, max_passages, passag
     examples = load_examples(data)
     cfg = TrainConfig(llm=llm, epochs=epochs, lr=lr, alpha=alpha, schedule=schedule, max_passages=max_passages,
                       passage_tokens=passage_tokens, context=context, grad_accum=grad_accum, seed=seed)
-    result = train(examples, out_dir, cfg, progress=not no_progress and sys.stderr.isatty())
+    result = train(examples, out_dir, cfg, progress=_show_progress(no_progress))
     click.echo(f"trained on {result.examples} lists x {epochs} epoch(s), {result.steps} steps: "
                f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}; saved to {out_dir}")

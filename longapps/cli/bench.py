@@ -43,7 +43,7 @@ def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, windo
         import triton  # noqa: F401
     except Exception:
         raise click.ClickException("triton is not installed (pip install 'longapps[gpu]')") from None
-    from .attention.bench import device_name, format_table, rows_to_json, run_attention_bench
+    from longapps.attention.bench import device_name, format_table, rows_to_json, run_attention_bench
 
     err = too_long(ns, heads, dim, torch.cuda.mem_get_info()[0])
     if err:
@@ -59,4 +59,11 @@ def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, windo
             json.dump({"device": device_name(), "rows": rows_to_json(rows)}, f, indent=1)
 
 
-__all__ = ["attention_command"]
+@click.group("bench", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def bench() -> None:
+    """Benchmarks you can run on your own hardware."""
+
+
+bench.add_command(attention_command, "attention")
+
+__all__ = ["attention_command", "bench"]
