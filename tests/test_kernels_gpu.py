@@ -250,3 +250,61 @@ def test_longformer_base_fp16_matches_hf(global_mode):
     runner = fast.cuda_graph(ids, am, gm)
     og = runner(ids, am, gm)
     assert rel(og[:, valid], o16[:, valid]) < 1e-3
+
+
+def _small_lf_cfg(**kw):
+    transformers = pytest.importorskip("transformers")
+    base = dict(vocab_size=1000, hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512,
+                attention_window=[128, 256], max_position_embeddings=2050, pad_token_id=1, type_vocab_size=1)
+    base.update(kw)
+    return transformers.LongformerConfig(**base)
+
+
+def _lf_inputs(B=2, N=2000):
+    ids = torch.randint(3, 1000, (B, N), device="cuda")
+    am = torch.ones_like(ids)
+    am[1, N - 300:] = 0
+    gm = torch.zeros_like(ids)
+    gm[:, 0] = 1
+    gm[1, [7, 900]] = 1
+    return ids, am, gm
+
+
+def test_token_classification_gpu_matches_hf_and_trains():
+    """FastLongformerForTokenClassification on CUDA: logits vs HF (fp32, tf32 off), then bf16-autocast AdamW
+    steps through the Triton backward lower the loss; gradient checkpointing gives the same gradients."""
+    transformers = pytest.importorskip("transformers")
+    from longapps.models.longformer import FastLongformerForTokenClassification
+    torch.manual_seed(0)
+    hf = transformers.LongformerForTokenClassification(_small_lf_cfg(num_labels=5)).cuda().eval()
+    fast = FastLongformerForTokenClassification.from_hf(hf).eval()
+    ids, am, gm = _lf_inputs()
+    labels = torch.randint(0, 5, ids.shape, device="cuda")
+    labels[1, -300:] = -100
+    with torch.no_grad():
+        r = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
+        o = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
+    valid = am.bool()
+    assert rel(o.logits[valid], r.logits[valid]) < 3e-3
+    assert abs(float(o.loss) - float(r.loss)) < 1e-2
+    fast.train()
+    opt = torch.optim.AdamW(fast.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(map(lambda x: x == x, losses)) and losses[-1] < 0.8 * losses[0], losses
+    for mod in fast.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    grads = {}
+    for on in (False, True):
+        fast.longformer.gradient_checkpointing = on
+        fast.zero_grad()
+        fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels).loss.backward()
+        grads[on] = [p.grad.clone() for p in fast.parameters() if p.grad is not None]
+    assert max(rel(a, b) for a, b in zip(grads[True], grads[False])) < 1e-4

@@ -61,11 +61,94 @@ def test_token_classification_matches_hf():
     fast = FastLongformerForTokenClassification.from_hf(hf).eval()
     ids, am, gm = _inputs()
     labels = torch.randint(0, 5, ids.shape)
+    labels[1, -8:] = -100  # padding: ignored by the loss
     with torch.no_grad():
         r = hf(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
-        loss, logits = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
+        out = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels)
+        loss, logits = out  # unpacks like a (loss, logits) tuple
+    assert out.logits is logits and logits.shape == (2, ids.shape[1], 5)
     assert float((logits - r.logits).abs().max()) < 1e-4
-    assert abs(float(loss) - float(r.loss)) < 1e-4
+    assert abs(float(loss) - float(r.loss)) < 1e-5
+    assert fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).loss is None
+
+
+def _token_logits(model, ids, am, gm):
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=am, global_attention_mask=gm).logits
+
+
+def test_token_classification_save_load_roundtrip(tmp_path):
+    """save_pretrained writes a plain HF folder: ours and HF's LongformerForTokenClassification both load it
+    and give the saved model's logits; the label maps survive."""
+    torch.manual_seed(2)
+    cfg = _cfg(num_labels=3, id2label={0: "O", 1: "B-Disease", 2: "I-Disease"},
+               label2id={"O": 0, "B-Disease": 1, "I-Disease": 2})
+    fast = FastLongformerForTokenClassification.from_config(cfg).eval()
+    with torch.no_grad():  # move the weights off HF's initialisation so a missed tensor shows
+        for p in fast.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    ids, am, gm = _inputs()
+    want = _token_logits(fast, ids, am, gm)
+    fast.save_pretrained(str(tmp_path / "m"))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    back = FastLongformerForTokenClassification.from_pretrained(str(tmp_path / "m")).eval()
+    assert back.config.id2label[1] == "B-Disease" and back.num_labels == 3
+    assert float((_token_logits(back, ids, am, gm) - want).abs().max()) < 1e-5
+    hf = transformers.LongformerForTokenClassification.from_pretrained(str(tmp_path / "m")).eval()
+    assert float((_token_logits(hf, ids, am, gm) - want).abs().max()) < 1e-4
+
+
+def test_token_classification_from_base_checkpoint(tmp_path):
+    """A base LongformerModel folder loads with a fresh head of the requested labels; the encoder is the base's."""
+    torch.manual_seed(3)
+    base = transformers.LongformerModel(_cfg(), add_pooling_layer=False).eval()
+    base.save_pretrained(tmp_path / "base")
+    id2label = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y"}
+    fast = FastLongformerForTokenClassification.from_pretrained(
+        str(tmp_path / "base"), num_labels=4, id2label=id2label, label2id={v: k for k, v in id2label.items()}).eval()
+    assert fast.num_labels == 4 and fast.config.label2id["B-Y"] == 3
+    ids, am, gm = _inputs()
+    assert _token_logits(fast, ids, am, gm).shape == (2, ids.shape[1], 4)
+    with torch.no_grad():
+        r = base(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+        h = fast.longformer(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+    assert float((h - r).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_token_classification_training_lowers_loss(checkpointing):
+    """AdamW steps on one batch (CPU: autograd through the banded attention, dropout on) lower the loss;
+    gradient checkpointing gives the same gradients as the plain backward (dropout off)."""
+    torch.manual_seed(5)
+    fast = FastLongformerForTokenClassification.from_config(_cfg(num_labels=4)).train()
+    if checkpointing:
+        fast.gradient_checkpointing_enable()
+    ids, am, gm = _inputs()
+    labels = torch.randint(0, 4, ids.shape)
+    labels[1, -8:] = -100
+    opt = torch.optim.AdamW(fast.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    if checkpointing:  # same gradients with and without recomputation (dropout off: deterministic)
+        fast.eval()
+        fast.longformer.train()
+        for mod in fast.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.0
+        grads = {}
+        for on in (True, False):
+            fast.longformer.gradient_checkpointing = on
+            fast.zero_grad()
+            fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels).loss.backward()
+            grads[on] = [p.grad.clone() for p in fast.parameters() if p.grad is not None]
+        assert len(grads[True]) == len(grads[False]) > 10
+        assert max(float((a - b).abs().max()) for a, b in zip(grads[True], grads[False])) < 1e-6
 
 
 def _training_grad_gap(backend: str, seed: int) -> float:

@@ -85,6 +85,9 @@ class _FastLayer(nn.Module):
         self.out.load_state_dict(hf_layer.output.dense.state_dict())
         self.ln2 = nn.LayerNorm(hf_layer.output.LayerNorm.normalized_shape, eps=eps)
         self.ln2.load_state_dict(hf_layer.output.LayerNorm.state_dict())
+        # training: HF's hidden dropout after the attention output and the FFN output projections
+        # (attention-probability dropout is not applied: the kernels have none)
+        self.dropout = nn.Dropout(hf_layer.output.dropout.p)
         self.act = _gelu(act)
         # inference on CUDA: GELU as the epilogue of the intermediate GEMM (cuBLASLt; tanh form,
         # |difference to erf GELU| <= 5e-4, below fp16 resolution of the activations)
@@ -167,10 +170,26 @@ class _FastLayer(nn.Module):
         if kpm is not None:  # HF: padded queries get a zero attention output
             a = a.masked_fill(~kpm[:, :, None], 0.0)
         if train:
-            h = self.ln1(self.attn_out(a) + x)
-            return self.ln2(self.out(self.act(self.inter(h))) + h)
+            h = self.ln1(self.dropout(self.attn_out(a)) + x)
+            return self.ln2(self.dropout(self.out(self.act(self.inter(h)))) + h)
         h = add_layernorm(self.attn_out(a), x, self.ln1.weight, self.ln1.bias, self.ln1.eps)
         return add_layernorm(self.out(self._intermediate(h)), h, self.ln2.weight, self.ln2.bias, self.ln2.eps)
+
+    def hf_state_dict(self, prefix: str) -> dict:
+        """This layer's weights under HF ``LongformerLayer`` names (``prefix`` = "...layer.{i}.")."""
+        C = self.w_qg.shape[0]
+        sd = {}
+        for i, name in enumerate(("query", "key", "value", "key_global", "value_global")):
+            sd[f"{prefix}attention.self.{name}.weight"] = self.w_in[i * C:(i + 1) * C]
+            sd[f"{prefix}attention.self.{name}.bias"] = self.b_in[i * C:(i + 1) * C]
+        sd[f"{prefix}attention.self.query_global.weight"] = self.w_qg
+        sd[f"{prefix}attention.self.query_global.bias"] = self.b_qg
+        for mod, name in ((self.attn_out, "attention.output.dense"), (self.ln1, "attention.output.LayerNorm"),
+                          (self.inter, "intermediate.dense"), (self.out, "output.dense"),
+                          (self.ln2, "output.LayerNorm")):
+            sd[f"{prefix}{name}.weight"] = mod.weight
+            sd[f"{prefix}{name}.bias"] = mod.bias
+        return {k: v.detach() for k, v in sd.items()}
 
     def _global_query(self, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
         """query_global of the global rows only: (B, H, G, D), in ``gidx`` order."""
@@ -251,6 +270,23 @@ class FastLongformerModel(nn.Module):
         self.pooler = getattr(hf_model, "pooler", None)
         for layer in self.layers:
             layer.global_mode = global_mode
+        self.gradient_checkpointing = False
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Training: recompute each layer's activations in the backward pass (memory for time)."""
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.gradient_checkpointing = False
+
+    def hf_state_dict(self, prefix: str = "") -> dict:
+        """The encoder's weights under HF ``LongformerModel`` names (``prefix`` e.g. "longformer.")."""
+        sd = {f"{prefix}embeddings.{k}": v.detach() for k, v in self.embeddings.state_dict().items()}
+        for i, layer in enumerate(self.layers):
+            sd.update(layer.hf_state_dict(f"{prefix}encoder.layer.{i}."))
+        if self.pooler is not None:
+            sd.update({f"{prefix}pooler.{k}": v.detach() for k, v in self.pooler.state_dict().items()})
+        return sd
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module, backend: str = "auto", global_mode: str = "auto") -> "FastLongformerModel":
@@ -304,8 +340,13 @@ class FastLongformerModel(nn.Module):
     def encode(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> torch.Tensor:
         """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path)."""
         be = self._backend(hidden)
+        ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            hidden = layer(hidden, gidx, kpm, be)
+            if ckpt:
+                from torch.utils.checkpoint import checkpoint
+                hidden = checkpoint(layer, hidden, gidx, kpm, be, use_reentrant=False)
+            else:
+                hidden = layer(hidden, gidx, kpm, be)
         return hidden
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
@@ -372,8 +413,25 @@ class LongformerCudaGraph:
         return self.replay()
 
 
+@dataclass
+class FastTokenClassifierOutput:
+    """``loss`` (None without labels) and ``logits`` (B, N, num_labels); unpacks as ``loss, logits``."""
+    loss: Optional[torch.Tensor]
+    logits: torch.Tensor
+
+    def __iter__(self):
+        return iter((self.loss, self.logits))
+
+
 class FastLongformerForTokenClassification(nn.Module):
-    """Equivalent of ``LongformerForTokenClassification``: encoder + dropout + linear classifier."""
+    """Equivalent of ``LongformerForTokenClassification``: encoder + dropout + linear classifier.
+
+    Loads HF token-classification checkpoints, or base ``LongformerModel`` checkpoints with a fresh head
+    (``from_pretrained(path, num_labels=..., id2label=..., label2id=...)``); ``save_pretrained(dir)`` writes a
+    plain HF folder (config.json + model.safetensors) that HF's ``LongformerForTokenClassification`` loads.
+    Trainable: autograd through the Triton kernels on CUDA, through the banded PyTorch path on CPU
+    (``gradient_checkpointing_enable()`` recomputes layer activations in the backward pass).
+    """
 
     def __init__(self, hf_model: nn.Module, backend: str = "auto") -> None:
         super().__init__()
@@ -386,27 +444,66 @@ class FastLongformerForTokenClassification(nn.Module):
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module, backend: str = "auto") -> "FastLongformerForTokenClassification":
+        """Wrap an instantiated ``transformers.LongformerForTokenClassification``."""
         m = cls(hf_model, backend)
         p = next(hf_model.parameters())
         return m.to(device=p.device, dtype=p.dtype)
 
     @classmethod
+    def from_config(cls, config, backend: str = "auto") -> "FastLongformerForTokenClassification":
+        """Randomly initialised model of this ``LongformerConfig`` (HF's initialisation)."""
+        from transformers import LongformerForTokenClassification
+        return cls.from_hf(LongformerForTokenClassification(config), backend)
+
+    @classmethod
     def from_pretrained(cls, name_or_path: str, backend: str = "auto", **kwargs) -> "FastLongformerForTokenClassification":
+        """HF id or local folder; ``kwargs`` go to HF's ``from_pretrained`` (``num_labels``, ``id2label``,
+        ``label2id``: a base checkpoint gets a freshly initialised classifier)."""
         from transformers import LongformerForTokenClassification
         return cls.from_hf(_load_hf(LongformerForTokenClassification, name_or_path, kwargs), backend)
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.longformer.gradient_checkpointing_enable()
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.longformer.gradient_checkpointing_disable()
+
+    def hf_state_dict(self) -> dict:
+        """Weights under HF ``LongformerForTokenClassification`` names."""
+        sd = self.longformer.hf_state_dict("longformer.")
+        sd.update({f"classifier.{k}": v.detach() for k, v in self.classifier.state_dict().items()})
+        return sd
+
+    def save_pretrained(self, save_directory: str) -> None:
+        """Write config.json + model.safetensors (HF layout, fp32 kept as is); each file written to a temporary
+        name and renamed, so an interrupted save leaves no half-written file."""
+        from safetensors.torch import save_file
+        os.makedirs(save_directory, exist_ok=True)
+        cfg = self.config
+        cfg.architectures = ["LongformerForTokenClassification"]
+        cfg.num_labels = self.num_labels
+        tmp = os.path.join(save_directory, ".tmp-save")
+        os.makedirs(tmp, exist_ok=True)
+        cfg.save_pretrained(tmp)
+        tensors = {k: v.contiguous().cpu().clone() for k, v in self.hf_state_dict().items()}
+        save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        for name in ("config.json", "model.safetensors"):
+            os.replace(os.path.join(tmp, name), os.path.join(save_directory, name))
+        os.rmdir(tmp)
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 global_attention_mask: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
                 position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None,
-                labels: Optional[torch.Tensor] = None) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
-        """Returns (loss or None, logits (B, N, num_labels))."""
+                labels: Optional[torch.Tensor] = None) -> FastTokenClassifierOutput:
+        """Logits (B, N, num_labels) and, with ``labels`` (-100 = ignored), the mean cross-entropy loss."""
         h = self.longformer(input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
                             inputs_embeds).last_hidden_state
         logits = self.classifier(self.dropout(h))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return loss, logits
+            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1).to(logits.device))
+        return FastTokenClassifierOutput(loss, logits)
 
 
-__all__ = ["FastLongformerModel", "FastLongformerForTokenClassification", "FastLongformerOutput", "LongformerCudaGraph"]
+__all__ = ["FastLongformerModel", "FastLongformerForTokenClassification", "FastLongformerOutput", "FastTokenClassifierOutput",
+           "LongformerCudaGraph"]
