@@ -18,10 +18,10 @@ import numpy as np
 from longapps.adapters.aggregate import hybrid_scores, pool_groups
 from longapps.adapters.encode import CachedEncoder, Encoder, UsesEncoder, with_cache
 from longapps.index.dense import DenseIndex
-from longapps.index.files import DEFAULT_MAX_BYTES, read_source, walk_repo
+from longapps.index.files import DEFAULT_MAX_BYTES, SourceFile, walk_repo
+from longapps.index.incremental import encode_counted, fresh_manifest, reset_if_changed, sync_files
 from longapps.index.lexical import BM25Index, tokenize
 from longapps.index.store import IndexStore
-from longapps.progress import Progress
 from longapps.resources import LongappsError, cache_dir
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,9 @@ class CodeSearch(UsesEncoder):
 
     def __init__(self, repo: str | Path, *, config: CodeSearchConfig | None = None,
                  index_dir: str | Path | None = None, encoder: Encoder | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, ray: Any = None) -> None:
+        """`ray`: encode new blocks on a Ray cluster (an address, True for $RAY_ADDRESS / local, or a
+        `longapps.distributed.RayConfig`); vectors land in the same embedding cache. None = in this process."""
         self.repo = Path(repo)
         if not self.repo.exists():
             raise LongappsError(f"repository not found: {repo}")
@@ -164,7 +166,8 @@ class CodeSearch(UsesEncoder):
             raise LongappsError(f"not a directory: {repo}")
         self.config = config or CodeSearchConfig()
         self.store = IndexStore(index_dir or default_index_dir(self.repo))
-        self._encoder = with_cache(encoder) if encoder is not None else None
+        self.ray = ray
+        self._encoder = with_cache(encoder, ray=ray) if encoder is not None else None
         self.show_progress = progress
         self._snapshot: dict[str, Any] | None = None
         self.summary: IndexSummary | None = None
@@ -182,57 +185,23 @@ class CodeSearch(UsesEncoder):
         summary = IndexSummary()
         with self.store.lock():
             key = self.config.index_key(self.encoder.name, self.block_tokens)
-            if reindex or self.store.get_meta("index_key") != key:
-                self.store.clear()
-                self.store.set_meta("index_key", key)
+            reset_if_changed(self.store, key, reindex)
             walk = walk_repo(self.repo, max_bytes=self.config.max_file_bytes)
-            summary.files = len(walk.files)
-            states = self.store.file_states()
-            present = {f.rel for f in walk.files}
-            removed = [r for r in states if r not in present]
-            todo = [f for f in walk.files if states.get(f.rel, (None, None))[:2] != (f.size, f.mtime_ns)]
-            summary.reused = len(walk.files) - len(todo)
-            rows, touched = [], []
-            with Progress("splitting", total=len(todo), enabled=self.show_progress and len(todo) > 20) as bar:
-                for f in todo:
-                    text, note = read_source(f.path)
-                    if note:
-                        summary.notes[note] = summary.notes.get(note, 0) + 1
-                    sha = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest() if text is not None \
-                        else f"skip:{note}"
-                    old = states.get(f.rel)
-                    if old is not None and old[2] == sha:  # touched, not changed
-                        touched.append((f.rel, f.size, f.mtime_ns))
-                        summary.reused += 1
-                    else:
-                        units = [] if text is None else [
-                            _unit_dict(u) for u in split_code(text, f.rel, max_tokens=self.block_tokens,
-                                                              count_tokens=self.encoder.count_tokens)]
-                        rows.append((f.rel, f.size, f.mtime_ns, sha, units))
-                        summary.parsed += 1
-                    if len(rows) >= 50:
-                        self.store.put_files(rows)
-                        rows = []
-                    bar.advance()
-            self.store.put_files(rows)
-            self.store.touch_files(touched)
-            self.store.delete_files(removed)
-            summary.removed = len(removed)
-            states_now = self.store.file_states()
-            skipped = list(walk.skipped)
-            skipped += [(rel, sha[5:]) for rel, (_, _, sha) in states_now.items() if sha.startswith("skip:")]
-            summary.skipped_files = skipped
-            for _, reason in skipped:
+
+            def split(text: str, f: SourceFile) -> list[dict[str, Any]]:
+                return [_unit_dict(u) for u in split_code(text, f.rel, max_tokens=self.block_tokens,
+                                                          count_tokens=self.encoder.count_tokens)]
+
+            sync = sync_files(self.store, walk.files, split, show_progress=self.show_progress)
+            summary.files, summary.parsed, summary.reused, summary.removed = sync.files, sync.parsed, sync.reused, \
+                sync.removed
+            summary.notes = sync.notes
+            summary.skipped_files = list(walk.skipped) + sync.skipped_files
+            for _, reason in summary.skipped_files:
                 summary.skipped[reason] = summary.skipped.get(reason, 0) + 1
-            # the published snapshot is fresh only if it was built from exactly the stored file states
-            # (a run killed after storing states but before publishing leaves them out of step)
-            digest = hashlib.sha1(json.dumps(sorted((r, h) for r, (_, _, h) in states_now.items())).encode()
-                                  ).hexdigest()
-            manifest = self.store.manifest()
-            fresh = (manifest is not None and manifest.get("state_digest") == digest
-                     and manifest.get("scoring") == self._scoring_key() and manifest.get("index_key") == key)
-            if not fresh:
-                self._publish(summary, key, digest)
+            manifest = fresh_manifest(self.store, sync.digest, scoring=self._scoring_key(), index_key=key)
+            if manifest is None:
+                self._publish(summary, key, sync.digest)
             else:
                 summary.units, summary.blocks = manifest["units"], manifest["blocks"]
         self._snapshot = None
@@ -248,13 +217,7 @@ class CodeSearch(UsesEncoder):
             units.extend(file_units)
         texts, groups = encoder_texts(units, self.config.header)
         enc = self.encoder
-        before = (enc.hits, enc.misses) if isinstance(enc, CachedEncoder) else (0, 0)
-        with Progress("encoding", total=len(texts), enabled=self.show_progress and len(texts) > 50) as bar:
-            block_vecs = enc.encode(texts, progress=bar.advance)
-        if isinstance(enc, CachedEncoder):
-            summary.cached, summary.encoded = enc.hits - before[0], enc.misses - before[1]
-        else:
-            summary.encoded = len(texts)
+        block_vecs, summary.encoded, summary.cached = encode_counted(enc, texts, show_progress=self.show_progress)
         groups_arr = np.asarray(groups, dtype=np.int64)
         unit_vecs = pool_groups(block_vecs, groups_arr, self.config.pooling) if units else \
             np.zeros((0, enc.dim), np.float32)
