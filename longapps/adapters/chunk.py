@@ -121,3 +121,29 @@ def split_tokens(text: str, source: str = "", *, max_tokens: int = 200, overlap_
 def _chunk_of(text: str, source: str, pieces: list[tuple[int, int, int]], index: int) -> Chunk:
     a, b = pieces[0][0], pieces[-1][1]
     return Chunk(text[a:b], source, a, b, {"kind": "sentences", "unit": "char", "index": index})
+
+
+# characters looked at per token of budget: enough for any real text, bounded for pathological input
+CHARS_PER_TOKEN = 8
+
+
+def split_bounded(text: str, source: str = "", *, max_tokens: int, max_chunks: int,
+                  count_tokens: CountTokens | None = None) -> tuple[list[Chunk], bool]:
+    """The first `max_chunks` sentence-packed chunks of `text` (see `split_tokens`) and whether anything was
+    dropped. Only the first `max_tokens * max_chunks * CHARS_PER_TOKEN` characters are looked at, so a
+    100 MB input costs what a long one costs."""
+    limit = max_tokens * max_chunks * CHARS_PER_TOKEN
+    head = text[:limit]
+    chunks = split_tokens(head, source, max_tokens=max_tokens, count_tokens=count_tokens) if head.strip() else []
+    return chunks[:max_chunks], len(chunks) > max_chunks or len(text) > limit
+
+
+def sentence_blocks(text: str, source: str = "", *, block_tokens: int = 32, max_blocks: int = 64,
+                    count_tokens: CountTokens | None = None) -> tuple[list[Chunk], bool]:
+    """SMITH's sentence blocks: greedy blocks of whole sentences of at most `block_tokens` tokens (a longer
+    sentence is cut at word boundaries), at most `max_blocks` of them; returns (blocks, dropped_any)."""
+    blocks, dropped = split_bounded(text, source, max_tokens=block_tokens, max_chunks=max_blocks,
+                                    count_tokens=count_tokens)
+    for b in blocks:
+        b.meta["kind"] = "block"
+    return blocks, dropped

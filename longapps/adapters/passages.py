@@ -12,10 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from longapps.adapters.chunk import CountTokens, split_tokens
-
-# characters looked at per token of budget: enough for any real text, bounded for pathological input
-CHARS_PER_TOKEN = 8
+from longapps.adapters.chunk import CHARS_PER_TOKEN, CountTokens, split_bounded  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -40,13 +37,9 @@ def chunk_passages(passages: Sequence[str], *, max_tokens: int, max_chunks: int 
     first = np.full(len(passages), -1, dtype=np.int64)
     counts = np.zeros(len(passages), dtype=np.int64)
     truncated = 0
-    limit = max_tokens * max_chunks * CHARS_PER_TOKEN
     for p, text in enumerate(passages):
-        head = text[:limit]
-        chunks = split_tokens(head, "", max_tokens=max_tokens, count_tokens=count_tokens) if head.strip() else []
-        if len(chunks) > max_chunks or len(text) > limit:
-            truncated += 1
-        chunks = chunks[:max_chunks]
+        chunks, dropped = split_bounded(text, max_tokens=max_tokens, max_chunks=max_chunks, count_tokens=count_tokens)
+        truncated += dropped
         if chunks:
             first[p] = len(texts)
             counts[p] = len(chunks)
