@@ -67,6 +67,13 @@ class SentenceTransformerEncoder:
         self.tokenizer = self._model.tokenizer
         self._counter: Any = None
 
+    def ray_factory(self) -> Callable[[], "SentenceTransformerEncoder"]:
+        """How a Ray worker builds the same encoder (the device is picked on the worker)."""
+        import functools
+
+        return functools.partial(SentenceTransformerEncoder, self.path, batch_size=self.batch_size,
+                                 max_tokens=self.max_tokens)
+
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -204,12 +211,16 @@ class EmbeddingCache:
 
 
 class CachedEncoder:
-    """Wraps an Encoder: vectors already seen (same model, same text) come from the cache, not the model."""
+    """Wraps an Encoder: vectors already seen (same model, same text) come from the cache, not the model.
 
-    def __init__(self, inner: Encoder, cache: EmbeddingCache, chunk: int = 256) -> None:
+    With `remote` set (a `longapps.distributed.RayEncodeBackend`), cache misses are encoded there instead
+    of by `inner`; each batch is cached as it comes back."""
+
+    def __init__(self, inner: Encoder, cache: EmbeddingCache, chunk: int = 256, remote: Any = None) -> None:
         self.inner = inner
         self.cache = cache
         self.chunk = chunk
+        self.remote = remote
         self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
         self.hits = 0
         self.misses = 0
@@ -230,9 +241,7 @@ class CachedEncoder:
         # longest first across the whole request, so each slice batches texts of similar length
         items = sorted(todo.items(), key=lambda kv: -len(texts[kv[1][0]]))
         # encode in slices and commit each, so an interrupted run keeps what it finished
-        for s in range(0, len(items), self.chunk):
-            part = items[s:s + self.chunk]
-            vecs = self.inner.encode([texts[idx[0]] for _, idx in part])
+        for part, vecs in self._encode_misses(items, texts):
             self.cache.put_many([(k, v) for (k, _), v in zip(part, vecs)])
             for (_, idx), v in zip(part, vecs):
                 out[idx] = v
@@ -241,22 +250,41 @@ class CachedEncoder:
             self.misses += len(part)
         return out
 
+    def _encode_misses(self, items: list[tuple[bytes, list[int]]], texts: Sequence[str]
+                       ) -> Iterator[tuple[list[tuple[bytes, list[int]]], np.ndarray]]:
+        """(items, vectors) per finished slice: in this process, or on Ray workers when `remote` is set."""
+        if self.remote is not None and items:
+            for pos, vecs in self.remote.encode_stream([texts[idx[0]] for _, idx in items]):
+                yield [items[p] for p in pos], vecs
+            return
+        for s in range(0, len(items), self.chunk):
+            part = items[s:s + self.chunk]
+            yield part, self.inner.encode([texts[idx[0]] for _, idx in part])
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)
 
 
-def with_cache(encoder: Encoder) -> "CachedEncoder":
-    """Give any encoder the on-disk content-hash cache (no-op if it already has one)."""
-    if isinstance(encoder, CachedEncoder):
-        return encoder
-    return CachedEncoder(encoder, EmbeddingCache(cache_dir("embeddings") / f"{encoder.name}.sqlite", encoder.dim))
+def with_cache(encoder: Encoder, *, ray: Any = None) -> "CachedEncoder":
+    """Give any encoder the on-disk content-hash cache (kept if it already has one).
+
+    `ray` (an address string, True, or a `longapps.distributed.RayConfig`; None = off): encode cache misses
+    on a Ray cluster; vectors still land in this cache, batch by batch."""
+    cached = encoder if isinstance(encoder, CachedEncoder) else \
+        CachedEncoder(encoder, EmbeddingCache(cache_dir("embeddings") / f"{encoder.name}.sqlite", encoder.dim))
+    if ray is not None and ray is not False:
+        from longapps.distributed.ray_encode import RayConfig, RayEncodeBackend
+
+        cached.remote = RayEncodeBackend.for_encoder(cached.inner, RayConfig.from_option(ray))
+    return cached
 
 
 def load_encoder(model: str | None = None, *, device: str | None = None, cache: bool = True,
-                 batch_size: int = 32, max_tokens: int | None = None) -> Encoder:
-    """Load an encoder by HF id / local path (None = packaged all-MiniLM-L6-v2), with the embedding cache."""
+                 batch_size: int = 32, max_tokens: int | None = None, ray: Any = None) -> Encoder:
+    """Load an encoder by HF id / local path (None = packaged all-MiniLM-L6-v2), with the embedding cache
+    (and, with `ray`, cache misses encoded on a Ray cluster: see `with_cache`)."""
     enc = SentenceTransformerEncoder(model, device=device, batch_size=batch_size, max_tokens=max_tokens)
-    return with_cache(enc) if cache else enc
+    return with_cache(enc, ray=ray) if cache or ray else enc
 
 
 class UsesEncoder:
@@ -265,9 +293,10 @@ class UsesEncoder:
 
     _encoder: Encoder | None
     config: Any
+    ray: Any = None  # set by pipelines that take `ray=`: cache misses are encoded on a Ray cluster
 
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.config.model)
+            self._encoder = load_encoder(self.config.model, ray=self.ray)
         return self._encoder

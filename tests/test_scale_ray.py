@@ -1,0 +1,205 @@
+"""Encoding on Ray (a local cluster started here): same index as in-process, a killed worker loses nothing."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longapps.adapters.encode import EmbeddingCache
+from longapps.distributed.ray_encode import RayConfig, ray_available
+from longapps.index.dense import DenseIndex
+from longapps.pipelines.code_search import CodeSearch
+from longapps.resources import LongappsError
+
+from conftest import HashingEncoder
+
+needs_ray = pytest.mark.skipif(not ray_available(), reason="ray extra not installed: pip install 'longapps[ray]'")
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_repo"
+
+
+class LoggingEncoder(HashingEncoder):
+    """HashingEncoder that appends sha1 of every text it encodes (and its pid) to a log file; optionally slow.
+    Shipped to Ray workers by value, so every actor writes to the same file."""
+
+    def __init__(self, log: Path, delay: float = 0.0) -> None:
+        super().__init__()
+        self.log, self.delay = str(log), delay
+
+    def encode(self, texts, *, progress=None):
+        time.sleep(self.delay)
+        out = super().encode(texts)
+        with open(self.log, "a") as fh:
+            fh.write("".join(f"{os.getpid()} {hashlib.sha1(t.encode()).hexdigest()}\n" for t in texts))
+        return out
+
+
+def logged(log: Path) -> list[tuple[int, str]]:
+    if not log.exists():
+        return []
+    return [(int(p), h) for p, h in (line.split() for line in log.read_text().splitlines())]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A 2-CPU local Ray instance on 127.0.0.1 for this module, started by the test."""
+    if not ray_available():
+        pytest.skip("ray extra not installed: pip install 'longapps[ray]'")
+    import ray
+    from ray import cloudpickle  # Ray's own copy pickles the actor arguments
+
+    from longapps.distributed.ray_encode import connect
+
+    for mod in (sys.modules[__name__], sys.modules["conftest"]):
+        cloudpickle.register_pickle_by_value(mod)  # the test encoders travel to the workers by value
+    connect(RayConfig(address="local", num_cpus=2))
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A copy of the demo repository plus generated functions, so there are a few hundred blocks."""
+    import shutil
+
+    r = tmp_path / "repo"
+    shutil.copytree(DEMO, r)
+    lines = [f"def helper_{i}(items, limit={i}):\n    \"\"\"Return the first {i} items, sorted by key {i}.\"\"\"\n"
+             f"    return sorted(items, key=lambda x: x[{i % 7}])[:limit]\n\n" for i in range(240)]
+    (r / "generated.py").write_text("".join(lines))
+    return r
+
+
+def snapshot(index_dir: Path) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    cur = Path(index_dir) / "snapshots" / (Path(index_dir) / "CURRENT").read_text().strip()
+    units = json.loads((cur / "units.json").read_text())
+    vecs = {name: DenseIndex.load(cur / f"{name}.faiss") for name in ("units", "blocks")}
+    return (units, vecs["units"].index.reconstruct_n(0, len(vecs["units"])),
+            vecs["blocks"].index.reconstruct_n(0, len(vecs["blocks"])), np.load(cur / "block_unit.npy"))
+
+
+def assert_same_index(a: Path, b: Path) -> None:
+    ua, va, ba, ga = snapshot(a)
+    ub, vb, bb, gb = snapshot(b)
+    assert ua == ub and len(ua) > 100
+    np.testing.assert_array_equal(ga, gb)
+    np.testing.assert_allclose(va, vb, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ba, bb, atol=1e-6, rtol=0)
+
+
+def cache_keys(enc_name: str, dim: int) -> set[str]:
+    from longapps.resources import cache_dir
+
+    c = EmbeddingCache(cache_dir("embeddings") / f"{enc_name}.sqlite", dim)
+    keys = {bytes(h).hex() for (h,) in c._db.execute("SELECT h FROM vec")}
+    c.close()
+    return keys
+
+
+@needs_ray
+def test_ray_index_identical_to_in_process_real_model(ray_cluster, repo, tmp_path, minilm, monkeypatch):
+    """The packaged MiniLM: one load per actor on the workers; units and vectors as in-process (1e-6)."""
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache_local"))
+    local = CodeSearch(repo, index_dir=tmp_path / "local", encoder=minilm.inner)
+    s_local = local.index()
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache_ray"))  # an empty cache: Ray encodes it all
+    dist = CodeSearch(repo, index_dir=tmp_path / "ray", encoder=minilm.inner,
+                      ray=RayConfig(workers=2, batch_size=32))
+    s_ray = dist.index()
+    assert s_local.encoded == s_ray.encoded == s_ray.blocks > 200 and s_ray.cached == 0
+    assert_same_index(tmp_path / "local", tmp_path / "ray")
+    assert [h.name for h in dist.search("sort items by key", k=5)] == \
+        [h.name for h in local.search("sort items by key", k=5)]
+    # a second run finds every vector in the cache and never starts a Ray job
+    again = CodeSearch(repo, index_dir=tmp_path / "ray2", encoder=minilm.inner, ray=RayConfig(address="bad:1"))
+    assert again.index().encoded == 0
+
+
+@needs_ray
+def test_killed_worker_then_rerun_encodes_nothing_twice(ray_cluster, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache"))
+    ref = HashingEncoder()
+    CodeSearch(repo, index_dir=tmp_path / "ref", encoder=ref).index()
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache_ray"))
+    log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
+    killed: list[int] = []
+
+    def kill_a_worker(_n: int) -> None:  # the driver's progress hook: after the first batch is back
+        pids = sorted({p for p, _ in logged(log1)})
+        if not killed and pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    run1 = CodeSearch(repo, index_dir=tmp_path / "ray", encoder=LoggingEncoder(log1, delay=0.05),
+                      ray=RayConfig(workers=2, batch_size=8, max_restarts=0))
+    run1.encoder.encode = _with_progress(run1.encoder.encode, kill_a_worker)
+    with pytest.raises(LongappsError, match="run again to resume"):
+        run1.index()
+    assert killed
+    texts_total = ref.encoded
+    in_cache = cache_keys(ref.name, ref.dim)
+    assert 0 < len(in_cache) < len(set(texts_total))  # stopped mid-run, kept what came back
+
+    run2 = CodeSearch(repo, index_dir=tmp_path / "ray", encoder=LoggingEncoder(log2),
+                      ray=RayConfig(workers=2, batch_size=8))
+    s2 = run2.index()
+    encoded2 = [h for _, h in logged(log2)]
+    assert len(encoded2) == len(set(encoded2)) == s2.encoded  # nothing twice within the run
+    assert not set(encoded2) & in_cache  # nothing that came back in run 1 is encoded again
+    assert set(encoded2) | in_cache == {hashlib.sha1(t.encode()).hexdigest() for t in texts_total}
+    assert s2.cached == len(in_cache) and s2.encoded + s2.cached == s2.blocks
+    assert_same_index(tmp_path / "ref", tmp_path / "ray")
+
+
+@needs_ray
+def test_killed_worker_is_restarted_and_the_run_completes(ray_cluster, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache"))
+    log = tmp_path / "run.log"
+    killed: list[int] = []
+
+    def kill_a_worker(_n: int) -> None:
+        pids = sorted({p for p, _ in logged(log)})
+        if not killed and pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    cs = CodeSearch(repo, index_dir=tmp_path / "ray", encoder=LoggingEncoder(log, delay=0.05),
+                    ray=RayConfig(workers=2, batch_size=8, max_restarts=2))
+    cs.encoder.encode = _with_progress(cs.encoder.encode, kill_a_worker)
+    s = cs.index()
+    assert killed and s.encoded == s.blocks > 200
+    CodeSearch(repo, index_dir=tmp_path / "ref", encoder=HashingEncoder()).index()
+    assert_same_index(tmp_path / "ref", tmp_path / "ray")
+
+
+def _with_progress(encode, hook):
+    """Wrap encode so the driver-side progress callback also calls `hook` (used to kill a worker)."""
+    def wrapped(texts, *, progress=None):
+        def both(n: int) -> None:
+            hook(n)
+            if progress:
+                progress(n)
+        return encode(texts, progress=both)
+    return wrapped
+
+
+def test_ray_option_values():
+    assert RayConfig.from_option(None) is None and RayConfig.from_option(False) is None
+    assert RayConfig.from_option(True).address is None and RayConfig.from_option("").address is None
+    assert RayConfig.from_option("10.0.0.1:6379").address == "10.0.0.1:6379"
+
+
+def test_ray_missing_is_one_clear_line(monkeypatch, tmp_path):
+    import longapps.distributed.ray_encode as re_mod
+
+    monkeypatch.setattr(re_mod, "ray_available", lambda: False)
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache"))
+    cs = CodeSearch(DEMO, index_dir=tmp_path / "idx", encoder=HashingEncoder(), ray=True)
+    with pytest.raises(LongappsError, match=r"pip install 'longapps\[ray\]'"):
+        cs.index()
