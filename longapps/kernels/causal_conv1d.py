@@ -1,0 +1,193 @@
+"""Causal depthwise conv1d (Mamba's short convolution), optionally with SiLU: Triton forward/backward + PyTorch.
+
+Token-major layout: x (batch, length, channels), any strides; weight (channels, K); bias (channels,).
+
+    y[b, t, c] = act(bias[c] + sum_k weight[c, k] * x[b, t - (K - 1) + k, c])      (x before 0 is 0)
+
+``reference_causal_conv1d`` is PyTorch's grouped conv1d (also the CPU path). The Triton forward reads
+``K`` shifted tiles of ``T`` tokens x ``BC`` channels; the backward first forms g * act'(pre) (recomputing
+the pre-activation) and the weight/bias gradients (atomics per tile), then dx with the anti-causal taps.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._common import HAS_TRITON, interpreting, triton_usable
+
+CONV_DEFAULTS = {"T": 64, "BC": 64, "num_warps": 4}
+
+
+def reference_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                            activation: Optional[str] = "silu") -> torch.Tensor:
+    """PyTorch: grouped conv1d with K-1 zeros on the left; output in x's dtype."""
+    d, k = weight.shape
+    xt = x.transpose(1, 2)
+    y = F.conv1d(xt.to(weight.dtype), weight.unsqueeze(1), bias, padding=k - 1, groups=d)[..., :x.shape[1]]
+    if activation == "silu":
+        y = F.silu(y)
+    elif activation is not None:
+        raise ValueError(f"activation: unknown '{activation}' (silu or None)")
+    return y.transpose(1, 2).to(x.dtype)
+
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _pre(X, W, Bias, bi64, rows, offs_c, cmask, L, sx_b, sx_l, sx_c,
+             K: tl.constexpr, HAS_BIAS: tl.constexpr, T: tl.constexpr, BC: tl.constexpr):
+        acc = tl.zeros([T, BC], dtype=tl.float32)
+        if HAS_BIAS:
+            acc += tl.load(Bias + offs_c, mask=cmask, other=0.0).to(tl.float32)[None, :]
+        for k in tl.static_range(K):
+            r = rows - (K - 1) + k
+            m = ((r >= 0) & (r < L))[:, None] & cmask[None, :]
+            xk = tl.load(X + bi64 * sx_b + r.to(tl.int64)[:, None] * sx_l + offs_c[None, :] * sx_c, mask=m,
+                         other=0.0).to(tl.float32)
+            wk = tl.load(W + offs_c * K + k, mask=cmask, other=0.0).to(tl.float32)
+            acc += xk * wk[None, :]
+        return acc
+
+    @triton.jit
+    def _conv_fwd_kernel(X, W, Bias, Y, L, Cn, sx_b, sx_l, sx_c, sy_b, sy_l, sy_c,
+                         K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
+                         T: tl.constexpr, BC: tl.constexpr):
+        bi64 = tl.program_id(0).to(tl.int64)
+        rows = tl.program_id(1) * T + tl.arange(0, T)
+        offs_c = tl.program_id(2) * BC + tl.arange(0, BC)
+        cmask = offs_c < Cn
+        acc = _pre(X, W, Bias, bi64, rows, offs_c, cmask, L, sx_b, sx_l, sx_c, K, HAS_BIAS, T, BC)
+        if SILU:
+            acc = acc * tl.sigmoid(acc)
+        m = (rows < L)[:, None] & cmask[None, :]
+        tl.store(Y + bi64 * sy_b + rows.to(tl.int64)[:, None] * sy_l + offs_c[None, :] * sy_c,
+                 acc.to(Y.dtype.element_ty), mask=m)
+
+    @triton.jit
+    def _conv_bwd_gp_kernel(X, W, Bias, G, GP, dW, dB, L, Cn, sx_b, sx_l, sx_c, sg_b, sg_l, sg_c,
+                            K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
+                            T: tl.constexpr, BC: tl.constexpr):
+        """gp = g * act'(pre) (fp32, contiguous), and this tile's share of dW, dBias (atomics)."""
+        bi64 = tl.program_id(0).to(tl.int64)
+        rows = tl.program_id(1) * T + tl.arange(0, T)
+        offs_c = tl.program_id(2) * BC + tl.arange(0, BC)
+        cmask = offs_c < Cn
+        m = (rows < L)[:, None] & cmask[None, :]
+        g = tl.load(G + bi64 * sg_b + rows.to(tl.int64)[:, None] * sg_l + offs_c[None, :] * sg_c, mask=m,
+                    other=0.0).to(tl.float32)
+        if SILU:
+            pre = _pre(X, W, Bias, bi64, rows, offs_c, cmask, L, sx_b, sx_l, sx_c, K, HAS_BIAS, T, BC)
+            s = tl.sigmoid(pre)
+            g = g * s * (1.0 + pre * (1.0 - s))
+        g = tl.where(m, g, 0.0)
+        tl.store(GP + bi64 * L * Cn + rows.to(tl.int64)[:, None] * Cn + offs_c[None, :], g, mask=m)
+        if HAS_BIAS:
+            tl.atomic_add(dB + offs_c, tl.sum(g, 0), mask=cmask)
+        for k in tl.static_range(K):
+            r = rows - (K - 1) + k
+            mk = ((r >= 0) & (r < L))[:, None] & cmask[None, :]
+            xk = tl.load(X + bi64 * sx_b + r.to(tl.int64)[:, None] * sx_l + offs_c[None, :] * sx_c, mask=mk,
+                         other=0.0).to(tl.float32)
+            tl.atomic_add(dW + offs_c * K + k, tl.sum(g * xk, 0), mask=cmask)
+
+    @triton.jit
+    def _conv_bwd_dx_kernel(GP, W, DX, L, Cn, sd_b, sd_l, sd_c, K: tl.constexpr, T: tl.constexpr,
+                            BC: tl.constexpr):
+        """dx[t] = sum_k w[k] * gp[t + K - 1 - k]."""
+        bi64 = tl.program_id(0).to(tl.int64)
+        rows = tl.program_id(1) * T + tl.arange(0, T)
+        offs_c = tl.program_id(2) * BC + tl.arange(0, BC)
+        cmask = offs_c < Cn
+        acc = tl.zeros([T, BC], dtype=tl.float32)
+        for k in tl.static_range(K):
+            r = rows + (K - 1) - k
+            m = (r < L)[:, None] & cmask[None, :]
+            gk = tl.load(GP + bi64 * L * Cn + r.to(tl.int64)[:, None] * Cn + offs_c[None, :], mask=m, other=0.0)
+            wk = tl.load(W + offs_c * K + k, mask=cmask, other=0.0).to(tl.float32)
+            acc += gk * wk[None, :]
+        m = (rows < L)[:, None] & cmask[None, :]
+        tl.store(DX + bi64 * sd_b + rows.to(tl.int64)[:, None] * sd_l + offs_c[None, :] * sd_c,
+                 acc.to(DX.dtype.element_ty), mask=m)
+
+
+def _cfg(x: torch.Tensor) -> dict:
+    cfg = dict(CONV_DEFAULTS)
+    if interpreting() and not x.is_cuda:
+        cfg["T"], cfg["BC"] = 8, 8
+    return cfg
+
+
+def causal_conv1d_forward(x, weight, bias=None, silu: bool = True, out: Optional[torch.Tensor] = None):
+    """Triton forward; returns y (x's dtype, contiguous unless `out` is given)."""
+    bsz, L, c = x.shape
+    k = weight.shape[1]
+    cfg = _cfg(x)
+    y = out if out is not None else torch.empty((bsz, L, c), dtype=x.dtype, device=x.device)
+    if L == 0:
+        return y
+    grid = (bsz, triton.cdiv(L, cfg["T"]), triton.cdiv(c, cfg["BC"]))
+    _conv_fwd_kernel[grid](x, weight.contiguous(), bias if bias is not None else weight, y, L, c,
+                           *x.stride(), *y.stride(), K=k, HAS_BIAS=bias is not None, SILU=silu,
+                           T=cfg["T"], BC=cfg["BC"], num_warps=cfg["num_warps"])
+    return y
+
+
+def causal_conv1d_backward(g, x, weight, bias=None, silu: bool = True):
+    """Triton backward: (dx in x's dtype, dweight fp32, dbias fp32 or None)."""
+    bsz, L, c = x.shape
+    k = weight.shape[1]
+    cfg = _cfg(x)
+    f32 = dict(dtype=torch.float32, device=x.device)
+    gp = torch.empty((bsz, L, c), **f32)
+    dw = torch.zeros((c, k), **f32)
+    db = torch.zeros((c,), **f32)
+    dx = torch.empty((bsz, L, c), dtype=x.dtype, device=x.device)
+    if L == 0:
+        return dx, dw, (db if bias is not None else None)
+    grid = (bsz, triton.cdiv(L, cfg["T"]), triton.cdiv(c, cfg["BC"]))
+    w = weight.contiguous()
+    _conv_bwd_gp_kernel[grid](x, w, bias if bias is not None else w, g, gp, dw, db, L, c, *x.stride(), *g.stride(),
+                              K=k, HAS_BIAS=bias is not None, SILU=silu, T=cfg["T"], BC=cfg["BC"],
+                              num_warps=cfg["num_warps"])
+    _conv_bwd_dx_kernel[grid](gp, w, dx, L, c, *dx.stride(), K=k, T=cfg["T"], BC=cfg["BC"],
+                              num_warps=cfg["num_warps"])
+    return dx, dw, (db if bias is not None else None)
+
+
+class _CausalConv1dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, silu):
+        ctx.save_for_backward(x, weight, bias)
+        ctx.silu = silu
+        return causal_conv1d_forward(x, weight, bias, silu)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, bias = ctx.saved_tensors
+        dx, dw, db = causal_conv1d_backward(g, x, weight, bias, ctx.silu)
+        return dx, dw.to(weight.dtype), (db.to(bias.dtype) if bias is not None else None), None
+
+
+def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                  activation: Optional[str] = "silu", backend: str = "auto") -> torch.Tensor:
+    """Causal depthwise conv over (batch, length, channels); differentiable.
+    backend: "auto" (Triton on CUDA, PyTorch elsewhere), "triton" (CUDA or the interpreter), "torch"."""
+    if activation not in ("silu", None):
+        raise ValueError(f"activation: unknown '{activation}' (silu or None)")
+    if backend == "auto":
+        backend = "triton" if (x.is_cuda and HAS_TRITON and not interpreting()) else "torch"
+    if backend == "torch":
+        return reference_causal_conv1d(x, weight, bias, activation)
+    if backend != "triton":
+        raise ValueError(f"backend: unknown '{backend}' (auto, triton, torch)")
+    if not triton_usable(x):
+        raise ValueError("backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU)")
+    return _CausalConv1dFn.apply(x, weight, bias, activation == "silu")
+
+
+__all__ = ["causal_conv1d", "reference_causal_conv1d", "causal_conv1d_forward", "causal_conv1d_backward",
+           "CONV_DEFAULTS"]

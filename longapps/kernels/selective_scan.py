@@ -1,0 +1,462 @@
+"""Mamba-1 selective scan: Triton forward/backward (chunked over the sequence) + PyTorch versions.
+
+All tensors are token-major (batch, length, channels), any strides:
+
+    u, delta, z : (b, l, d)      A : (d, n)      B, C : (b, l, n)      D, delta_bias : (d,)
+
+    dt_t = softplus(delta_t + delta_bias)               (softplus optional)
+    h_t  = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t   (per channel d and state n, h_{-1} = 0)
+    y_t  = (sum_n C_t h_t + D * u_t) * silu(z_t)        (D and z optional)
+
+- ``reference_selective_scan``: the recurrence one token at a time (the definition tests compare against).
+- ``chunked_selective_scan``: PyTorch, two-level (a loop over ``chunk`` positions that runs every chunk of a
+  block at once, twice, and a loop over the block's chunks for the carry); about ``2 chunk + block/chunk``
+  Python steps per block instead of one per token, and no (length, d, n) tensor. Differentiable by autograd.
+  The CPU path.
+- Triton (CUDA, or CPU under ``TRITON_INTERPRET=1``): each program owns ``BD`` channels x all states and walks
+  tiles of ``T`` tokens; inside a tile the recurrence is a ``tl.associative_scan`` over (decay, input) pairs.
+  At small batch the sequence is also cut into segments: a first launch scans every segment from a zero
+  state and keeps only its end state, the second folds the earlier segments' end states into its start
+  state and writes ``y``. The backward walks the tiles in reverse with a reverse scan for the adjoint state,
+  recomputing each tile's states from the tile-start states the forward saved.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._common import HAS_TRITON, LOG2E, interpreting, triton_usable
+
+# tile sizes and launch shape; the GPU benchmark (benchmarks/mamba_gpu.py) measures alternatives
+SCAN_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 4}
+SCAN_BWD_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4}
+
+
+def _dt(delta: torch.Tensor, delta_bias: Optional[torch.Tensor], softplus: bool) -> torch.Tensor:
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()
+    return F.softplus(dt) if softplus else dt
+
+
+def _finish(y: torch.Tensor, u: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor]) -> torch.Tensor:
+    if D is not None:
+        y = y + u.to(y.dtype) * D.to(y.dtype)
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y
+
+
+def reference_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
+                             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The recurrence token by token in ``dtype`` (float64 for tests); returns ``dtype``."""
+    dt = _dt(delta, delta_bias, delta_softplus).to(dtype)
+    A, B, C, uu = A.to(dtype), B.to(dtype), C.to(dtype), u.to(dtype)
+    h = torch.zeros(u.shape[0], u.shape[2], A.shape[1], dtype=dtype, device=u.device)
+    ys = []
+    for t in range(u.shape[1]):
+        h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * uu[:, t])[:, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, 1) if ys else uu.new_zeros(uu.shape)
+    return _finish(y, uu, None if D is None else D.to(dtype), None if z is None else z.to(dtype))
+
+
+def chunked_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
+                           chunk: Optional[int] = None, block: int = 8192) -> torch.Tensor:
+    """Fast PyTorch scan (fp32 math, output in u's dtype); see the module docstring."""
+    bsz, L, d = u.shape
+    n = A.shape[1]
+    A = A.float()
+    dt = _dt(delta, delta_bias, delta_softplus)
+    h = u.new_zeros(bsz, d, n, dtype=torch.float32)
+    outs = []
+    for s in range(0, L, block):
+        e = min(L, s + block)
+        y, h = _scan_block(u[:, s:e].float(), dt[:, s:e], A, B[:, s:e].float(), C[:, s:e].float(), h, chunk)
+        outs.append(y)
+    y = torch.cat(outs, 1) if outs else u.new_zeros(u.shape, dtype=torch.float32)
+    return _finish(y, u.float(), D, z).to(u.dtype)
+
+
+def _scan_block(u, dt, A, B, C, h0, chunk):
+    """One block: (b, m, d) inputs, h0 (b, d, n) -> y (b, m, d) without D/z, end state.
+
+    Pass 1 runs every chunk from a zero state at once (position by position) and keeps only the chunk-end
+    states; the carry loop turns them into each chunk's start state (a chunk's decay is exp(A * sum dt));
+    pass 2 re-runs the positions from the right start states and contracts with C. No (m, d, n) tensor is
+    ever materialised: every step works on (b, chunks, d, n)."""
+    bsz, m, d = u.shape
+    T = min(chunk or max(8, int(math.sqrt(m / 2))), m)
+    nc = -(-m // T)
+    pad = nc * T - m
+    if pad:  # padded positions: dt = 0 -> decay 1, input 0: the state passes through unchanged
+        u, dt, B, C = (F.pad(x, (0, 0, 0, pad)) for x in (u, dt, B, C))
+    dtv = dt.view(bsz, nc, T, d, 1)
+    xv = (dt * u).view(bsz, nc, T, d, 1)
+    Bv = B.view(bsz, nc, T, 1, -1)
+    Cv = C.view(bsz, nc, T, -1, 1)
+
+    def step(t: int, state: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(xv[:, :, t] * Bv[:, :, t], torch.exp(dtv[:, :, t] * A), state)
+
+    cur = torch.zeros(bsz, nc, d, A.shape[1], dtype=u.dtype, device=u.device)
+    for t in range(T):
+        cur = step(t, cur)
+    tot = torch.exp(dtv.sum(2) * A)                          # (b, nc, d, n) decay over each chunk
+    starts = []
+    carry = h0
+    for c in range(nc):
+        starts.append(carry)
+        carry = torch.addcmul(cur[:, c], tot[:, c], carry)
+    cur = torch.stack(starts, 1)
+    ys = []
+    for t in range(T):
+        cur = step(t, cur)
+        ys.append(torch.matmul(cur, Cv[:, :, t]).squeeze(-1))
+    y = torch.stack(ys, 2).reshape(bsz, nc * T, d)[:, :m]
+    return y, carry
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Triton
+# ---------------------------------------------------------------------------------------------------------
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _combine(a1, b1, a2, b2):
+        return a1 * a2, a2 * b1 + b2
+
+    @triton.jit
+    def _softplus_dt(dt_raw, bias, SOFTPLUS: tl.constexpr):
+        x = dt_raw + bias[None, :]
+        if SOFTPLUS:
+            x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+        return x
+
+    @triton.jit
+    def _scan_fwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
+                         L, Dm, N, NDB, S, SEG_LEN, n_tiles,
+                         su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
+                         sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
+                         MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                         HAS_DB: tl.constexpr, SAVE: tl.constexpr,
+                         BD: tl.constexpr, NP: tl.constexpr, T: tl.constexpr):
+        """MODE 0: scan one segment from zero, store its end state and sum of dt. MODE 1: fold the earlier
+        segments into the start state, scan, write y (and, if SAVE, every tile's start state)."""
+        pid = tl.program_id(0)
+        seg = tl.program_id(1)
+        bi = pid // NDB
+        offs_d = (pid % NDB) * BD + tl.arange(0, BD)
+        offs_n = tl.arange(0, NP)
+        offs_t = tl.arange(0, T)
+        dmask = offs_d < Dm
+        nmask = offs_n < N
+        dn_mask = dmask[:, None] & nmask[None, :]
+        A2 = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
+        if HAS_DB:
+            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        else:
+            bias = tl.zeros([BD], dtype=tl.float32)
+        if HAS_D:
+            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        bi64 = bi.to(tl.int64)
+        h = tl.zeros([BD, NP], dtype=tl.float32)
+        st_off = offs_d[:, None] * NP + offs_n[None, :]
+        if MODE == 1:
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=dn_mask, other=0.0)
+                h = tl.exp2(A2 * ds[:, None]) * h + hs
+        dsum = tl.zeros([BD], dtype=tl.float32)
+        start = seg * SEG_LEN
+        stop = tl.minimum(start + SEG_LEN, L)
+        for t0 in range(start, stop, T):
+            rows = t0 + offs_t
+            rmask = rows < L
+            m2 = rmask[:, None] & dmask[None, :]
+            rows64 = rows.to(tl.int64)
+            dt = tl.load(DT + bi64 * sd_b + rows64[:, None] * sd_l + offs_d[None, :] * sd_d, mask=m2, other=0.0
+                         ).to(tl.float32)
+            dt = tl.where(m2, _softplus_dt(dt, bias, SOFTPLUS), 0.0)
+            u = tl.load(U + bi64 * su_b + rows64[:, None] * su_l + offs_d[None, :] * su_d, mask=m2, other=0.0
+                        ).to(tl.float32)
+            bm = tl.load(Bm + bi64 * sb_b + rows64[:, None] * sb_l + offs_n[None, :] * sb_n,
+                         mask=rmask[:, None] & nmask[None, :], other=0.0).to(tl.float32)
+            a = tl.exp2(dt[:, :, None] * A2[None, :, :])
+            b = (dt * u)[:, :, None] * bm[:, None, :]
+            acum, hl = tl.associative_scan((a, b), 0, _combine)
+            hh = hl + acum * h[None, :, :]
+            if MODE == 0:
+                dsum += tl.sum(dt, 0)
+            else:
+                if SAVE:
+                    tile = t0 // T
+                    tl.store(Hsave + (bi64 * n_tiles + tile) * Dm * NP + st_off, h, mask=dn_mask)
+                cm = tl.load(Cm + bi64 * sc_b + rows64[:, None] * sc_l + offs_n[None, :] * sc_n,
+                             mask=rmask[:, None] & nmask[None, :], other=0.0).to(tl.float32)
+                y = tl.sum(hh * cm[:, None, :], 2)
+                if HAS_D:
+                    y += dskip[None, :] * u
+                if HAS_Z:
+                    zz = tl.load(Z + bi64 * sz_b + rows64[:, None] * sz_l + offs_d[None, :] * sz_d, mask=m2,
+                                 other=0.0).to(tl.float32)
+                    y = y * zz * tl.sigmoid(zz)
+                tl.store(Y + bi64 * sy_b + rows64[:, None] * sy_l + offs_d[None, :] * sy_d,
+                         y.to(Y.dtype.element_ty), mask=m2)
+            h = tl.sum(tl.where((offs_t == T - 1)[:, None, None], hh, 0.0), 0)
+        if MODE == 0:
+            base = bi64 * S + seg
+            tl.store(Hend + base * Dm * NP + st_off, h, mask=dn_mask)
+            tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
+
+    @triton.jit
+    def _scan_bwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, G, Hsave,
+                         dU, dDT, dZ, dA, dBm, dCm, dDv, dDB,
+                         L, Dm, N, NDB, n_tiles,
+                         su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
+                         sz_b, sz_l, sz_d, sg_b, sg_l, sg_d,
+                         SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr,
+                         BD: tl.constexpr, NP: tl.constexpr, T: tl.constexpr):
+        """Tiles in reverse: recompute the tile's states from its saved start state, reverse-scan the
+        adjoint state, write du, ddelta, dz; accumulate dB, dC (atomics over channel blocks), dA, dD,
+        d(delta_bias) per (batch, channel)."""
+        pid = tl.program_id(0)
+        bi = pid // NDB
+        bi64 = bi.to(tl.int64)
+        offs_d = (pid % NDB) * BD + tl.arange(0, BD)
+        offs_n = tl.arange(0, NP)
+        offs_t = tl.arange(0, T)
+        dmask = offs_d < Dm
+        nmask = offs_n < N
+        dn_mask = dmask[:, None] & nmask[None, :]
+        Anat = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
+        A2 = Anat * 1.4426950408889634
+        if HAS_DB:
+            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        else:
+            bias = tl.zeros([BD], dtype=tl.float32)
+        if HAS_D:
+            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        st_off = offs_d[:, None] * NP + offs_n[None, :]
+        carry = tl.zeros([BD, NP], dtype=tl.float32)
+        dA_acc = tl.zeros([BD, NP], dtype=tl.float32)
+        dD_acc = tl.zeros([BD], dtype=tl.float32)
+        dDB_acc = tl.zeros([BD], dtype=tl.float32)
+        for i in range(0, n_tiles):
+            tile = n_tiles - 1 - i
+            rows = tile * T + offs_t
+            rmask = rows < L
+            m2 = rmask[:, None] & dmask[None, :]
+            mn = rmask[:, None] & nmask[None, :]
+            rows64 = rows.to(tl.int64)
+            dt_raw = tl.load(DT + bi64 * sd_b + rows64[:, None] * sd_l + offs_d[None, :] * sd_d, mask=m2,
+                             other=0.0).to(tl.float32)
+            dt = tl.where(m2, _softplus_dt(dt_raw, bias, SOFTPLUS), 0.0)
+            nrows = rows + 1
+            nm2 = (nrows < L)[:, None] & dmask[None, :]
+            dt_next = tl.load(DT + bi64 * sd_b + nrows.to(tl.int64)[:, None] * sd_l + offs_d[None, :] * sd_d,
+                              mask=nm2, other=0.0).to(tl.float32)
+            dt_next = tl.where(nm2, _softplus_dt(dt_next, bias, SOFTPLUS), 0.0)
+            u = tl.load(U + bi64 * su_b + rows64[:, None] * su_l + offs_d[None, :] * su_d, mask=m2, other=0.0
+                        ).to(tl.float32)
+            bm = tl.load(Bm + bi64 * sb_b + rows64[:, None] * sb_l + offs_n[None, :] * sb_n, mask=mn, other=0.0
+                         ).to(tl.float32)
+            cm = tl.load(Cm + bi64 * sc_b + rows64[:, None] * sc_l + offs_n[None, :] * sc_n, mask=mn, other=0.0
+                         ).to(tl.float32)
+            g = tl.load(G + bi64 * sg_b + rows64[:, None] * sg_l + offs_d[None, :] * sg_d, mask=m2, other=0.0
+                        ).to(tl.float32)
+            h0 = tl.load(Hsave + (bi64 * n_tiles + tile) * Dm * NP + st_off, mask=dn_mask, other=0.0)
+            a = tl.exp2(dt[:, :, None] * A2[None, :, :])
+            b = (dt * u)[:, :, None] * bm[:, None, :]
+            acum, hl = tl.associative_scan((a, b), 0, _combine)
+            hh = hl + acum * h0[None, :, :]
+            if HAS_Z:
+                zz = tl.load(Z + bi64 * sz_b + rows64[:, None] * sz_l + offs_d[None, :] * sz_d, mask=m2,
+                             other=0.0).to(tl.float32)
+                ys = tl.sum(hh * cm[:, None, :], 2)
+                if HAS_D:
+                    ys += dskip[None, :] * u
+                sz = tl.sigmoid(zz)
+                dz = g * ys * sz * (1.0 + zz * (1.0 - sz))
+                tl.store(dZ + bi64 * sg_b + rows64[:, None] * sg_l + offs_d[None, :] * sg_d, dz, mask=m2)
+                gy = g * zz * sz
+            else:
+                gy = g
+            tl.atomic_add(dCm + bi64 * L * NP + rows64[:, None] * NP + offs_n[None, :],
+                          tl.sum(gy[:, :, None] * hh, 1), mask=mn)
+            # adjoint: dh_t = gy_t C_t + a_{t+1} dh_{t+1}
+            a_next = tl.exp2(dt_next[:, :, None] * A2[None, :, :])
+            x = gy[:, :, None] * cm[:, None, :]
+            racum, dhl = tl.associative_scan((a_next, x), 0, _combine, reverse=True)
+            dh = dhl + racum * carry[None, :, :]
+            carry = tl.sum(tl.where((offs_t == 0)[:, None, None], dh, 0.0), 0)
+            prev = hh - b  # a_t * h_{t-1}
+            ddt = tl.sum(dh * (u[:, :, None] * bm[:, None, :] + prev * Anat[None, :, :]), 2)
+            du = tl.sum(dh * (dt[:, :, None] * bm[:, None, :]), 2)
+            if HAS_D:
+                du += gy * dskip[None, :]
+                dD_acc += tl.sum(gy * u, 0)
+            tl.atomic_add(dBm + bi64 * L * NP + rows64[:, None] * NP + offs_n[None, :],
+                          tl.sum(dh * (dt * u)[:, :, None], 1), mask=mn)
+            dA_acc += tl.sum(dh * prev * dt[:, :, None], 0)
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(dt_raw + bias[None, :])
+            ddt = tl.where(m2, ddt, 0.0)
+            dDB_acc += tl.sum(ddt, 0)
+            tl.store(dDT + bi64 * sg_b + rows64[:, None] * sg_l + offs_d[None, :] * sg_d, ddt, mask=m2)
+            tl.store(dU + bi64 * sg_b + rows64[:, None] * sg_l + offs_d[None, :] * sg_d, du, mask=m2)
+        tl.store(dA + bi64 * Dm * NP + st_off, dA_acc, mask=dn_mask)
+        tl.store(dDv + bi64 * Dm + offs_d, dD_acc, mask=dmask)
+        tl.store(dDB + bi64 * Dm + offs_d, dDB_acc, mask=dmask)
+
+
+def _strides3(x: torch.Tensor) -> tuple[int, int, int]:
+    return x.stride(0), x.stride(1), x.stride(2)
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _blocks(u: torch.Tensor, defaults: dict, **over) -> dict:
+    cfg = dict(defaults)
+    cfg.update({k: v for k, v in over.items() if v is not None})
+    if interpreting() and not u.is_cuda:
+        cfg["BD"], cfg["T"] = min(cfg["BD"], 4), min(cfg["T"], 8)
+    return cfg
+
+
+def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True, *,
+                           save_states: bool = False, segments: Optional[int] = None, **cfg_over):
+    """Triton forward. Returns (y in u's dtype, tile start states (b, n_tiles, d, NP) fp32 or None, T)."""
+    bsz, L, d = u.shape
+    n = A.shape[1]
+    cfg = _blocks(u, SCAN_DEFAULTS, **cfg_over)
+    BD, T = cfg["BD"], cfg["T"]
+    NP = max(2, triton.next_power_of_2(n))
+    ndb = triton.cdiv(d, BD)
+    n_tiles = max(1, triton.cdiv(L, T))
+    if segments is None:  # enough programs to fill the GPU
+        want = cfg["programs_per_sm"] * _sm_count(u.device)
+        segments = min(n_tiles, max(1, -(-want // (bsz * ndb))))
+    S = max(1, min(segments, n_tiles))
+    seg_len = triton.cdiv(n_tiles, S) * T
+    S = triton.cdiv(max(L, 1), seg_len)
+    dev = u.device
+    y = torch.empty(u.shape, dtype=u.dtype, device=dev)
+    f32 = dict(dtype=torch.float32, device=dev)
+    hend = torch.empty(bsz * S * d * NP if S > 1 else 1, **f32)
+    dsum = torch.empty(bsz * S * d if S > 1 else 1, **f32)
+    hsave = torch.empty((bsz, n_tiles, d, NP), **f32) if save_states else hend
+    zt = z if z is not None else u
+    dummy = A
+    args = (u, delta, A.contiguous(), B, C, D if D is not None else dummy, zt,
+            delta_bias if delta_bias is not None else dummy)
+    strides = (*_strides3(u), *_strides3(delta), *_strides3(B), *_strides3(C), *_strides3(zt), *_strides3(y))
+    flags = dict(SOFTPLUS=bool(delta_softplus), HAS_D=D is not None, HAS_Z=z is not None,
+                 HAS_DB=delta_bias is not None, BD=BD, NP=NP, T=T, num_warps=cfg["num_warps"])
+    if L == 0:
+        return y, (hsave if save_states else None), T
+    if S > 1:
+        _scan_fwd_kernel[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *strides,
+                                         MODE=0, SAVE=False, **flags)
+    _scan_fwd_kernel[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *strides,
+                                     MODE=1, SAVE=save_states, **flags)
+    return y, (hsave if save_states else None), T
+
+
+def selective_scan_backward(g, u, delta, A, B, C, D, z, delta_bias, delta_softplus, hsave, T, **cfg_over):
+    """Triton backward: gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) in fp32 (None where absent)."""
+    bsz, L, d = u.shape
+    n = A.shape[1]
+    cfg = _blocks(u, SCAN_BWD_DEFAULTS, **cfg_over)
+    BD = cfg["BD"]
+    NP = hsave.shape[-1]
+    ndb = triton.cdiv(d, BD)
+    n_tiles = hsave.shape[1]
+    dev = u.device
+    f32 = dict(dtype=torch.float32, device=dev)
+    g = g.contiguous() if g.stride(-1) != 1 else g
+    du = torch.empty((bsz, L, d), **f32)
+    ddt = torch.empty((bsz, L, d), **f32)
+    dz = torch.empty((bsz, L, d), **f32) if z is not None else du
+    dA = torch.empty((bsz, d, NP), **f32)
+    dB = torch.zeros((bsz, L, NP), **f32)
+    dC = torch.zeros((bsz, L, NP), **f32)
+    dD = torch.empty((bsz, d), **f32)
+    dDB = torch.empty((bsz, d), **f32)
+    zt = z if z is not None else u
+    dummy = A
+    # du/ddt/dz share g's layout if it is contiguous (b, l, d); they are allocated contiguous, so pass
+    # contiguous strides for all four
+    sg = (L * d, d, 1)
+    if g.stride() != sg:
+        g = g.contiguous()
+    _scan_bwd_kernel[(bsz * ndb,)](
+        u, delta, A.contiguous(), B, C, D if D is not None else dummy, zt,
+        delta_bias if delta_bias is not None else dummy, g, hsave,
+        du, ddt, dz, dA, dB, dC, dD, dDB, L, d, n, ndb, n_tiles,
+        *_strides3(u), *_strides3(delta), *_strides3(B), *_strides3(C), *_strides3(zt), *sg,
+        SOFTPLUS=bool(delta_softplus), HAS_D=D is not None, HAS_Z=z is not None, HAS_DB=delta_bias is not None,
+        BD=BD, NP=NP, T=T, num_warps=cfg["num_warps"])
+    return (du, ddt, dA.sum(0)[:, :n], dB[..., :n], dC[..., :n], dD.sum(0) if D is not None else None,
+            dz if z is not None else None, dDB.sum(0) if delta_bias is not None else None)
+
+
+class _SelectiveScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        need = ctx.needs_input_grad
+        save = torch.is_grad_enabled() or any(need)
+        y, hsave, T = selective_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states=save)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, hsave)
+        ctx.softplus, ctx.T = delta_softplus, T
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        u, delta, A, B, C, D, z, delta_bias, hsave = ctx.saved_tensors
+        grads = selective_scan_backward(g, u, delta, A, B, C, D, z, delta_bias, ctx.softplus, hsave, ctx.T)
+        du, ddt, dA, dB, dC, dD, dz, ddb = grads
+        cast = lambda gr, ref: None if gr is None or ref is None else gr.to(ref.dtype)  # noqa: E731
+        return (cast(du, u), cast(ddt, delta), cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), cast(dz, z),
+                cast(ddb, delta_bias), None)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus: bool = True,
+                   backend: str = "auto") -> torch.Tensor:
+    """Mamba-1 selective scan (see the module docstring); differentiable.
+
+    backend: "auto" (Triton on CUDA, the chunked PyTorch scan elsewhere), "triton" (also on CPU under
+    ``TRITON_INTERPRET=1``), "torch" (chunked PyTorch) or "reference" (token by token).
+    """
+    if backend == "auto":
+        backend = "triton" if (u.is_cuda and HAS_TRITON and not interpreting()) else "torch"
+    if backend == "triton":
+        if not triton_usable(u):
+            raise ValueError("backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU)")
+        return _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if backend == "torch":
+        return chunked_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if backend == "reference":
+        return reference_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus).to(u.dtype)
+    raise ValueError(f"backend: unknown '{backend}' (auto, triton, torch, reference)")
+
+
+def scan_bytes(u: torch.Tensor, n: int, has_z: bool = True) -> int:
+    """HBM bytes one forward scan must move at least: read u, delta, (z), B, C; write y."""
+    bsz, L, d = u.shape
+    e = u.element_size()
+    return bsz * L * (d * e * (3 + int(has_z)) + 2 * n * e)
+
+
+__all__ = ["selective_scan", "reference_selective_scan", "chunked_selective_scan", "selective_scan_forward",
+           "selective_scan_backward", "scan_bytes", "SCAN_DEFAULTS", "SCAN_BWD_DEFAULTS"]

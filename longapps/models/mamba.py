@@ -1,0 +1,254 @@
+"""Mamba-1 encoder with HF ``MambaModel`` weight names, running on ``longapps.kernels`` (Triton on CUDA).
+
+Same function as ``transformers.MambaModel`` (last hidden state) but the short convolution and the
+selective scan are our kernels (Triton on CUDA: fused SiLU, fused softplus/D/z gating, the sequence chunked
+so the cost is linear in length), the chunked PyTorch scan on CPU (HF's fallback loops over tokens).
+
+    model = MambaEncoder.from_pretrained("state-spaces/mamba-130m-hf")   # or a local folder
+    hidden = model(input_ids)                                             # (batch, length, hidden)
+    graph = model.cuda_graph(input_ids)                                   # CUDA-graph replay, one shape
+
+Parameter names are HF's (``embeddings.weight``, ``layers.{i}.norm.weight``, ``layers.{i}.mixer.{in_proj,
+conv1d, x_proj, dt_proj, out_proj, A_log, D}``, ``norm_f.weight``), so ``state_dict`` round-trips with HF;
+``backbone.`` prefixes (``MambaForCausalLM`` checkpoints) and the original ``embedding.`` name are accepted.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..kernels.causal_conv1d import causal_conv1d
+from ..kernels.selective_scan import selective_scan
+from ..resources import LongappsError, ModelNotFoundError, load_offline_first
+
+MODEL_TYPE = "mamba"
+
+
+class RMSNorm(nn.Module):
+    """HF's MambaRMSNorm (fp32 statistics)."""
+
+    def __init__(self, hidden: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class MambaMixer(nn.Module):
+    """in_proj -> causal conv + SiLU -> x_proj (dt, B, C) -> selective scan (D skip, z gate) -> out_proj."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        d, h = config.intermediate_size, config.hidden_size
+        self.d_inner, self.n = d, config.state_size
+        self.rank = int(config.time_step_rank)
+        self.in_proj = nn.Linear(h, 2 * d, bias=config.use_bias)
+        self.conv1d = nn.Conv1d(d, d, config.conv_kernel, groups=d, padding=config.conv_kernel - 1,
+                                bias=config.use_conv_bias)
+        self.x_proj = nn.Linear(d, self.rank + 2 * self.n, bias=False)
+        self.dt_proj = nn.Linear(self.rank, d, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, self.n + 1, dtype=torch.float32)).repeat(d, 1))
+        self.D = nn.Parameter(torch.ones(d))
+        self.out_proj = nn.Linear(d, h, bias=config.use_bias)
+        if config.hidden_act != "silu":
+            raise LongappsError(f"unsupported Mamba activation '{config.hidden_act}' (silu only)")
+
+    def forward(self, h: torch.Tensor, mask: Optional[torch.Tensor] = None, backend: str = "auto") -> torch.Tensor:
+        if mask is not None:
+            h = h * mask[..., None].to(h.dtype)
+        xz = self.in_proj(h)
+        x, z = xz[..., :self.d_inner], xz[..., self.d_inner:]
+        x = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
+                          backend="torch" if backend == "reference" else "auto")
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)
+        xdbl = self.x_proj(x)
+        dt = F.linear(xdbl[..., :self.rank], self.dt_proj.weight)
+        B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(x, dt, A, B, C, self.D.float(), z, self.dt_proj.bias.float(), True, backend=backend)
+        return self.out_proj(y.to(h.dtype))
+
+
+class MambaBlock(nn.Module):
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.norm = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+        self.mixer = MambaMixer(config)
+        self.residual_in_fp32 = bool(config.residual_in_fp32)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], backend: str) -> torch.Tensor:
+        residual = x.float() if self.residual_in_fp32 else x
+        return residual + self.mixer(self.norm(x.to(self.norm.weight.dtype)), mask, backend)
+
+
+class MambaEncoder(nn.Module):
+    """Mamba backbone (HF ``MambaModel``) on our kernels; ``forward`` returns the last hidden state."""
+
+    def __init__(self, config: Any, backend: str = "auto") -> None:
+        super().__init__()
+        self.config = config
+        self.backend = backend
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList([MambaBlock(config) for _ in range(config.num_hidden_layers)])
+        self.norm_f = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
+        self.gradient_checkpointing = False
+
+    # -- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Any, backend: str = "auto", seed: Optional[int] = None) -> "MambaEncoder":
+        """Random weights with HF's initialisation (built through ``transformers.MambaModel``)."""
+        from transformers import MambaModel
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls.from_hf(MambaModel(config), backend=backend)
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, backend: str = "auto") -> "MambaEncoder":
+        """Copy the weights of an HF ``MambaModel`` / ``MambaForCausalLM``."""
+        hf_model = getattr(hf_model, "backbone", hf_model)
+        model = cls(hf_model.config, backend=backend)
+        model.load_hf_state_dict(hf_model.state_dict())
+        return model.to(next(hf_model.parameters()).dtype)
+
+    def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load HF names (``backbone.`` prefix and the original ``embedding.`` accepted); strict."""
+        fixed = {}
+        for k, v in state.items():
+            if k.startswith("lm_head."):
+                continue
+            k = k[len("backbone."):] if k.startswith("backbone.") else k
+            k = k.replace("embedding.", "embeddings.") if k.startswith("embedding.") else k
+            fixed[k] = v
+        missing, unexpected = self.load_state_dict(fixed, strict=False)
+        if missing or unexpected:
+            raise LongappsError(f"checkpoint does not match the Mamba config: missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]}")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, backend: str = "auto",
+                        dtype: Optional[torch.dtype] = None) -> "MambaEncoder":
+        """From a local folder or an HF id (local cache first); a checkpoint that is not Mamba is one clear error."""
+        from transformers import MambaModel
+
+        path = os.path.expanduser(str(name_or_path))
+        if os.path.isdir(path):
+            check_mamba_folder(path)
+            try:
+                hf = MambaModel.from_pretrained(path, dtype=dtype) if dtype else MambaModel.from_pretrained(path)
+            except Exception as err:  # noqa: BLE001
+                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                raise ModelNotFoundError(f"cannot load Mamba weights from '{name_or_path}': {first}") from err
+        else:
+            if path.startswith(("/", "./", "../")):
+                raise ModelNotFoundError(f"model folder not found: {name_or_path}")
+            hf = load_offline_first(path, lambda local: MambaModel.from_pretrained(path, local_files_only=local))
+            if getattr(hf.config, "model_type", "") != MODEL_TYPE:
+                raise LongappsError(f"'{name_or_path}' is not a Mamba checkpoint (model_type "
+                                    f"'{hf.config.model_type}')")
+        return cls.from_hf(hf, backend=backend)
+
+    def to_hf(self) -> nn.Module:
+        """An HF ``MambaModel`` with these weights (for ``save_pretrained`` or comparison)."""
+        from transformers import MambaModel
+
+        hf = MambaModel(self.config).to(next(self.parameters()).dtype)
+        hf.load_state_dict(self.state_dict())
+        return hf
+
+    def save_pretrained(self, folder: str | os.PathLike, max_shard_size: str = "15MB") -> None:
+        """HF layout (config.json + sharded safetensors), loadable by ``MambaModel.from_pretrained`` too."""
+        self.to_hf().save_pretrained(str(folder), max_shard_size=max_shard_size)
+
+    # -- running --------------------------------------------------------------------------------------
+    def gradient_checkpointing_enable(self) -> None:
+        self.gradient_checkpointing = True
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(batch, length) ids -> (batch, length, hidden). The model is causal: right padding never changes
+        the real tokens' states, so the mask is only needed to match HF on padded inputs."""
+        x = self.embeddings(input_ids)
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(layer, x, attention_mask, self.backend, use_reentrant=False)
+            else:
+                x = layer(x, attention_mask, self.backend)
+        return self.norm_f(x)
+
+    def cuda_graph(self, input_ids: torch.Tensor, warmup: int = 3) -> "MambaCudaGraph":
+        """Capture the forward for this input shape (inference); see ``MambaCudaGraph``."""
+        return MambaCudaGraph(self, input_ids, warmup=warmup)
+
+
+class MambaCudaGraph:
+    """CUDA-graph replay of ``MambaEncoder`` for one input shape: removes the per-kernel launch cost (the
+    eager model is host-bound at batch 1). The returned tensor is the graph's static output (overwritten by
+    the next call; clone it to keep it)."""
+
+    def __init__(self, model: MambaEncoder, input_ids: torch.Tensor, warmup: int = 3) -> None:
+        if not input_ids.is_cuda:
+            raise ValueError("input_ids must be a CUDA tensor for CUDA-graph capture")
+        self.model = model
+        self.ids = input_ids.clone()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad(), torch.cuda.stream(s):
+            for _ in range(warmup):
+                model(self.ids)
+        torch.cuda.current_stream().wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.out = model(self.ids)
+
+    def replay(self) -> torch.Tensor:
+        self.graph.replay()
+        return self.out
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape != self.ids.shape:
+            raise ValueError(f"input_ids shape {tuple(input_ids.shape)} differs from the captured {tuple(self.ids.shape)}")
+        self.ids.copy_(input_ids)
+        return self.replay()
+
+
+def check_mamba_folder(path: str | os.PathLike) -> None:
+    """One clear error when a folder is not a Mamba checkpoint (missing/odd config.json, other model type)."""
+    cfg = Path(path) / "config.json"
+    if not cfg.exists():
+        raise ModelNotFoundError(f"'{path}' has no config.json: not a model folder")
+    try:
+        model_type = json.loads(cfg.read_text()).get("model_type")
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(f"'{path}/config.json' is not valid JSON") from err
+    if model_type != MODEL_TYPE:
+        raise LongappsError(f"'{path}' is not a Mamba checkpoint (model_type '{model_type}')")
+
+
+def mamba_config(**overrides: Any) -> Any:
+    """An HF ``MambaConfig``; `mamba_config(preset="130m")` is state-spaces/mamba-130m-hf's shape."""
+    from transformers import MambaConfig
+
+    preset = overrides.pop("preset", None)
+    base: dict[str, Any] = {}
+    if preset == "130m":
+        base = dict(hidden_size=768, num_hidden_layers=24, state_size=16, expand=2, conv_kernel=4,
+                    vocab_size=50280, residual_in_fp32=True)
+    elif preset is not None:
+        raise ValueError(f"preset: unknown '{preset}' (130m)")
+    base.update(overrides)
+    return MambaConfig(**base)
+
+
+__all__ = ["MambaEncoder", "MambaCudaGraph", "check_mamba_folder", "mamba_config"]
