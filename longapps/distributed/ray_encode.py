@@ -71,6 +71,7 @@ def connect(config: RayConfig) -> None:
     """Join (or start) the Ray cluster once per process; a one-line LongappsError when that fails."""
     if not ray_available():
         raise LongappsError(RAY_MISSING)
+    warnings.filterwarnings("ignore", module=r"ray(\.|$)")    # Ray's deprecation/tuning warnings
     import ray
 
     if ray.is_initialized():
@@ -175,7 +176,7 @@ class RayEncodeBackend:
             warnings.simplefilter("ignore")  # Ray 2.60 flags these two as "ray_remote_args", still honoured
             ds = ray.data.from_arrow(tables).map_batches(
                 _EncodeActor, fn_constructor_args=(self.factory,), batch_size=bs, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=int(plan["workers"])),
+                compute=ray.data.ActorPoolStrategy(size=min(int(plan["workers"]), len(tables))),
                 num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"], **retries)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):

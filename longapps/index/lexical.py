@@ -107,5 +107,6 @@ class BM25Index:
         idx = cls(meta["k1"], meta["b"])
         idx.vocab, idx.n_docs = meta["vocab"], meta["n_docs"]
         if idx.n_docs:
-            idx._bm25 = bm25s.BM25.load(str(folder / "bm25"), allow_pickle=False)
+            # memory-mapped: a large index is paged in on demand, not read whole at load
+            idx._bm25 = bm25s.BM25.load(str(folder / "bm25"), allow_pickle=False, mmap=True)
         return idx

@@ -1,0 +1,200 @@
+"""Scale-out benchmarks (issue 17). Two parts, each prints a table and writes JSON to benchmarks/results/:
+
+  python benchmarks/scale.py dense [--n 1000000]   # query latency flat vs IVF / HNSW, recall@10 vs exact
+  python benchmarks/scale.py ray   [--blocks 2000] # encoding throughput: Ray (local cluster) vs in-process
+
+dense: synthetic unit vectors from a Gaussian mixture (1,000 clusters, cos ~0.49 to their centre, dim 384 as
+all-MiniLM) -- real embeddings cluster too; uniform random vectors would be the worst case for any ANN index.
+Queries are fresh draws from the same mixture (not in the index); truth = exact inner-product top-10.
+
+ray: the code blocks of a repository (default: this package's own source, repeated with a varying prefix so no
+block is a cache hit) encoded by the packaged all-MiniLM-L6-v2, in-process vs through `RayEncodeBackend` on a
+local Ray started by the script, same texts, same model, fresh caches. Reports per-block cost and the Ray
+overhead (start-up, and per block in steady state).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "loadavg_at_start": os.getloadavg(), "note": "2-core box shared with other jobs: timings are under load"}
+
+
+# -- dense ------------------------------------------------------------------------------------------------
+
+def mixture(n: int, dim: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 1.8) -> np.ndarray:
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        c = centres[rng.integers(0, len(centres), m)]
+        noise = rng.standard_normal((m, dim), dtype=np.float32)
+        noise *= spread / np.linalg.norm(noise, axis=1, keepdims=True)
+        x = c + noise
+        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def latency_ms(index, queries: np.ndarray, k: int = 10) -> dict:
+    ts = []
+    for q in queries:
+        t = time.perf_counter()
+        index.search(q[None, :], k)
+        ts.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": round(float(np.median(ts)), 2), "p90_ms": round(float(np.percentile(ts, 90)), 2)}
+
+
+def run_dense(args: argparse.Namespace) -> dict:
+    import faiss
+
+    from longapps.index.dense import DenseIndex, exact_top_k, recall_at_k
+
+    rng = np.random.default_rng(0)
+    dim = args.dim
+    centres = rng.standard_normal((1000, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    t = time.perf_counter()
+    x = mixture(args.n, dim, centres, rng)
+    queries = mixture(args.queries, dim, centres, np.random.default_rng(1))
+    print(f"data: {args.n:,} x {dim} in {time.perf_counter() - t:.1f} s", flush=True)
+    truth = exact_top_k(x, queries, 10)
+    lat_q = queries[:args.latency_queries]
+    rows = []
+    # flat: where does one query pass 100 ms?
+    for n in [s for s in (100_000, 250_000, 500_000, 1_000_000, 2_000_000) if s <= args.n]:
+        flat = DenseIndex.build(x[:n], kind="flat")
+        rows.append({"index": "flat", "n": n, "param": "-", "build_s": 0.0, "recall_at_10": 1.0 if n == args.n else None,
+                     **latency_ms(flat, lat_q)})
+        print(rows[-1], flush=True)
+        del flat
+    for kind in args.kinds:
+        t = time.perf_counter()
+        idx = DenseIndex.build(x, kind=kind)
+        build = time.perf_counter() - t
+        chosen = idx.index.nprobe if kind == "ivf" else idx.index.hnsw.efSearch
+        sweep = (1, 2, 4, 8, 16, 32, 64, 128) if kind == "ivf" else (16, 32, 64, 128, 256)
+        for v in sorted(set(sweep) | {chosen}):
+            if kind == "ivf":
+                idx.index.nprobe = v
+            else:
+                idx.index.hnsw.efSearch = v
+            rec = recall_at_k(idx.index.search(queries, 10)[1], truth)
+            rows.append({"index": kind, "n": args.n, "param": f"{'nprobe' if kind == 'ivf' else 'efSearch'}={v}"
+                         + (" (auto)" if v == chosen else ""), "build_s": round(build, 1),
+                         "recall_at_10": round(rec, 4), "build_recall_at_10": round(idx.recall or 0, 4),
+                         **latency_ms(idx, lat_q)})
+            print(rows[-1], flush=True)
+        if kind == "ivf":
+            rows[-1]["nlist"] = idx.index.nlist
+        del idx
+    print(f"\n{'index':6} {'vectors':>10} {'setting':>22} {'build s':>8} {'recall@10':>9} {'p50 ms':>8} {'p90 ms':>8}")
+    for r in rows:
+        rec = "-" if r["recall_at_10"] is None else f"{r['recall_at_10']:.4f}"
+        print(f"{r['index']:6} {r['n']:>10,} {r['param']:>22} {r['build_s']:>8} {rec:>9} {r['p50_ms']:>8} {r['p90_ms']:>8}")
+    return {"part": "dense", "dim": dim, "n": args.n, "queries": args.queries, "latency_queries": args.latency_queries,
+            "faiss": faiss.__version__, "omp_threads": faiss.omp_get_max_threads(), "rows": rows, "machine": machine()}
+
+
+# -- ray --------------------------------------------------------------------------------------------------
+
+def block_texts(n: int) -> list[str]:
+    """Real code blocks (this package's functions through the search-code splitter), repeated with a prefix."""
+    from longapps.adapters.encode import load_encoder
+    from longapps.pipelines.code_search import CodeSearch, encoder_texts
+
+    cs = CodeSearch(ROOT / "longapps", index_dir=Path(os.environ["LONGAPPS_CACHE"]) / "bench-src",
+                    encoder=load_encoder(cache=False))
+    cs.index()
+    units = [u for _, us in cs.store.all_units() for u in us]
+    base, _ = encoder_texts(units, "path+name")
+    return [f"# copy {i // len(base)}\n{base[i % len(base)]}" for i in range(n)]
+
+
+def run_ray(args: argparse.Namespace) -> dict:
+    import tempfile
+
+    os.environ["LONGAPPS_CACHE"] = tempfile.mkdtemp(prefix="longapps-scale-")
+    from longapps.adapters.encode import CachedEncoder, EmbeddingCache, load_encoder
+    from longapps.distributed.ray_encode import RayConfig, RayEncodeBackend, connect
+
+    texts = block_texts(args.blocks)
+    enc = load_encoder(cache=False)
+    tokens = sum(enc.count_tokens(texts))
+
+    def cached(name: str) -> CachedEncoder:
+        return CachedEncoder(enc, EmbeddingCache(Path(os.environ["LONGAPPS_CACHE"]) / f"{name}.sqlite", enc.dim))
+
+    # in-process: the ordinary path (2 torch threads)
+    t = time.perf_counter()
+    local_vecs = cached("local").encode(texts)
+    local_s = time.perf_counter() - t
+    print(f"in-process: {len(texts)} blocks in {local_s:.1f} s", flush=True)
+
+    t = time.perf_counter()
+    connect(RayConfig(address="local", num_cpus=os.cpu_count()))
+    init_s = time.perf_counter() - t
+    runs = []
+    for workers in args.workers:
+        c = cached(f"ray{workers}")
+        c.remote = RayEncodeBackend.for_encoder(enc, RayConfig(workers=workers, batch_size=args.batch))
+        first = []
+        t = time.perf_counter()
+        vecs = c.encode(texts, progress=lambda n: first.append(time.perf_counter()) if not first else None)
+        total = time.perf_counter() - t
+        first_s = first[0] - t
+        err = float(np.abs(vecs - local_vecs).max())
+        steady = (total - first_s) / max(1, len(texts) - args.batch)
+        runs.append({"workers": workers, "total_s": round(total, 2), "first_batch_s": round(first_s, 2),
+                     "steady_ms_per_block": round(steady * 1000, 2), "max_abs_diff_vs_local": err})
+        print(runs[-1], flush=True)
+    local_ms = local_s / len(texts) * 1000
+    print(f"\n{'path':24} {'total s':>8} {'blocks/s':>9} {'ms/block':>9} {'startup s':>10} {'steady ms/block':>16}")
+    print(f"{'in-process (2 threads)':24} {local_s:>8.1f} {len(texts) / local_s:>9.1f} {local_ms:>9.2f} {'-':>10} {'-':>16}")
+    for r in runs:
+        print(f"{'ray, ' + str(r['workers']) + ' actor(s) x 1 CPU':24} {r['total_s']:>8.1f} "
+              f"{len(texts) / r['total_s']:>9.1f} {r['total_s'] / len(texts) * 1000:>9.2f} {r['first_batch_s']:>10.1f} "
+              f"{r['steady_ms_per_block']:>16.2f}")
+    print(f"ray.init (local, {os.cpu_count()} CPUs): {init_s:.1f} s; {tokens:,} tokens in {len(texts)} blocks")
+    return {"part": "ray", "blocks": len(texts), "tokens": tokens, "batch": args.batch, "in_process_s": round(local_s, 2),
+            "in_process_ms_per_block": round(local_ms, 2), "ray_init_s": round(init_s, 2), "ray": runs,
+            "model": enc.name, "machine": machine()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="part", required=True)
+    d = sub.add_parser("dense")
+    d.add_argument("--n", type=int, default=1_000_000)
+    d.add_argument("--dim", type=int, default=384)
+    d.add_argument("--queries", type=int, default=200)
+    d.add_argument("--latency-queries", type=int, default=50)
+    d.add_argument("--kinds", nargs="+", default=["ivf", "hnsw"])
+    r = sub.add_parser("ray")
+    r.add_argument("--blocks", type=int, default=2000)
+    r.add_argument("--batch", type=int, default=64)
+    r.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    r.add_argument("--out", default=None)
+    d.add_argument("--out", default=None)
+    args = ap.parse_args()
+    res = run_dense(args) if args.part == "dense" else run_ray(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else RESULTS / f"scale_{args.part}.json"
+    out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
