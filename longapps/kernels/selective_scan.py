@@ -36,9 +36,9 @@ SCAN_BWD_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4}
 
 
 def _dt(delta: torch.Tensor, delta_bias: Optional[torch.Tensor], softplus: bool) -> torch.Tensor:
-    dt = delta.float()
+    dt = delta if delta.dtype == torch.float64 else delta.float()
     if delta_bias is not None:
-        dt = dt + delta_bias.float()
+        dt = dt + delta_bias.to(dt.dtype)
     return F.softplus(dt) if softplus else dt
 
 
@@ -69,16 +69,18 @@ def chunked_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     """Fast PyTorch scan (fp32 math, output in u's dtype); see the module docstring."""
     bsz, L, d = u.shape
     n = A.shape[1]
-    A = A.float()
-    dt = _dt(delta, delta_bias, delta_softplus)
-    h = u.new_zeros(bsz, d, n, dtype=torch.float32)
+    ct = torch.float64 if u.dtype == torch.float64 else torch.float32
+    A = A.to(ct)
+    dt = _dt(delta, delta_bias, delta_softplus).to(ct) if ct == torch.float32 else \
+        _dt(delta.to(ct), None if delta_bias is None else delta_bias.to(ct), delta_softplus)
+    h = u.new_zeros(bsz, d, n, dtype=ct)
     outs = []
     for s in range(0, L, block):
         e = min(L, s + block)
-        y, h = _scan_block(u[:, s:e].float(), dt[:, s:e], A, B[:, s:e].float(), C[:, s:e].float(), h, chunk)
+        y, h = _scan_block(u[:, s:e].to(ct), dt[:, s:e], A, B[:, s:e].to(ct), C[:, s:e].to(ct), h, chunk)
         outs.append(y)
-    y = torch.cat(outs, 1) if outs else u.new_zeros(u.shape, dtype=torch.float32)
-    return _finish(y, u.float(), D, z).to(u.dtype)
+    y = torch.cat(outs, 1) if outs else u.new_zeros(u.shape, dtype=ct)
+    return _finish(y, u.to(ct), D, z).to(u.dtype)
 
 
 def _scan_block(u, dt, A, B, C, h0, chunk):

@@ -70,7 +70,7 @@ class MambaMixer(nn.Module):
         xz = self.in_proj(h)
         x, z = xz[..., :self.d_inner], xz[..., self.d_inner:]
         x = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
-                          backend="torch" if backend == "reference" else "auto")
+                          backend="torch" if backend == "reference" else backend)
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)
         xdbl = self.x_proj(x)
@@ -132,7 +132,11 @@ class MambaEncoder(nn.Module):
             k = k[len("backbone."):] if k.startswith("backbone.") else k
             k = k.replace("embedding.", "embeddings.") if k.startswith("embedding.") else k
             fixed[k] = v
-        missing, unexpected = self.load_state_dict(fixed, strict=False)
+        try:
+            missing, unexpected = self.load_state_dict(fixed, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            detail = next((ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln), str(err)[:200])
+            raise LongappsError(f"checkpoint does not match the Mamba config: {detail[:200]}") from err
         if missing or unexpected:
             raise LongappsError(f"checkpoint does not match the Mamba config: missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}")

@@ -1,0 +1,150 @@
+"""Mamba kernels (selective scan, causal conv1d): Triton under the interpreter and the chunked PyTorch scan,
+each against the float64 token-by-token reference on fresh random inputs, values and gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernel_checks import TOL, child, interpreter_test, rel
+from longapps.kernels.causal_conv1d import reference_causal_conv1d
+from longapps.kernels.selective_scan import chunked_selective_scan, reference_selective_scan
+
+test_under_interpreter = interpreter_test(__file__)
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def _inputs(b, L, d, n, dt=torch.float32, grad=False, strided=False):
+    """Fresh random scan inputs; `strided` makes u/z views of one (b, L, 2d) tensor and B/C views of a
+    (b, L, 3n) tensor, as the model passes them."""
+    if strided:
+        xz = torch.randn(b, L, 2 * d)
+        u, z = xz[..., :d], xz[..., d:]
+        bc = torch.randn(b, L, 3 * n)
+        B, C = bc[..., n:2 * n], bc[..., 2 * n:]
+    else:
+        u, z, B, C = torch.randn(b, L, d), torch.randn(b, L, d), torch.randn(b, L, n), torch.randn(b, L, n)
+    delta = torch.randn(b, L, d) * 0.7
+    A = -(torch.rand(d, n) * 3 + 0.05)
+    D, bias = torch.randn(d), torch.randn(d) * 0.3
+    out = [u.to(dt), delta.to(dt), A, B.to(dt), C.to(dt), D, z.to(dt), bias]
+    return [x.detach().requires_grad_(grad) if x.is_leaf or grad else x for x in out]
+
+
+def _grads(fn, args, g):
+    leaves = [a.detach().clone().requires_grad_() for a in args]
+    return fn(*leaves), torch.autograd.grad(fn(*leaves), leaves, g)
+
+
+@pytest.mark.parametrize("L,chunk", [(1, None), (37, 4), (100, 16), (257, None)])
+def test_chunked_torch_scan_matches_reference(L, chunk):
+    args = _inputs(2, L, 6, 5)
+    ref = reference_selective_scan(*args, dtype=torch.float64)
+    assert rel(chunked_selective_scan(*args, chunk=chunk, block=64), ref) < 1e-5
+
+
+def test_chunked_torch_scan_options_and_gradients():
+    args = [a.double() for a in _inputs(1, 45, 4, 3)]
+    for kw in ({"D": None, "z": None}, {"delta_bias": None, "delta_softplus": False}):
+        full = dict(zip(NAMES, args)) | kw
+        ref = reference_selective_scan(**full, dtype=torch.float64)
+        assert rel(chunked_selective_scan(**full, chunk=8, block=16), ref) < 1e-10
+    g = torch.randn(1, 45, 4, dtype=torch.float64)
+    _, g1 = _grads(lambda *a: chunked_selective_scan(*a, chunk=8, block=16), args, g)
+    _, g2 = _grads(lambda *a: reference_selective_scan(*a, dtype=torch.float64), args, g)
+    for name, a, b in zip(NAMES, g1, g2):
+        assert rel(a, b) < 1e-9, name
+
+
+def test_gradcheck_chunked_scan():
+    args = [a.double().requires_grad_() for a in _inputs(1, 9, 2, 3)]
+    assert torch.autograd.gradcheck(lambda *a: chunked_selective_scan(*a, chunk=4, block=8), args)
+
+
+def test_gradcheck_reference_conv():
+    x, w, b = torch.randn(1, 7, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(reference_causal_conv1d, [t.requires_grad_() for t in (x, w, b)])
+
+
+@child
+@pytest.mark.parametrize("dt,L,segments,strided", [(torch.float32, 37, 1, False), (torch.float32, 53, 3, True),
+                                                   (torch.bfloat16, 40, 2, False), (torch.float16, 17, None, True),
+                                                   (torch.float32, 1, None, False)])
+def test_scan_forward(dt, L, segments, strided):
+    from longapps.kernels.selective_scan import selective_scan_forward
+    args = _inputs(2, L, 6, 5, dt, strided=strided)
+    y, _, _ = selective_scan_forward(*args, segments=segments)
+    assert y.dtype == dt
+    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < TOL[dt]
+
+
+@child
+def test_scan_forward_without_optional_inputs():
+    from longapps.kernels.selective_scan import selective_scan_forward
+    args = dict(zip(NAMES, _inputs(1, 29, 5, 3)))
+    for kw in ({"D": None, "z": None}, {"delta_bias": None, "delta_softplus": False}, {"z": None}):
+        full = args | kw
+        y, _, _ = selective_scan_forward(**full, segments=2)
+        assert rel(y, reference_selective_scan(**full, dtype=torch.float64)) < 1e-4
+
+
+@child
+@pytest.mark.parametrize("dt,L,strided", [(torch.float32, 45, False), (torch.float32, 30, True),
+                                          (torch.bfloat16, 33, False)])
+def test_scan_backward(dt, L, strided):
+    from longapps.kernels.selective_scan import selective_scan
+    args = _inputs(2, L, 5, 4, dt, strided=strided)
+    g = torch.randn(2, L, 5)
+    y1, g1 = _grads(lambda *a: selective_scan(*a, backend="triton"), args, g.to(dt))
+    y2, g2 = _grads(lambda *a: reference_selective_scan(*a, dtype=torch.float64), [a.double() for a in args], g.double())
+    assert rel(y1, y2) < TOL[dt]
+    for name, a, b in zip(NAMES, g1, g2):
+        assert rel(a, b) < (TOL[dt] * 2 if dt != torch.float32 else 1e-4), name
+
+
+@child
+def test_scan_backward_without_optional_inputs():
+    from longapps.kernels.selective_scan import selective_scan
+    args = _inputs(1, 21, 3, 2)
+    g = torch.randn(1, 21, 3)
+    fn = lambda u, dl, A, B, C: selective_scan(u, dl, A, B, C, None, None, None, False, backend="triton")  # noqa: E731
+    ref = lambda u, dl, A, B, C: reference_selective_scan(u, dl, A, B, C, None, None, None, False, torch.float64)  # noqa: E731
+    _, g1 = _grads(fn, args[:5], g)
+    _, g2 = _grads(ref, [a.double() for a in args[:5]], g.double())
+    for a, b in zip(g1, g2):
+        assert rel(a, b) < 1e-4
+
+
+@child
+@pytest.mark.parametrize("dt,L,act,strided", [(torch.float32, 21, "silu", False), (torch.float32, 3, None, True),
+                                              (torch.bfloat16, 70, "silu", True)])
+def test_conv_forward_backward(dt, L, act, strided):
+    from longapps.kernels.causal_conv1d import causal_conv1d
+    base = torch.randn(2, L, 22)
+    x = (base[..., :11] if strided else base[..., :11].contiguous()).to(dt)
+    w, b = torch.randn(11, 4), torch.randn(11)
+    g = torch.randn(2, L, 11)
+    y1, g1 = _grads(lambda *a: causal_conv1d(*a, activation=act, backend="triton"), [x, w, b], g.to(dt))
+    y2, g2 = _grads(lambda *a: reference_causal_conv1d(*a, activation=act), [x.double(), w.double(), b.double()],
+                    g.double())
+    assert y1.dtype == dt and rel(y1, y2) < TOL[dt]
+    for a, c in zip(g1, g2):
+        assert rel(a, c) < TOL[dt] * 2
+
+
+@child
+def test_conv_without_bias():
+    from longapps.kernels.causal_conv1d import causal_conv1d
+    x, w = torch.randn(1, 9, 5), torch.randn(5, 3)
+    assert rel(causal_conv1d(x, w, None, backend="triton"), reference_causal_conv1d(x.double(), w.double())) < 1e-5
+
+
+def test_dispatch_errors():
+    from longapps.kernels.causal_conv1d import causal_conv1d
+    from longapps.kernels.selective_scan import selective_scan
+    args = _inputs(1, 4, 2, 2)
+    with pytest.raises(ValueError):
+        selective_scan(*args, backend="nope")
+    with pytest.raises(ValueError):
+        causal_conv1d(args[0], torch.randn(2, 4), activation="relu")
+    assert rel(selective_scan(*args, backend="auto"), reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
