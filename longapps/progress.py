@@ -19,14 +19,20 @@ class Progress:
                                        TimeRemainingColumn)
 
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+                                     TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                                     console=Console(stderr=True), transient=True)
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.label, total=self.total)
+            self._task = self._bar.add_task(self.label, total=self.total, status="")
         return self
 
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:
             self._bar.advance(self._task, n)
+
+    def set_status(self, text: str) -> None:
+        """A short text shown after the bar (e.g. loss and dev metric while training)."""
+        if self._bar is not None:
+            self._bar.update(self._task, status=text)
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

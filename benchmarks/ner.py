@@ -1,0 +1,175 @@
+"""NER benchmark: 512-token vs 4,096-token windows with the same model and training budget, on NCBI-disease
+test (abstracts) and on the long test set (test abstracts concatenated into > 4,096-token documents,
+``benchmarks/ner_long_data.py``); and CPU ``longapps ner predict`` time / peak RSS on a 16k-token note.
+
+    .venv/bin/python benchmarks/ner_long_data.py                       # builds benchmarks/data/ner_long/
+    .venv/bin/python benchmarks/ner.py train --steps 20                # trains w512 and w4096 (same budget)
+    .venv/bin/python benchmarks/ner.py eval                            # table + benchmarks/results/ner.json
+    .venv/bin/python benchmarks/ner.py speed                           # 16k-token note through the CLI
+
+Training budget (both models): the default offline encoder (all-MiniLM-L6-v2 made long), the NCBI train
+abstracts as long documents (the same text for both), mention-level labels (one type, "Disease", as the
+published NCBI numbers), ``--steps`` optimizer steps of 4,096 tokens each (w512: 8 windows x 510 tokens,
+w4096: 1 window x 4,094 tokens), AdamW lr ``--lr``, 10 % warm-up, linear decay, seed 0, CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT / "benchmarks" / "data"
+MODELS = DATA / "ner_models"
+RESULTS = ROOT / "benchmarks" / "results"
+NCBI = Path("/work/shared/data/ncbi-disease/standoff")
+LABEL = "Disease"
+CONFIGS = {"w512": {"max_length": 512, "batch_size": 8}, "w4096": {"max_length": 4096, "batch_size": 1}}
+
+
+def _machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 1), "python": platform.python_version()}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from longapps.adapters.ner_formats import read_jsonl
+    from longapps.pipelines.ner import NER
+    from longapps.training import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    train = read_jsonl(DATA / "ner_long" / "train.jsonl")
+    names = args.configs or list(CONFIGS)
+    for name in names:
+        c = CONFIGS[name]
+        cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, lr=args.lr, batch_size=c["batch_size"],
+                          warmup=0.1, seed=0, device="cpu", patience=None)
+        t0 = time.perf_counter()
+        ner, rep = NER.train(train, out=MODELS / name, max_length=c["max_length"], config=cfg, one_label=LABEL,
+                             batch_size=c["batch_size"])
+        info = {"config": name, **c, "steps": rep.result.steps, "windows": rep.windows, "lr": args.lr,
+                "train_seconds": round(time.perf_counter() - t0, 1), "stopped": rep.result.stopped,
+                "loss_history": rep.result.history, "dropped_overlaps": rep.dropped_overlaps,
+                "machine": _machine(), "threads": args.threads}
+        (MODELS / f"{name}.train.json").write_text(json.dumps(info, indent=1))
+        print(json.dumps(info), flush=True)
+
+
+def _eval_one(model: str, max_length: int, gold: list, threads: int) -> dict:
+    import torch
+
+    from longapps.pipelines.ner import NER
+
+    torch.set_num_threads(threads)
+    ner = NER.load(model, max_length=max_length)
+    t0 = time.perf_counter()
+    res = ner.evaluate(gold, one_label=LABEL)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from longapps.adapters.ner_formats import read_brat, read_jsonl
+
+    sets = {"ncbi-test": read_brat(NCBI / "test"), "long-test": read_jsonl(DATA / "ner_long" / "test.jsonl")}
+    rows = []
+    for name in args.configs or list(CONFIGS):
+        folder = MODELS / name
+        train_info = json.loads((MODELS / f"{name}.train.json").read_text())
+        for set_name, gold in sets.items():
+            for ml in sorted({CONFIGS[name]["max_length"]} | set(args.also_max_length or [])):
+                r = _eval_one(str(folder), ml, gold, args.threads)
+                rows.append({"model": name, "trained_max_length": CONFIGS[name]["max_length"], "eval_max_length": ml,
+                             "set": set_name, "f1": r["micro"]["f1"], "precision": r["micro"]["precision"],
+                             "recall": r["micro"]["recall"], "gold": r["micro"]["gold"],
+                             "predicted": r["micro"]["predicted"], "seconds": r["seconds"],
+                             "train_steps": train_info["steps"], "train_seconds": train_info["train_seconds"]})
+                print(json.dumps(rows[-1]), flush=True)
+    print(f"\n{'model':7} {'eval len':>8} {'set':10} {'P':>6} {'R':>6} {'F1':>6} {'gold':>5} {'pred':>5} {'s':>6}")
+    for r in rows:
+        print(f"{r['model']:7} {r['eval_max_length']:>8} {r['set']:10} {r['precision']:6.3f} {r['recall']:6.3f} "
+              f"{r['f1']:6.3f} {r['gold']:>5} {r['predicted']:>5} {r['seconds']:>6}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {"rows": rows, "machine": _machine(), "note": "strict mention-level span F1 (nervaluate), one type"}
+    (RESULTS / "ner.json").write_text(json.dumps(out, indent=1))
+
+
+def make_note(tokens: int, tokenizer) -> str:
+    """A real-text note of about ``tokens`` sub-tokens: NCBI test abstracts, repeated if needed."""
+    from longapps.adapters.ner_formats import read_brat
+
+    docs = read_brat(NCBI / "test")
+    parts, n, i = [], 0, 0
+    while n < tokens:
+        t = docs[i % len(docs)].text
+        parts.append(t)
+        n += len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1
+        i += 1
+    return "\n\n".join(parts)
+
+
+def cmd_speed(args: argparse.Namespace) -> None:
+    from transformers import AutoTokenizer
+
+    model = str(MODELS / args.model)
+    tok = AutoTokenizer.from_pretrained(model)
+    note = make_note(args.tokens, tok)
+    ntok = len(tok(note, add_special_tokens=False)["input_ids"])
+    path = DATA / "ner_note_16k.txt"
+    path.write_text(note, encoding="utf-8")
+    exe = str(ROOT / ".venv" / "bin" / "longapps")
+    runs = []
+    for ml in args.max_length:
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            p = subprocess.run([exe, "ner", "predict", str(path), "--model", model, "--max-length", str(ml),
+                                "--json", "--timing"], capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if p.returncode != 0:
+                raise SystemExit(p.stderr)
+            timing = json.loads([ln for ln in p.stderr.splitlines() if ln.startswith("{")][-1])
+            runs.append({"max_length": ml, "tokens": ntok, "wall_s": round(wall, 2),
+                         "predict_s": timing["predict_s"], "load_s": timing["load_s"],
+                         "peak_rss_mb_upper_bound": round(max(rss, before) / 1024),
+                         "spans": len(json.loads(p.stdout.splitlines()[0])["spans"])})
+            print(json.dumps(runs[-1]), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ner_speed.json").write_text(json.dumps({"runs": runs, "machine": _machine()}, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--configs", nargs="*", choices=list(CONFIGS))
+    e = sub.add_parser("eval")
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--configs", nargs="*", choices=list(CONFIGS))
+    e.add_argument("--also-max-length", type=int, nargs="*", help="extra inference window lengths per model")
+    s = sub.add_parser("speed")
+    s.add_argument("--model", default="w4096")
+    s.add_argument("--tokens", type=int, default=16384)
+    s.add_argument("--max-length", type=int, nargs="+", default=[4096, 512])
+    s.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    {"train": cmd_train, "eval": cmd_eval, "speed": cmd_speed}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
