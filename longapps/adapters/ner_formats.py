@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 from ..resources import LongappsError
 
-MAX_TEXT_BYTES = 64 * 1024 * 1024  # a single note larger than this is refused (bounded memory)
+MAX_TEXT_BYTES = 16 * 1024 * 1024  # a single document larger than this is refused (bounded memory)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "rank": "longapps.cli.rank:rank_command",
     "rank-train": "longapps.cli.rank:rank_train_command",
     "bench": "longapps.cli.bench:bench",
+    "ner": "longapps.cli.ner:ner",
 }
 
 
