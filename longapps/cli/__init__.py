@@ -17,7 +17,14 @@ COMMANDS: dict[str, str] = {
     "rank": "longapps.cli.rank:rank_command",
     "rank-train": "longapps.cli.rank:rank_train_command",
     "bench": "longapps.cli.bench:bench",
+    "retrieve": "longapps.cli.retrieve:retrieve_command",
+    "retrieve-train": "longapps.cli.retrieve:retrieve_train_command",
     "ner": "longapps.cli.ner:ner",
+    "chat": "longapps.cli.chat:chat_command",
+    "video-index": "longapps.cli.video:video_index",
+    "video-qa": "longapps.cli.video:video_qa",
+    "match": "longapps.cli.match:match_command",
+    "match-train": "longapps.cli.match:match_train_command",
 }
 
 
