@@ -66,3 +66,22 @@ def test_bm25_is_memory_mapped(tmp_path):
     arrays += [v for v in getattr(back._bm25, "scores", {}).values() if isinstance(v, np.ndarray)]
     assert any(isinstance(a, np.memmap) for a in arrays)
     assert back.scores(tokenize("retry backoff")).argmax() == 2
+
+
+def test_code_search_on_an_ann_index(tmp_path, monkeypatch, hashing_encoder):
+    """Past the threshold search-code's snapshot holds IVF indexes and search still finds the function."""
+    import longapps.index.dense as dense
+    from longapps.pipelines.code_search import CodeSearch
+
+    monkeypatch.setattr(dense, "FLAT_MAX_SCALARS", 1)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    words = "alpha beta gamma delta kappa sigma omega lambda theta zeta".split()
+    (repo / "gen.py").write_text("".join(f"def helper_{i}(items):\n    return {words[i % 10]}({words[i // 10 % 10]})\n\n"
+                                         for i in range(300)) + "def transpose_matrix(rows):\n"
+                                 "    return [list(r) for r in zip(*rows)]\n")
+    cs = CodeSearch(repo, index_dir=tmp_path / "idx", encoder=hashing_encoder)
+    cs.index()
+    snap = cs._load()
+    assert snap["unit_index"].kind == "ivf" and snap["unit_index"].recall >= 0.95
+    assert cs.search("transpose matrix rows", k=3)[0].name == "transpose_matrix"

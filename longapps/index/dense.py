@@ -16,9 +16,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-# one flat query scans vectors x dims floats on one thread; 2-core box, shared: 1M x 384 took ~100 ms
-# (benchmarks/RESULTS.md, "Scale-out"), so above ~0.25e9 scalars (650k vectors of 384 dims) use an ANN index
-FLAT_MAX_SCALARS = 250_000_000
+# one flat query scans vectors x dims floats on one thread. On the shared 2-core box (load 9) 100k x 384 took
+# 64 ms and 250k x 384 142 ms (benchmarks/RESULTS.md, "Scale-out"): 100 ms is passed near 65M scalars, so
+# past that (~170k vectors of 384 dims) the index is IVF (1M vectors: 0.16 ms, recall@10 0.976)
+FLAT_MAX_SCALARS = 64_000_000
 TARGET_RECALL = 0.95
 ANN_CANDIDATES = 1000   # all_scores on an ANN index: exact scores for this many nearest, a floor elsewhere
 RECALL_QUERIES = 200
@@ -34,14 +35,14 @@ class DenseIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, kind: str = "auto", target_recall: float = TARGET_RECALL,
-              max_scalars: int = FLAT_MAX_SCALARS, seed: int = 0) -> "DenseIndex":
+              max_scalars: int | None = None, seed: int = 0) -> "DenseIndex":
         """Index unit-length vectors. kind: auto (flat while n*dim <= max_scalars, else ivf) | flat | ivf | hnsw."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
         idx = cls(dim)
         n = len(vectors)
         if kind == "auto":
-            kind = "ivf" if n * dim > max_scalars else "flat"
+            kind = "ivf" if n * dim > (FLAT_MAX_SCALARS if max_scalars is None else max_scalars) else "flat"
         if kind not in ("flat", "ivf", "hnsw"):
             raise ValueError(f"unknown dense index kind '{kind}' (auto, flat, ivf, hnsw)")
         if kind == "flat" or n == 0:
@@ -105,6 +106,7 @@ class DenseIndex:
         """Widen the ANN search until recall@10 vs exact search on held-out-like queries reaches `target`."""
         queries = recall_queries(vectors, RECALL_QUERIES, seed)
         truth = exact_top_k(vectors, queries, 10)
+        kth = np.einsum("qd,qd->q", queries, vectors[truth[:, -1]])  # the 10th best exact score per query
         if isinstance(self.index, faiss.IndexIVF):
             knobs, setter = _powers_of_two(self.index.nlist), lambda v: setattr(self.index, "nprobe", v)
         else:
@@ -112,7 +114,7 @@ class DenseIndex:
         recall = 0.0
         for v in knobs:
             setter(v)
-            recall = recall_at_k(self.index.search(queries, 10)[1], truth)
+            recall = recall_at_k(self.index.search(queries, 10)[1], truth, vectors, queries, kth)
             if recall >= target:
                 break
         return recall
@@ -195,7 +197,16 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1
     return best_i
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each query's true top-k that the approximate top-k found."""
+def recall_at_k(found: np.ndarray, truth: np.ndarray, vectors: np.ndarray | None = None,
+                queries: np.ndarray | None = None, kth: np.ndarray | None = None) -> float:
+    """Mean share of each query's true top-k that the approximate top-k found. With `vectors`, `queries` and
+    `kth` (each query's k-th best exact score) ties count: a found item scoring >= the k-th best is a hit
+    (collections with duplicate vectors have many equally right answers)."""
     k = truth.shape[1]
-    return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth)]))
+    if vectors is None or queries is None or kth is None:
+        return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth)]))
+    hits = 0
+    for q, f, floor in zip(queries, found[:, :k], kth):
+        ok = f[f >= 0]
+        hits += int(np.sum(vectors[ok] @ q >= floor - 1e-5))
+    return hits / (k * len(found))
