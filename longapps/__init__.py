@@ -3,6 +3,7 @@
 Public API (imported lazily, so `import longapps` stays fast):
     CodeSearch, CodeSearchConfig, CodeHit   -- SEA code search (longapps.pipelines.code_search)
     Ranker, Ranked                          -- passage ranking (longapps.pipelines.ranking)
+    VideoQA, VideoQAConfig                  -- question answering over long videos (longapps.pipelines.video_qa)
     longapps.attention.attention            -- the efficient-attention entry point (a subpackage: import it)
     load_pipeline(name, **cfg)              -- a pipeline by name
 """
@@ -18,6 +19,8 @@ _LAZY = {
     "CodeHit": "longapps.pipelines.code_search",
     "Ranker": "longapps.pipelines.ranking",
     "Ranked": "longapps.pipelines.ranking",
+    "VideoQA": "longapps.pipelines.video_qa",
+    "VideoQAConfig": "longapps.pipelines.video_qa",
 }
 
 PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",

@@ -226,7 +226,7 @@ def test_respace_puts_back_dropped_spaces():
     assert respace("abcd", boxes) == "ab cd"
     assert respace("abc", boxes) == "abc"                       # boxes do not match: unchanged
     spaced = [[[a, 0], [b, 0], [b, 10], [a, 10]] for a, b in [(0, 10), (12, 22), (22, 24), (36, 46), (48, 58)]]
-    assert respace("ab cd", spaced) == "ab cd"                  # a space it kept is not doubled
+    assert respace("ab cd", spaced) == "ab cd"                  # a line the recogniser spaced is left alone
 
 
 def _tiny_vlm(folder: Path) -> Path:

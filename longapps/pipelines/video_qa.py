@@ -280,7 +280,9 @@ class VideoQA(UsesEncoder):
     @property
     def indexed(self) -> IndexResult:
         if self._index is None:
-            self._index = VideoIndexer(self.config, encoder=self._encoder, progress=self.progress).index(self.video)
+            indexer = VideoIndexer(self.config, encoder=self._encoder, progress=self.progress)
+            self._index = indexer.index(self.video)
+            self._encoder = self._encoder or indexer._encoder   # loaded for indexing: reuse for questions
         return self._index
 
     @property

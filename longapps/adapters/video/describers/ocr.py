@@ -32,8 +32,10 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 def respace(text: str, boxes: Any, factor: float = 0.4) -> str:
     """Put back the spaces a recogniser dropped between words (PP-OCR's Chinese/English model often does
     for small Latin text), from its per-character boxes: a gap between two letters wider than `factor` x
-    the median character width is a space. Unchanged when the boxes do not match the text."""
-    if not boxes or len(boxes) != len(text):
+    the median character width is a space. Only for lines with no space at all (a line that has spaces
+    was segmented by the recogniser; wide letters such as 'm' would split its words). Unchanged when the
+    boxes do not match the text."""
+    if not boxes or len(boxes) != len(text) or any(ch.isspace() for ch in text):
         return text
     left = np.array([min(p[0] for p in b) for b in boxes], dtype=np.float32)
     right = np.array([max(p[0] for p in b) for b in boxes], dtype=np.float32)
@@ -72,7 +74,7 @@ class OcrDescriber:
         self.frames_read = 0
 
     def key(self) -> str:
-        return f"ocr:v2:{self.change_threshold}:{self.min_gap}:{self.max_per_clip}:{self.min_score}"
+        return f"ocr:v3:{self.change_threshold}:{self.min_gap}:{self.max_per_clip}:{self.min_score}"
 
     @property
     def engine(self) -> Any:
