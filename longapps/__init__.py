@@ -4,6 +4,7 @@ Public API (imported lazily, so `import longapps` stays fast):
     CodeSearch, CodeSearchConfig, CodeHit   -- SEA code search (longapps.pipelines.code_search)
     Ranker, Ranked                          -- passage ranking (longapps.pipelines.ranking)
     VideoQA, VideoQAConfig                  -- question answering over long videos (longapps.pipelines.video_qa)
+    Matcher, MatchConfig                    -- long-document matching, SMITH (longapps.pipelines.doc_match)
     longapps.attention.attention            -- the efficient-attention entry point (a subpackage: import it)
     load_pipeline(name, **cfg)              -- a pipeline by name
 """
@@ -21,10 +22,13 @@ _LAZY = {
     "Ranked": "longapps.pipelines.ranking",
     "VideoQA": "longapps.pipelines.video_qa",
     "VideoQAConfig": "longapps.pipelines.video_qa",
+    "Matcher": "longapps.pipelines.doc_match",
+    "MatchConfig": "longapps.pipelines.doc_match",
 }
 
 PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",
-             "rank": "longapps.pipelines.ranking:Ranker"}
+             "rank": "longapps.pipelines.ranking:Ranker",
+             "match": "longapps.pipelines.doc_match:Matcher"}
 
 
 def __getattr__(name: str) -> Any:

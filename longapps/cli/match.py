@@ -170,6 +170,8 @@ def _corpus(corpus, query_doc, all_docs, k, model, block_tokens, max_blocks, lex
               help="Folder of documents: self-supervised masked sentence-block prediction (no labels).")
 @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path),
               help='JSONL of {"a", "b", "label"}: fine-tune as a siamese model (paths relative to the file).')
+@click.option("--dev-pairs", "dev_pairs_file", type=click.Path(path_type=Path),
+              help="Pairs for the dev metric (early stopping); default: --dev-fraction of --pairs.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the trained model (written atomically; use with `longapps match --model`).")
 @click.option("--objective", type=click.Choice(["auto", "blocks", "pairs", "contrastive"]), default="auto",
@@ -200,7 +202,7 @@ def _corpus(corpus, query_doc, all_docs, k, model, block_tokens, max_blocks, lex
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the training result as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-def match_train_command(corpus, pairs_file, out_dir, objective, init, block_encoder, block_tokens, max_blocks, layers,
+def match_train_command(corpus, pairs_file, dev_pairs_file, out_dir, objective, init, block_encoder, block_tokens, max_blocks, layers,
                         train_block_encoder, epochs, lr, batch_size, patience, dev_fraction, time_budget, max_docs,
                         device, seed, as_json, no_progress) -> None:
     """Train a SMITH matcher on your documents.
@@ -211,12 +213,12 @@ def match_train_command(corpus, pairs_file, out_dir, objective, init, block_enco
 
     Early stopping on a held-out dev split; GPU when present; the best model is saved to --out.
     """
-    friendly_errors(_train)(corpus, pairs_file, out_dir, objective, init, block_encoder, block_tokens, max_blocks,
+    friendly_errors(_train)(corpus, pairs_file, dev_pairs_file, out_dir, objective, init, block_encoder, block_tokens, max_blocks,
                             layers, train_block_encoder, epochs, lr, batch_size, patience, dev_fraction, time_budget,
                             max_docs, device, seed, as_json, no_progress)
 
 
-def _train(corpus, pairs_file, out_dir, objective, init, block_encoder, block_tokens, max_blocks, layers,
+def _train(corpus, pairs_file, dev_pairs_file, out_dir, objective, init, block_encoder, block_tokens, max_blocks, layers,
            train_block_encoder, epochs, lr, batch_size, patience, dev_fraction, time_budget, max_docs, device, seed,
            as_json, no_progress) -> None:
     from longapps.adapters.documents import load_pairs
@@ -231,7 +233,8 @@ def _train(corpus, pairs_file, out_dir, objective, init, block_encoder, block_to
                            time_budget_s=time_budget * 60 if time_budget else None, max_docs=max_docs, seed=seed,
                            device=device, progress=show_progress(no_progress))
     pairs = load_pairs(pairs_file, need_labels=True) if pairs_file is not None else None
-    r = train_match(corpus, out_dir, cfg, pairs)
+    dev = load_pairs(dev_pairs_file, need_labels=True) if dev_pairs_file is not None else None
+    r = train_match(corpus, out_dir, cfg, pairs, dev)
     if as_json:
         click.echo(json.dumps({k: v for k, v in r.__dict__.items()}))
     else:

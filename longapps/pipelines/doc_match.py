@@ -1,10 +1,10 @@
 """Long-document matching with SMITH: how related are two documents, and which documents of a corpus are
 related to one.
 
-    m = Matcher.load("my-smith")            # or Matcher() : the untrained hierarchy over all-MiniLM-L6-v2
-    m.score(Path("a.txt"), Path("b.txt"))   # cosine of the two document vectors
-    m.index("corpus/")                      # cached, incremental (the store search-code uses)
-    m.related(Path("corpus/x.txt"), k=10)   # [RelatedHit(path, score, dense, lexical), ...]
+    m = Matcher.load("my-smith", corpus="corpus/")  # or Matcher(): the untrained hierarchy over all-MiniLM-L6-v2
+    m.score(Path("a.txt"), Path("b.txt"))            # cosine of the two document vectors (a str is the text)
+    m.related(Path("corpus/x.txt"), k=10)            # [RelatedHit(path, score, dense, lexical), ...]
+    m.index("other-corpus/")                         # attach another corpus (cached, incremental index)
 
 The three stages:
 1. chunk     -- each document -> greedy sentence blocks of `block_tokens` (at most `max_blocks`; the rest is
@@ -105,7 +105,7 @@ class Matcher:
     """SMITH document matching: `score(a, b)`, `embed(docs)`, and `related(doc, k)` over an indexed corpus."""
 
     def __init__(self, config: MatchConfig | None = None, *, encoder: Encoder | None = None,
-                 progress: bool = False) -> None:
+                 corpus: str | Path | None = None, progress: bool = False) -> None:
         from longapps.models.smith import DocumentEncoder, SmithConfig
 
         self.config = config or MatchConfig()
@@ -129,6 +129,7 @@ class Matcher:
         self._encoder = with_cache(encoder) if encoder is not None else None
         self.show_progress = progress
         self.corpus: DocCorpus | None = None
+        self._corpus_folder = corpus  # indexed on the first `related` call
 
     @classmethod
     def load(cls, folder: str | Path, **kwargs: Any) -> "Matcher":
@@ -255,8 +256,10 @@ class Matcher:
 
     def related(self, doc: Doc, k: int = 10) -> list[RelatedHit]:
         """The k documents of the attached corpus most related to `doc` (a corpus file, any file, or text)."""
+        if self.corpus is None and self._corpus_folder is not None:
+            self.index(self._corpus_folder)
         if self.corpus is None:
-            raise LongappsError("no corpus: call Matcher.index(folder) first")
+            raise LongappsError("no corpus: pass corpus=FOLDER or call Matcher.index(folder) first")
         return self.corpus.related(doc, k)
 
 

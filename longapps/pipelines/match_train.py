@@ -203,26 +203,32 @@ class SmithTrainer:
 
         return self._fit("blocks", train, dev, collate, loss_fn, evaluate, out, "masked-block acc")
 
-    def train_pairs(self, pairs: list[DocPair], out: Path, objective: str = "pairs") -> MatchTrainResult:
-        """Siamese (objective 'pairs') or in-batch contrastive ('contrastive') fine-tuning on labelled pairs."""
+    def train_pairs(self, pairs: list[DocPair], out: Path, objective: str = "pairs",
+                    dev_pairs: list[DocPair] | None = None) -> MatchTrainResult:
+        """Siamese (objective 'pairs') or in-batch contrastive ('contrastive') fine-tuning on labelled pairs;
+        the dev metric is computed on `dev_pairs` (default: a held-out share of `pairs`)."""
         import torch
 
         from longapps.models.smith import contrastive_loss, siamese_loss
 
-        texts = list(dict.fromkeys([p.a for p in pairs] + [p.b for p in pairs]))
+        every = list(pairs) + list(dev_pairs or [])
+        texts = list(dict.fromkeys([p.a for p in every] + [p.b for p in every]))
         row = {t: i for i, t in enumerate(texts)}
         data = self.block_data(texts)
-        items = [(row[p.a], row[p.b], int(p.label)) for p in pairs if data[row[p.a]] is not None
-                 and len(data[row[p.a]]) and len(data[row[p.b]])]
-        if objective == "contrastive":
-            train_items = [it for it in items if it[2] == 1]
+
+        def usable(ps: Sequence[DocPair]) -> list[tuple[int, int, int]]:
+            return [(row[p.a], row[p.b], int(p.label)) for p in ps if len(data[row[p.a]]) and len(data[row[p.b]])]
+
+        items = usable(pairs)
+        if dev_pairs:
+            train, dev = items, usable(dev_pairs)
         else:
-            train_items = items
-        if len(train_items) < 4:
-            raise LongappsError(f"pair training needs at least 4 usable pairs, got {len(train_items)}")
-        train, dev = self._split(train_items if objective != "contrastive" else items)
+            train, dev = self._split(items)
         if objective == "contrastive":
             train = [it for it in train if it[2] == 1]
+        if len(train) < 4 or not dev:
+            raise LongappsError(f"pair training needs at least 4 usable training pairs and a dev pair, got "
+                                f"{len(train)} and {len(dev)}")
 
         def collate(batch: list[tuple[int, int, int]]) -> dict:
             return {"a": [data[i] for i, _, _ in batch], "b": [data[j] for _, j, _ in batch],
@@ -286,7 +292,7 @@ class SmithTrainer:
 
 
 def train_match(corpus: str | Path | None, out: str | Path, config: MatchTrainConfig,
-                pairs: list[DocPair] | None = None) -> MatchTrainResult:
+                pairs: list[DocPair] | None = None, dev_pairs: list[DocPair] | None = None) -> MatchTrainResult:
     """`longapps match-train`: self-supervised on `corpus` (no pairs), or fine-tuned on `pairs`."""
     objective = config.objective
     if objective == "auto":
@@ -304,4 +310,4 @@ def train_match(corpus: str | Path | None, out: str | Path, config: MatchTrainCo
         return trainer.train_blocks(trainer.block_data([t for _, t in docs]), out)
     if not pairs:
         raise LongappsError(f"objective '{objective}' needs --pairs PAIRS.jsonl")
-    return trainer.train_pairs(pairs, out, objective)
+    return trainer.train_pairs(pairs, out, objective, dev_pairs)
