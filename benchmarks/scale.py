@@ -110,15 +110,20 @@ def run_dense(args: argparse.Namespace) -> dict:
 
 # -- ray --------------------------------------------------------------------------------------------------
 
-def block_texts(n: int) -> list[str]:
-    """Real code blocks (this package's functions through the search-code splitter), repeated with a prefix."""
-    from longapps.adapters.encode import load_encoder
-    from longapps.pipelines.code_search import CodeSearch, encoder_texts
+def block_texts(n: int, enc) -> list[str]:
+    """Real code blocks (this package's source through the search-code splitter), repeated with a prefix."""
+    from longapps.adapters.code_split import split_code
+    from longapps.index.files import read_source, walk_repo
+    from longapps.pipelines.code_search import _unit_dict, encoder_texts
 
-    cs = CodeSearch(ROOT / "longapps", index_dir=Path(os.environ["LONGAPPS_CACHE"]) / "bench-src",
-                    encoder=load_encoder(cache=False))
-    cs.index()
-    units = [u for _, us in cs.store.all_units() for u in us]
+    units = []
+    for f in walk_repo(ROOT / "longapps").files:
+        text, _ = read_source(f.path)
+        if text is not None:
+            units += [_unit_dict(u) for u in split_code(text, f.rel, max_tokens=enc.max_tokens - 32,
+                                                        count_tokens=enc.count_tokens)]
+        if len(units) > n:
+            break
     base, _ = encoder_texts(units, "path+name")
     return [f"# copy {i // len(base)}\n{base[i % len(base)]}" for i in range(n)]
 
@@ -130,8 +135,8 @@ def run_ray(args: argparse.Namespace) -> dict:
     from longapps.adapters.encode import CachedEncoder, EmbeddingCache, load_encoder
     from longapps.distributed.ray_encode import RayConfig, RayEncodeBackend, connect
 
-    texts = block_texts(args.blocks)
     enc = load_encoder(cache=False)
+    texts = block_texts(args.blocks, enc)
     tokens = sum(enc.count_tokens(texts))
 
     def cached(name: str) -> CachedEncoder:
