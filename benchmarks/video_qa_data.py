@@ -26,7 +26,7 @@ import numpy as np
 
 from longapps.adapters.chunk import split_sentences
 from longapps.adapters.video.clips import clip_index, make_clips
-from longapps.adapters.video.synth import render_slide, speak
+from longapps.adapters.video.synth import VideoWriter, render_slide, speak
 
 SRC = Path("/work/shared/data/ncbi-disease/standoff")
 RATE = 16000
@@ -63,8 +63,6 @@ def main() -> None:
     ap.add_argument("--clip-seconds", type=float, default=80.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    import av
-
     rng = random.Random(args.seed)
     docs = [d for d in load_docs() if 80 <= len(d["body"].split()) <= 260 and d["mentions"]]
     rng.shuffle(docs)
@@ -73,53 +71,27 @@ def main() -> None:
     tmp = video.with_suffix(".tmp.mp4")
     t_start = time.time()
     segments = []
-    with av.open(str(tmp), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        vs.options = {"preset": "ultrafast", "tune": "stillimage"}
-        aus = out.add_stream("aac", rate=RATE, layout="mono")
-        t = 0.0
-        n_frame = n_sample = 0
+    with VideoWriter(tmp, fps=FPS, size=SIZE, rate=RATE) as w:
         for d in docs:
-            if t >= args.minutes * 60:
+            if w.t >= args.minutes * 60:
                 break
             slide = render_slide([d["title"], "", f"PubMed ID {d['pmid']}"], SIZE, font_px=26)
-            vf = av.VideoFrame.from_ndarray(slide, format="rgb24")
             sents = []
             audio = [np.zeros(int(0.8 * RATE), np.float32)]           # a pause between talks
-            pos = t + 0.8
+            pos = w.t + 0.8
             for a, b in split_sentences(d["body"]):
                 text = d["body"][a:b].strip()
                 if not text:
                     continue
-                samples, sr = speak(text)
-                if sr != RATE:
-                    samples = np.interp(np.linspace(0, len(samples) - 1, int(len(samples) * RATE / sr)),
-                                        np.arange(len(samples)), samples).astype(np.float32)
+                samples = speak(text, rate=RATE)
                 sents.append({"start": pos, "end": pos + len(samples) / RATE, "text": text, "a": a, "b": b})
                 audio.append(samples)
                 pos += len(samples) / RATE
-            samples = np.concatenate(audio)
-            seg_end = t + len(samples) / RATE
-            while n_frame < round(seg_end * FPS):
-                vf.pts = n_frame
-                for pkt in vs.encode(vf):
-                    out.mux(pkt)
-                n_frame += 1
-            for s in range(0, len(samples), 1024):
-                block = samples[s:s + 1024]
-                af = av.AudioFrame.from_ndarray(block[None, :], format="flt", layout="mono")
-                af.sample_rate, af.pts = RATE, n_sample
-                for pkt in aus.encode(af):
-                    out.mux(pkt)
-                n_sample += len(block)
-            segments.append({"pmid": d["pmid"], "title": d["title"], "start": t, "end": seg_end, "sentences": sents,
+            start, end = w.add(slide, np.concatenate(audio))
+            segments.append({"pmid": d["pmid"], "title": d["title"], "start": start, "end": end, "sentences": sents,
                              "mentions": d["mentions"]})
-            t = seg_end
-            print(f"\r{len(segments)} talks, {t / 60:.1f} min", end="", flush=True)
-        for stream in (vs, aus):
-            for pkt in stream.encode():
-                out.mux(pkt)
+            print(f"\r{len(segments)} talks, {end / 60:.1f} min", end="", flush=True)
+    t = segments[-1]["end"]
     tmp.replace(video)
     print(f"\nvideo: {video} ({t / 60:.1f} min, {video.stat().st_size / 1e6:.1f} MB) in {time.time() - t_start:.0f}s")
     (args.out / "segments.json").write_text(json.dumps(segments, indent=1))
@@ -152,7 +124,7 @@ def make_questions(segments: list[dict], duration: float, clip_seconds: float, r
             gold = m["text"]
             own = {x["text"].lower() for x in seg["mentions"]}
             pool = [x for x in all_mentions if x not in own and x != gold.lower()]
-            distract = rng.sample(pool, 3)
+            distract = rng.sample(pool, min(3, len(pool)))
             choices = [gold] + distract
             rng.shuffle(choices)
             questions.append({"id": f"speech-{seg['pmid']}", "type": "speech",
@@ -163,7 +135,7 @@ def make_questions(segments: list[dict], duration: float, clip_seconds: float, r
     pmids = [s["pmid"] for s in segments]
     for seg in rng.sample(segments, max(1, len(segments) // 3)):
         gold_clips = sorted({clip_index(t, clips) for t in np.arange(seg["start"] + 1, seg["end"] - 1, 1.0)})
-        others = rng.sample([p for p in pmids if p != seg["pmid"]], 3)
+        others = rng.sample([p for p in pmids if p != seg["pmid"]], min(3, len(pmids) - 1))
         choices = [seg["pmid"]] + others
         rng.shuffle(choices)
         questions.append({"id": f"screen-{seg['pmid']}", "type": "screen",

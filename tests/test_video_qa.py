@@ -189,9 +189,7 @@ def test_speech_describer_transcribes_espeak_and_notes_silence(tmp_path):
     from longapps.adapters.video.describers.speech import SpeechDescriber
     from longapps.adapters.video.synth import speak
 
-    samples, sr = speak("The lighthouse keeper counted forty two ships in the harbour.")
-    samples = np.interp(np.linspace(0, len(samples) - 1, int(len(samples) * 16000 / sr)), np.arange(len(samples)),
-                        samples).astype(np.float32)
+    samples = speak("The lighthouse keeper counted forty two ships in the harbour.", rate=16000)
     d = SpeechDescriber()
     segs = d.describe_audio(Clip(3, 240.0, 320.0), samples, 16000)
     text = " ".join(s.text for s in segs).lower()
@@ -419,3 +417,15 @@ def test_cli_answers_with_the_packaged_llm(media, tmp_path):
     r = _run("video-qa", str(video), "What does bread need?", "--choices", "yeast", "rock", "--describers",
              "subtitles")
     assert r.exit_code == 0 and r.stdout.splitlines()[0] == "yeast"
+
+
+def test_file_that_breaks_off_is_indexed_up_to_the_break_with_a_note(tmp_path, hashing_encoder):
+    from longapps.pipelines.video_qa import VideoIndexer
+
+    write_video(tmp_path / "full.mkv", [Part(["first slide"], seconds=30), Part(["second slide"], seconds=30)],
+                audio=False)
+    data = (tmp_path / "full.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 2 // 3])
+    res = VideoIndexer(_cfg(describers=("ocr",), clip_seconds=80), encoder=hashing_encoder).index(tmp_path / "cut.mkv")
+    assert any("truncated" in n or "stopped" in n for n in res.notes), res.notes
+    assert "first slide" in res.memory.clips[0].text().lower()
