@@ -11,7 +11,7 @@ Tasks (test split: packages never seen in pair training):
 Every method reads the same bounded text per document (what `longapps match` reads: the bytes for 64 blocks).
 
     python benchmarks/match_data.py                       # builds benchmarks/data/match (once)
-    python benchmarks/match.py [--ssl-minutes 8] [--pairs-minutes 10] [--speed-docs 1000]
+    python benchmarks/match.py [--ssl-minutes 8] [--pairs-minutes 16] [--speed-docs 1000]
 """
 from __future__ import annotations
 
@@ -196,8 +196,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT / "benchmarks/data/match"))
     ap.add_argument("--ssl-minutes", type=float, default=8.0)
-    ap.add_argument("--pairs-minutes", type=float, default=10.0)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--pairs-minutes", type=float, default=16.0, help="split between siamese and contrastive")
+    ap.add_argument("--ssl-epochs", type=int, default=4)
+    ap.add_argument("--pairs-epochs", type=int, default=3)
     ap.add_argument("--speed-docs", type=int, default=1000, help="0 = skip the speed part")
     ap.add_argument("--models", default=str(ROOT / "benchmarks/data/match-models"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/match.json"))
@@ -250,7 +251,7 @@ def main() -> None:
     models = Path(args.models)
     train_info = {}
     # self-supervised on the whole corpus (no labels)
-    cfg = MatchTrainConfig(epochs=args.epochs, time_budget_s=args.ssl_minutes * 60, patience=3, seed=0)
+    cfg = MatchTrainConfig(epochs=args.ssl_epochs, time_budget_s=args.ssl_minutes * 60, patience=3, seed=0)
     ssl = SmithTrainer(cfg, matcher=Matcher(MatchConfig()))
     r = ssl.train_blocks(all_blocks, models / "ssl")
     train_info["self-supervised"] = {k: v for k, v in r.__dict__.items() if k != "history"} | {"history": r.history}
@@ -269,7 +270,7 @@ def main() -> None:
     train_pairs, dev_pairs = read_pairs("pairs_train.jsonl"), read_pairs("pairs_dev.jsonl")
     for objective, label in [("pairs", "SMITH fine-tuned on pairs (siamese)"),
                              ("contrastive", "SMITH fine-tuned on pairs (contrastive)")]:
-        cfg = MatchTrainConfig(init=str(models / "ssl"), epochs=args.epochs, lr=1e-4,
+        cfg = MatchTrainConfig(init=str(models / "ssl"), epochs=args.pairs_epochs, lr=1e-4,
                                time_budget_s=args.pairs_minutes * 60 / 2, patience=3, seed=0)
         tr = SmithTrainer(cfg)
         r = tr.train_pairs(train_pairs, models / objective, objective, dev_pairs)

@@ -12,7 +12,7 @@ is measured on unseen topics. Output:
     docs.jsonl                     {"id", "path", "group", "library", "split", "words"}
     pairs_train.jsonl / pairs_dev.jsonl / pairs_test.jsonl   {"a", "b", "label"} (paths relative to docs/..)
 
-    python benchmarks/match_data.py [--out benchmarks/data/match] [--per-group 10] [--seed 0]
+    python benchmarks/match_data.py [--out benchmarks/data/match] [--per-group 6] [--seed 0]
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def group_of(dotted: str, lib: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/data/match")
-    ap.add_argument("--per-group", type=int, default=10, help="at most this many documents per package")
+    ap.add_argument("--per-group", type=int, default=6, help="at most this many documents per package")
     ap.add_argument("--min-group", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
