@@ -113,8 +113,7 @@ class MambaEmbedder:
         except Exception as err:  # noqa: BLE001
             raise LongappsError(f"no usable tokenizer in {folder}: {str(err).splitlines()[0][:160]}") from err
         self.model = MambaEncoder.from_pretrained(folder).eval().to(self.device)
-        if self.device != "cpu":
-            self.model.to(torch.bfloat16)
+        self.model.to(torch.bfloat16 if self.device != "cpu" else torch.float32)
         self.dim = int(self.model.config.hidden_size)
         self.tokens_per_batch = tokens_per_batch or (65536 if self.device != "cpu" else 8192)
         self.name = f"mamba-{folder.name}-{_folder_key(folder)}-{self.pooling}-{self.max_tokens}"

@@ -197,7 +197,8 @@ class Retriever:
             summary.removed = len(removed)
             digest = hashlib.sha1(json.dumps(sorted(shas.items())).encode()).hexdigest()
             manifest = _safe_manifest(store)
-            fresh = manifest is not None and manifest.get("state_digest") == digest and manifest.get("index_key") == key
+            fresh = (not reindex and manifest is not None and manifest.get("state_digest") == digest
+                     and manifest.get("index_key") == key)
             if not fresh:
                 self._publish(docs, summary, key, digest)
         self._snapshot = None

@@ -1,0 +1,100 @@
+"""GPU-size checks of the Mamba kernels and encoder (skipped without CUDA): the Triton selective scan and
+causal conv1d against the float64 references (values and gradients), MambaEncoder against HF MambaModel, the
+CUDA-graph runner against eager, and one bf16 training step. Run on the device (benchmarks/mamba_device.sh)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 1e-2}
+
+
+def rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    assert torch.isfinite(a).all(), "non-finite values"
+    return float((a - b).norm() / b.norm())
+
+
+def _inputs(b, L, d, n, dt, strided=True):
+    g = lambda *s: torch.randn(*s, device="cuda")  # noqa: E731
+    xz = g(b, L, 2 * d)
+    bc = g(b, L, 3 * n)
+    u, z = (xz[..., :d], xz[..., d:]) if strided else (xz[..., :d].contiguous(), xz[..., d:].contiguous())
+    A = -(torch.rand(d, n, device="cuda") * 3 + 0.05)
+    return [u.to(dt), (g(b, L, d) * 0.7).to(dt), A, bc[..., n:2 * n].to(dt), bc[..., 2 * n:].to(dt), g(d), z.to(dt),
+            g(d) * 0.3]
+
+
+@pytest.mark.parametrize("dt,L,segments", [(torch.float32, 4097, None), (torch.bfloat16, 4096, None),
+                                           (torch.bfloat16, 1000, 1), (torch.float16, 777, 5)])
+def test_scan_forward(dt, L, segments):
+    from longapps.kernels.selective_scan import reference_selective_scan, selective_scan_forward
+    args = _inputs(2, L, 64, 16, dt)
+    y, _, _ = selective_scan_forward(*args, segments=segments)
+    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16])
+def test_scan_backward(dt):
+    from longapps.kernels.selective_scan import reference_selective_scan, selective_scan
+    args = _inputs(2, 300, 48, 16, dt)
+    leaves = [a.detach().clone().requires_grad_() for a in args]
+    ref_leaves = [a.detach().double().requires_grad_() for a in args]
+    g = torch.randn(2, 300, 48, device="cuda")
+    y = selective_scan(*leaves, backend="triton")
+    r = reference_selective_scan(*ref_leaves, dtype=torch.float64)
+    assert rel(y, r) < TOL[dt]
+    for a, b in zip(torch.autograd.grad(y, leaves, g.to(dt)), torch.autograd.grad(r, ref_leaves, g.double())):
+        assert rel(a, b) < (1e-3 if dt == torch.float32 else 5e-2)
+
+
+@pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16])
+def test_conv(dt):
+    from longapps.kernels.causal_conv1d import causal_conv1d, reference_causal_conv1d
+    x = torch.randn(2, 3000, 2 * 96, device="cuda")[..., :96].to(dt)
+    w, b = torch.randn(96, 4, device="cuda"), torch.randn(96, device="cuda")
+    leaves = [t.detach().clone().requires_grad_() for t in (x, w, b)]
+    ref = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    y, r = causal_conv1d(*leaves, backend="triton"), reference_causal_conv1d(*ref)
+    assert rel(y, r) < TOL[dt]
+    g = torch.randn_like(r)
+    for a, c in zip(torch.autograd.grad(y, leaves, g.to(dt)), torch.autograd.grad(r, ref, g)):
+        assert rel(a, c) < TOL[dt] * 2
+
+
+def _small_pair():
+    from transformers import MambaModel
+
+    from longapps.models.mamba import MambaEncoder, mamba_config
+    torch.manual_seed(0)
+    hf = MambaModel(mamba_config(hidden_size=128, num_hidden_layers=3, state_size=16, vocab_size=500)).cuda().eval()
+    return hf, MambaEncoder.from_hf(hf).eval()
+
+
+def test_model_matches_hf_and_graph():
+    hf, ours = _small_pair()
+    ids = torch.randint(0, 500, (2, 700), device="cuda")
+    with torch.no_grad():
+        ref = hf(ids).last_hidden_state
+        assert rel(ours(ids), ref) < 1e-4
+        ours.to(torch.bfloat16)
+        eager = ours(ids)
+        assert rel(eager, ref) < 3e-2
+        graph = ours.cuda_graph(ids)
+        assert rel(graph(ids), eager) < 1e-6
+        ids2 = torch.randint(0, 500, (2, 700), device="cuda")
+        assert rel(graph(ids2).clone(), ours(ids2)) < 1e-6
+
+
+def test_training_step_bf16_autocast():
+    _, ours = _small_pair()
+    ours.train()
+    ours.gradient_checkpointing_enable()
+    ids = torch.randint(0, 500, (4, 256), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = ours(ids)[:, -1].float().pow(2).mean()
+    loss.backward()
+    for n, p in ours.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
