@@ -68,7 +68,7 @@ def register() -> None:
 
 def _position_offset(config: Any) -> int:
     """Rows reserved before position 0 (RoBERTa family: padding_idx + 1 = 2; BERT: 0)."""
-    return int(config.pad_token_id) + 1 if config.model_type in ("roberta", "xlm-roberta", "camembert",
+    return int(config.pad_token_id) + 1 if config.model_type in ("roberta", "xlm-roberta", "camembert", "longformer",
                                                                  "xlm_roberta") else 0
 
 

@@ -125,7 +125,8 @@ class TokenClassifier(nn.Module):
         if self.is_longformer:
             g = torch.zeros_like(attention_mask)
             g[:, 0] = 1
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=g)[1]
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=g)
+            return out.logits if hasattr(out, "logits") else out[1]
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def gradient_checkpointing_enable(self) -> None:

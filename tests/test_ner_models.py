@@ -1,0 +1,112 @@
+"""Long-ification of short encoders (positions copied out, window + global attention on our backend) and the
+token-classifier folders (save -> load gives the same outputs; Longformer checkpoints on FastLongformer)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from ner_tiny import tiny_base
+
+from longapps.models import long_encoder
+from longapps.models.token_classifier import TokenClassifier
+from longapps.resources import LongappsError, ModelNotFoundError
+
+LABELS = ["O", "B-D", "I-D"]
+
+
+def _inputs(n: int, b: int = 2, pad_from: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(n)
+    ids = torch.randint(1000, 20000, (b, n), generator=g)
+    ids[:, 0] = 101
+    mask = torch.ones_like(ids)
+    if pad_from is not None:
+        mask[-1, pad_from:] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_window_covering_the_input_gives_the_short_model(tmp_path: Path, kind: str) -> None:
+    from transformers import AutoModelForTokenClassification
+
+    base = tiny_base(tmp_path / kind, kind, max_positions=64)
+    short = AutoModelForTokenClassification.from_pretrained(base, num_labels=3).eval()
+    ids, mask = _inputs(60, pad_from=41)
+    with torch.no_grad():
+        ref = short(input_ids=ids, attention_mask=mask).logits
+    long_encoder.make_long(short, 512, attention_window=128)  # |i-j| <= 64 covers all 60 tokens
+    assert short.config._attn_implementation == long_encoder.ATTN_IMPL
+    assert long_encoder.max_tokens(short.config) == 512
+    with torch.no_grad():
+        out = short(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(out[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=1e-5)
+
+
+def test_positions_are_copied_out_and_long_inputs_run(tmp_path: Path) -> None:
+    from transformers import AutoModelForTokenClassification
+
+    m = AutoModelForTokenClassification.from_pretrained(tiny_base(tmp_path / "b", "bert", 64), num_labels=3)
+    old = m.bert.embeddings.position_embeddings.weight.detach().clone()
+    long_encoder.make_long(m, 200, attention_window=16)
+    new = m.bert.embeddings.position_embeddings.weight
+    assert new.shape[0] == 200
+    torch.testing.assert_close(new[:64], old)
+    torch.testing.assert_close(new[64:128], old)
+    torch.testing.assert_close(new[192:200], old[:8])
+    ids, mask = _inputs(190, b=1)
+    m.eval()
+    with torch.no_grad():
+        logits = m(input_ids=ids, attention_mask=mask).logits
+    assert logits.shape == (1, 190, 3) and torch.isfinite(logits).all()
+    # the window really restricts attention: a token far outside every window does not change position 100
+    ids2 = ids.clone()
+    ids2[0, 180] = 2000
+    with torch.no_grad():
+        l2 = m(input_ids=ids2, attention_mask=mask).logits
+    # two layers of +-8 tokens (+ the global [CLS]) do not reach from 180 to 100
+    torch.testing.assert_close(l2[0, 100], logits[0, 100])
+    assert not torch.allclose(l2[0, 179], logits[0, 179])
+
+
+@pytest.mark.parametrize("kind", ["bert", "longformer"])
+def test_save_load_same_outputs_and_atomic(tmp_path: Path, kind: str) -> None:
+    base = tiny_base(tmp_path / "base", kind, 64)
+    if kind == "longformer":
+        with pytest.raises(LongappsError, match="over this Longformer's 65 positions"):
+            TokenClassifier.create(base, LABELS, max_length=256)
+    n = 150 if kind == "bert" else 60
+    clf = TokenClassifier.create(base, LABELS, max_length=256 if kind == "bert" else 64, attention_window=32).eval()
+    assert clf.is_longformer == (kind == "longformer")
+    ids, mask = _inputs(n, pad_from=n - 20)
+    with torch.no_grad():
+        ref = clf(ids, mask)
+    out_dir = tmp_path / "model"
+    clf.save(out_dir, {"note": "x"})
+    assert {"config.json", "model.safetensors", "tokenizer.json", "longapps_ner.json"} <= {p.name for p in out_dir.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]  # no temp folders left
+    back = TokenClassifier.load(out_dir).eval()
+    assert back.labels == LABELS
+    with torch.no_grad():
+        got = back(ids, mask)
+    torch.testing.assert_close(got[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=1e-5)
+    if kind == "longformer":  # the folder is a plain HF checkpoint: HF's own Longformer gives the same logits
+        from transformers import LongformerForTokenClassification
+        hf = LongformerForTokenClassification.from_pretrained(out_dir).eval()
+        g = torch.zeros_like(mask)
+        g[:, 0] = 1
+        with torch.no_grad():
+            hl = hf(input_ids=ids, attention_mask=mask, global_attention_mask=g).logits
+        torch.testing.assert_close(hl[mask.bool()], ref[mask.bool()], atol=1e-4, rtol=1e-4)
+
+
+def test_missing_or_corrupt_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        TokenClassifier.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        TokenClassifier.load(tmp_path / "empty")
+    clf = TokenClassifier.create(tiny_base(tmp_path / "base", "bert", 64), LABELS, max_length=128)
+    clf.save(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelNotFoundError, match="cannot load a model from"):
+        TokenClassifier.load(tmp_path / "m")
