@@ -5,6 +5,7 @@ Public API (imported lazily, so `import longapps` stays fast):
     Ranker, Ranked                          -- passage ranking (longapps.pipelines.ranking)
     VideoQA, VideoQAConfig                  -- question answering over long videos (longapps.pipelines.video_qa)
     Matcher, MatchConfig                    -- long-document matching, SMITH (longapps.pipelines.doc_match)
+    Retriever, RetrieverConfig              -- long-document dense retrieval, Mamba (longapps.pipelines.retriever)
     longapps.attention.attention            -- the efficient-attention entry point (a subpackage: import it)
     load_pipeline(name, **cfg)              -- a pipeline by name
 """
@@ -24,11 +25,14 @@ _LAZY = {
     "VideoQAConfig": "longapps.pipelines.video_qa",
     "Matcher": "longapps.pipelines.doc_match",
     "MatchConfig": "longapps.pipelines.doc_match",
+    "Retriever": "longapps.pipelines.retriever",
+    "RetrieverConfig": "longapps.pipelines.retriever",
 }
 
 PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",
              "rank": "longapps.pipelines.ranking:Ranker",
-             "match": "longapps.pipelines.doc_match:Matcher"}
+             "match": "longapps.pipelines.doc_match:Matcher",
+             "retrieve": "longapps.pipelines.retriever:Retriever"}
 
 
 def __getattr__(name: str) -> Any:
