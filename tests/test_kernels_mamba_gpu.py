@@ -98,3 +98,18 @@ def test_training_step_bf16_autocast():
     loss.backward()
     for n, p in ours.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), n
+
+
+@pytest.mark.parametrize("rdt,wdt,with_y", [(torch.float32, torch.bfloat16, True), (torch.float32, torch.bfloat16, False),
+                                            (torch.bfloat16, torch.bfloat16, True), (torch.float32, torch.float32, True)])
+def test_add_rmsnorm(rdt, wdt, with_y):
+    from longapps.kernels.rmsnorm import add_rmsnorm, reference_add_rmsnorm
+    r = torch.randn(3, 1000, 768, device="cuda").to(rdt)
+    y = torch.randn(3, 1000, 768, device="cuda").to(wdt) if with_y else None
+    w = torch.rand(768, device="cuda").to(wdt)
+    with torch.no_grad():
+        for norm_dtype in (wdt, torch.promote_types(rdt, wdt)):
+            h, r2 = add_rmsnorm(r, y, w, 1e-5, norm_dtype)
+            hr, rr = reference_add_rmsnorm(r, y, w, 1e-5, norm_dtype)
+            assert h.dtype == hr.dtype and r2.dtype == rr.dtype
+            assert rel(r2, rr) < 1e-6 and rel(h, hr) < 1e-2

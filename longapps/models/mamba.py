@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..kernels.causal_conv1d import causal_conv1d
+from ..kernels.rmsnorm import add_rmsnorm
 from ..kernels.selective_scan import selective_scan
 from ..resources import LongappsError, ModelNotFoundError, load_offline_first
 
@@ -76,21 +77,35 @@ class MambaMixer(nn.Module):
         xdbl = self.x_proj(x)
         dt = F.linear(xdbl[..., :self.rank], self.dt_proj.weight)
         B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
-        A = -torch.exp(self.A_log.float())
-        y = selective_scan(x, dt, A, B, C, self.D.float(), z, self.dt_proj.bias.float(), True, backend=backend)
+        # D and the dt bias go in as they are (the kernels read them in fp32)
+        y = selective_scan(x, dt, self.A(), B, C, self.D, z, self.dt_proj.bias, True, backend=backend)
         return self.out_proj(y.to(h.dtype))
+
+    def A(self) -> torch.Tensor:
+        """-exp(A_log) in fp32; cached while A_log is unchanged and no gradient is wanted (so an inference
+        forward, and a captured CUDA graph, spends no kernel on it)."""
+        if torch.is_grad_enabled() and self.A_log.requires_grad:
+            return -torch.exp(self.A_log.float())
+        key = (self.A_log._version, self.A_log.data_ptr(), self.A_log.dtype)
+        if getattr(self, "_a_key", None) != key:
+            self._a_cache = -torch.exp(self.A_log.detach().float())
+            self._a_key = key
+        return self._a_cache
 
 
 class MambaBlock(nn.Module):
+    """HF's block, with the residual add of the previous block fused into this block's RMSNorm:
+    (stream, previous mixer output) -> (stream + output, this mixer's output)."""
+
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.norm = RMSNorm(config.hidden_size, config.layer_norm_epsilon)
         self.mixer = MambaMixer(config)
-        self.residual_in_fp32 = bool(config.residual_in_fp32)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], backend: str) -> torch.Tensor:
-        residual = x.float() if self.residual_in_fp32 else x
-        return residual + self.mixer(self.norm(x.to(self.norm.weight.dtype)), mask, backend)
+    def forward(self, r: torch.Tensor, y: Optional[torch.Tensor], mask: Optional[torch.Tensor],
+                backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        h, r = add_rmsnorm(r, y, self.norm.weight, self.norm.eps, self.norm.weight.dtype)
+        return r, self.mixer(h, mask, backend)
 
 
 class MambaEncoder(nn.Module):
@@ -183,13 +198,19 @@ class MambaEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(batch, length) ids -> (batch, length, hidden). The model is causal: right padding never changes
         the real tokens' states, so the mask is only needed to match HF on padded inputs."""
-        x = self.embeddings(input_ids)
+        r = self.embeddings(input_ids)
+        if self.config.residual_in_fp32:
+            r = r.float()
+        y = None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(layer, x, attention_mask, self.backend, use_reentrant=False)
+                r, y = torch.utils.checkpoint.checkpoint(layer, r, y, attention_mask, self.backend, use_reentrant=False)
             else:
-                x = layer(x, attention_mask, self.backend)
-        return self.norm_f(x)
+                r, y = layer(r, y, attention_mask, self.backend)
+        if y is None:
+            return self.norm_f(r)
+        h, _ = add_rmsnorm(r, y, self.norm_f.weight, self.norm_f.eps, torch.promote_types(r.dtype, y.dtype))
+        return h
 
     def cuda_graph(self, input_ids: torch.Tensor, warmup: int = 3) -> "MambaCudaGraph":
         """Capture the forward for this input shape (inference); see ``MambaCudaGraph``."""
