@@ -62,14 +62,13 @@ def test_gradcheck_chunked_scan():
 
 
 def test_gradcheck_reference_conv():
-    x, w, b = torch.randn(1, 7, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    x, w, b = torch.randn(1, 6, 2, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
     assert torch.autograd.gradcheck(reference_causal_conv1d, [t.requires_grad_() for t in (x, w, b)])
 
 
 @child
 @pytest.mark.parametrize("dt,L,segments,strided", [(torch.float32, 37, 1, False), (torch.float32, 53, 3, True),
-                                                   (torch.bfloat16, 40, 2, False), (torch.float16, 17, None, True),
-                                                   (torch.float32, 1, None, False)])
+                                                   (torch.bfloat16, 17, 2, True), (torch.float32, 1, None, False)])
 def test_scan_forward(dt, L, segments, strided):
     from longapps.kernels.selective_scan import selective_scan_forward
     args = _inputs(2, L, 6, 5, dt, strided=strided)
@@ -82,15 +81,14 @@ def test_scan_forward(dt, L, segments, strided):
 def test_scan_forward_without_optional_inputs():
     from longapps.kernels.selective_scan import selective_scan_forward
     args = dict(zip(NAMES, _inputs(1, 29, 5, 3)))
-    for kw in ({"D": None, "z": None}, {"delta_bias": None, "delta_softplus": False}, {"z": None}):
+    for kw in ({"D": None, "z": None}, {"delta_bias": None, "delta_softplus": False}):
         full = args | kw
         y, _, _ = selective_scan_forward(**full, segments=2)
         assert rel(y, reference_selective_scan(**full, dtype=torch.float64)) < 1e-4
 
 
 @child
-@pytest.mark.parametrize("dt,L,strided", [(torch.float32, 45, False), (torch.float32, 30, True),
-                                          (torch.bfloat16, 33, False)])
+@pytest.mark.parametrize("dt,L,strided", [(torch.float32, 29, True), (torch.bfloat16, 19, False)])
 def test_scan_backward(dt, L, strided):
     from longapps.kernels.selective_scan import selective_scan
     args = _inputs(2, L, 5, 4, dt, strided=strided)
@@ -116,8 +114,7 @@ def test_scan_backward_without_optional_inputs():
 
 
 @child
-@pytest.mark.parametrize("dt,L,act,strided", [(torch.float32, 21, "silu", False), (torch.float32, 3, None, True),
-                                              (torch.bfloat16, 70, "silu", True)])
+@pytest.mark.parametrize("dt,L,act,strided", [(torch.float32, 21, "silu", False), (torch.bfloat16, 19, None, True)])
 def test_conv_forward_backward(dt, L, act, strided):
     from longapps.kernels.causal_conv1d import causal_conv1d
     base = torch.randn(2, L, 22)
