@@ -129,6 +129,167 @@ def bounded(args: argparse.Namespace) -> None:
               f"  CPU x{v['cpu_ms_median'] / base_cpu:.3f}  RSS x{v['rss_mb'] / base_rss:.3f}")
 
 
+# ---------------------------------------------------------------------------------------------- tasks
+ACK = "Got it, I will remember that."
+
+
+def task_recall(chat, facts: list[dict], exchanges: list[dict], ns: list[int], rng: random.Random) -> dict:
+    """(a) accuracy of the recall question after N distractor exchanges, for every N in one pass per fact."""
+    hits = {n: 0 for n in ns}
+    for item in facts:
+        chat.reset()
+        chat.choose(item["fact"], [ACK])
+        start = rng.randrange(len(exchanges))
+        done = 0
+        for n in ns:
+            while done < n:
+                ex = exchanges[(start + done) % len(exchanges)]
+                chat.choose(ex["user"], [ex["assistant"]])
+                done += 1
+            snap = chat.checkpoint()
+            r = chat.choose(item["question"], item["choices"])
+            hits[n] += int(r.choice == item["answer"])
+            chat.restore(snap)
+    return {str(n): round(hits[n] / len(facts), 3) for n in ns}
+
+
+MOVES = ["Rock", "Paper", "Scissors"]
+BEATS = {"Rock": "Paper", "Paper": "Scissors", "Scissors": "Rock"}  # move -> what beats it
+
+
+def task_rps(chat, rounds: int, rng: random.Random, favourite: str = "Rock", bias: float = 0.6,
+             block: int = 25) -> dict:
+    """(b) rock-paper-scissors against a user who plays ``favourite`` with probability ``bias``."""
+    chat.reset()
+    wins, picks, note = [], [], ""
+    for i in range(rounds):
+        user_move = favourite if rng.random() < bias else rng.choice([m for m in MOVES if m != favourite])
+        ask = (note + f"Round {i + 1} of rock-paper-scissors. I have chosen my move. "
+               "What do you play: Rock, Paper or Scissors?")
+        try:
+            r = chat.choose(ask, MOVES)
+        except Exception as err:  # noqa: BLE001 - full: the context runs out
+            return {"rounds": i, "stopped": str(err)[:120], **_rps_summary(wins, picks, favourite, block)}
+        mine = MOVES[r.choice]
+        outcome = "win" if BEATS[user_move] == mine else ("tie" if user_move == mine else "loss")
+        wins.append(outcome == "win")
+        picks.append(mine)
+        result = {"win": "You win.", "loss": "I win.", "tie": "It is a tie."}[outcome]
+        note = f"I played {user_move}. You played {mine}. {result} "
+    return {"rounds": rounds, **_rps_summary(wins, picks, favourite, block)}
+
+
+def _rps_summary(wins: list[bool], picks: list[str], favourite: str, block: int) -> dict:
+    counter = BEATS[favourite]
+    blocks = [round(sum(wins[i:i + block]) / len(wins[i:i + block]), 3) for i in range(0, len(wins), block)]
+    return {"win_rate": round(sum(wins) / max(1, len(wins)), 3), "win_rate_by_block": blocks,
+            "counter_rate": round(sum(p == counter for p in picks) / max(1, len(picks)), 3),
+            "last_block_counter_rate": round(sum(p == counter for p in picks[-block:]) / max(1, len(picks[-block:])), 3)}
+
+
+def task_selection(chat, items: list[dict]) -> dict:
+    """(c) conversations one after another in ONE chat; pick each conversation's last line among 4."""
+    chat.reset()
+    hits = 0
+    for item in items:
+        turns = item["turns"]
+        for u, a in zip(turns[0:-1:2], turns[1::2]):
+            chat.choose(u, [a])
+        r = chat.choose(turns[-1], item["choices"])
+        hits += int(r.choice == item["answer"])
+    return {"accuracy": round(hits / len(items), 3), "n": len(items), "tokens_seen": chat.cache.seen}
+
+
+def run_policy(lm, memory: str, recent: int, args, data: dict) -> dict:
+    from longapps.pipelines.dialogue import StreamingChat
+
+    chat = StreamingChat(lm, memory=memory, cache_size=args.cache_size, recent=recent, sinks=args.sinks,
+                         decay=args.decay, max_new_tokens=args.max_new_tokens)
+    out: dict = {"memory": memory, "recent": recent if memory == "sirllm" else None}
+    t0 = time.time()
+    try:
+        out["recall"] = task_recall(chat, data["facts"], data["exchanges"], args.ns, random.Random(1))
+    except Exception as err:  # noqa: BLE001 - full policy past the context: recorded, not fatal
+        out["recall"] = {"error": str(err)[:160]}
+    t1 = time.time()
+    out["rps"] = task_rps(chat, args.rounds, random.Random(2)) if args.rounds else None
+    t2 = time.time()
+    try:
+        out["selection"] = task_selection(chat, data["selection"])
+    except Exception as err:  # noqa: BLE001
+        out["selection"] = {"error": str(err)[:160]}
+    out["seconds"] = {"recall": round(t1 - t0, 1), "rps": round(t2 - t1, 1), "selection": round(time.time() - t2, 1)}
+    print(f"  {memory:<9} recent={out['recent']}: recall {out['recall']}  rps "
+          f"{(out['rps'] or {}).get('win_rate')}  selection {out['selection'].get('accuracy')}  {out['seconds']}",
+          flush=True)
+    return out
+
+
+def tasks(args: argparse.Namespace) -> None:
+    """sirllm vs streaming vs full at one cache size, on (a) (b) (c), plus the --recent sweep, one run."""
+    lm = load_lm(args.llm)
+    data = {"facts": read_jsonl("facts.jsonl")[:args.facts], "exchanges": read_jsonl("exchanges.jsonl"),
+            "selection": read_jsonl("selection.jsonl")[:args.selection]}
+    rows = []
+    t0 = time.time()
+    print(f"cache {args.cache_size}, sinks {args.sinks}, decay {args.decay}; {len(data['facts'])} facts x N={args.ns}, "
+          f"{args.rounds} RPS rounds, {len(data['selection'])} selection items  (load {os.getloadavg()[0]:.1f})")
+    for memory in args.policies:
+        for recent in (args.recents if memory == "sirllm" else [None]):
+            rows.append(run_policy(lm, memory, recent if recent is not None else 0, args, data))
+    payload = {"llm": lm.name, "cache_size": args.cache_size, "sinks": args.sinks, "decay": args.decay,
+               "ns": args.ns, "facts": len(data["facts"]), "rounds": args.rounds, "selection": len(data["selection"]),
+               "rows": rows, "wall_s": round(time.time() - t0, 1), "machine": machine()}
+    out = save(args.tag or "tasks", payload)
+    print(f"\n{'policy':<20} " + " ".join(f"{'N=' + str(n):>6}" for n in args.ns) + f" {'RPS win':>8} {'counter':>8}"
+          f" {'select':>7}")
+    for r in rows:
+        name = r["memory"] + (f" r={r['recent']}" if r["recent"] is not None else "")
+        rec = r["recall"]
+        cells = " ".join(f"{rec.get(str(n), float('nan')):>6.2f}" if isinstance(rec.get(str(n)), float) else f"{'-':>6}"
+                         for n in args.ns)
+        rps = r["rps"] or {}
+        print(f"{name:<20} {cells} {rps.get('win_rate', float('nan')):>8.3f} {rps.get('counter_rate', float('nan')):>8.3f}"
+              f" {r['selection'].get('accuracy', float('nan')):>7.3f}")
+    print(f"wrote {out}")
+
+
+# ---------------------------------------------------------------------------------------------- speed
+def speed(args: argparse.Namespace) -> None:
+    """ms per 30-token reply once the 1024-slot cache is full (SmolLM2, CPU)."""
+    from longapps.pipelines.dialogue import StreamingChat
+
+    lm = load_lm(args.llm)
+    ex = read_jsonl("exchanges.jsonl")
+    out = {}
+    for memory in args.policies:
+        chat = StreamingChat(lm, memory=memory, cache_size=args.cache_size, max_new_tokens=30)
+        i = 0
+        filler = []
+        while len(" ".join(filler)) < 4 * args.cache_size:  # one long turn of real lines fills the cache
+            filler.append(ex[i]["user"] + " " + ex[i]["assistant"])
+            i += 1
+        chat.choose(" ".join(filler), ["I see."])
+        times, toks, cpu = [], [], []
+        for j in range(args.replies):
+            c0 = time.process_time()
+            r = chat.say(ex[i + j]["user"] + " Please answer in detail.")
+            times.append(r.ms)
+            toks.append(r.tokens)
+            cpu.append((time.process_time() - c0) * 1000)
+        full = [t for t, n in zip(times, toks) if n == 30]
+        out[memory] = {"replies": len(times), "replies_30_tokens": len(full), "tokens": toks,
+                       "ms_per_reply": [round(t, 1) for t in times],
+                       "ms_per_30_token_reply_median": round(statistics.median(full), 1) if full else None,
+                       "ms_per_token_median": round(statistics.median(t / max(1, n) for t, n in zip(times, toks)), 1),
+                       "cpu_ms_per_reply": [round(c, 1) for c in cpu], "cache_tokens": chat.cache.length,
+                       "threads": __import__("torch").get_num_threads()}
+        print(f"{memory:<10} 30-token reply: median {out[memory]['ms_per_30_token_reply_median']} ms "
+              f"({len(full)}/{len(times)} replies hit 30 tokens), cache {chat.cache.length}, "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    save("speed", {"llm": lm.name, "cache_size": args.cache_size, "results": out, "machine": machine()})
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,10 +301,26 @@ def main() -> None:
     b.add_argument("--max-new-tokens", type=int, default=4)
     b.add_argument("--window", type=int, default=10, help="turns in each latency median")
     b.add_argument("--layers", type=int, default=0, help="keep only the LLM's first N layers (0: all)")
-    for p in (b,):
+    t = sub.add_parser("tasks")
+    t.add_argument("--cache-size", type=int, default=512)
+    t.add_argument("--sinks", type=int, default=4)
+    t.add_argument("--decay", type=float, default=0.9)
+    t.add_argument("--policies", nargs="+", default=["sirllm", "streaming", "full"])
+    t.add_argument("--recents", type=int, nargs="+", default=[0, 64, 128], help="sirllm --recent values to sweep")
+    t.add_argument("--ns", type=int, nargs="+", default=[0, 8, 16, 32, 64])
+    t.add_argument("--facts", type=int, default=12)
+    t.add_argument("--rounds", type=int, default=100)
+    t.add_argument("--selection", type=int, default=40)
+    t.add_argument("--max-new-tokens", type=int, default=16)
+    t.add_argument("--tag", default=None, help="results file name (default: chat_tasks.json)")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--cache-size", type=int, default=1024)
+    sp.add_argument("--policies", nargs="+", default=["sirllm"])
+    sp.add_argument("--replies", type=int, default=4)
+    for p in (b, t, sp):
         p.add_argument("--llm", default=None)
     args = ap.parse_args()
-    {"bounded": bounded}[args.part](args)
+    {"bounded": bounded, "tasks": tasks, "speed": speed}[args.part](args)
 
 
 if __name__ == "__main__":

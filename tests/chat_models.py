@@ -29,12 +29,14 @@ def char_tokenizer(chat_template: str | None = CHATML):
     return tok
 
 
-def tiny_model(family: str = "llama", layers: int = 2, context: int = 4096, seed: int = 0, vocab: int = 110):
-    """A tiny random model of ``family`` (llama | qwen2 | mistral | gemma), float32, eval mode."""
+def tiny_model(family: str = "llama", layers: int = 2, context: int = 4096, seed: int = 0, vocab: int = 110,
+               hidden: int = 32):
+    """A tiny random model of ``family`` (llama | qwen2 | mistral | gemma), float32, eval mode
+    (head_dim = hidden / 4)."""
     import transformers as tf
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+    common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                   bos_token_id=None, eos_token_id=2, pad_token_id=1, tie_word_embeddings=False)
     if family == "llama":
@@ -47,7 +49,7 @@ def tiny_model(family: str = "llama", layers: int = 2, context: int = 4096, seed
         cfg = tf.MistralConfig(**common, sliding_window=None)
         cls = tf.MistralForCausalLM
     elif family == "gemma":
-        cfg = tf.GemmaConfig(**common, head_dim=8)
+        cfg = tf.GemmaConfig(**common, head_dim=hidden // 4)
         cls = tf.GemmaForCausalLM
     else:
         raise ValueError(family)
@@ -55,10 +57,10 @@ def tiny_model(family: str = "llama", layers: int = 2, context: int = 4096, seed
 
 
 def tiny_lm(family: str = "llama", layers: int = 2, context: int = 4096, seed: int = 0, template: bool = True,
-            mute_stops: bool = False) -> CausalLM:
+            mute_stops: bool = False, hidden: int = 32) -> CausalLM:
     """A tiny chat LM; ``mute_stops`` zeroes the output rows of EOS / <|im_end|> so replies never end early."""
     tok = char_tokenizer(CHATML if template else None)
-    model = tiny_model(family, layers, context, seed, vocab=len(tok))
+    model = tiny_model(family, layers, context, seed, vocab=len(tok), hidden=hidden)
     if mute_stops:
         with torch.no_grad():
             for t in ("<eos>", "<|im_end|>"):

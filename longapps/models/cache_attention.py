@@ -7,8 +7,8 @@ the split-K Triton decode kernel (``kernels/sinks_decode.py``). Prefill chunks, 
 the kernel lacks (softcap, attention sinks parameters) go to transformers' SDPA function unchanged.
 
 ``$LONGAPPS_DECODE_BACKEND`` picks the backend for decode steps: ``auto`` (default: the kernel on CUDA, SDPA
-on CPU), or any ``longapps.attention`` backend name (``triton`` also runs on CPU under TRITON_INTERPRET=1,
-which is how the CPU test checks this path).
+on CPU), ``off`` (transformers' SDPA everywhere: the baseline), or any ``longapps.attention`` backend name
+(``triton`` also runs on CPU under TRITON_INTERPRET=1, which is how the CPU test checks this path).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _backend() -> str:
 
 
 def _fits_kernel(query: torch.Tensor, key: torch.Tensor, attention_mask: Any, kwargs: dict) -> bool:
-    if query.shape[2] != 1 or key.shape[2] < 2 or attention_mask is not None:
+    if _backend() == "off" or query.shape[2] != 1 or key.shape[2] < 2 or attention_mask is not None:
         return False
     if kwargs.get("softcap") is not None or kwargs.get("s_aux") is not None or kwargs.get("sinks") is not None:
         return False

@@ -353,13 +353,13 @@ class StreamingChat:
         self.cache.make_room(longest)
         base, last = self.cache.length, self._last_logp
         lls = []
-        for c in cids:
+        for c in (cids if len(cids) > 1 else []):  # one choice: nothing to compare, just feed it
             logp = self._forward(c, want_all=True)
             prev = torch.cat([last[None], logp[:-1]])
             lls.append(float(prev.gather(1, torch.tensor(c, device=prev.device)[:, None]).sum()))
             self.cache.rollback(base)
             self._last_logp = last
-        best = max(range(len(lls)), key=lls.__getitem__)
+        best = max(range(len(lls)), key=lls.__getitem__) if lls else 0
         self._forward(cids[best], want_all=False)
         self._speed = (len(ids), len(cids[best]), (time.perf_counter() - t0), 0.0)
         return Reply(choices[best], len(cids[best]), self.cache.length, (time.perf_counter() - t0) * 1000,
@@ -369,6 +369,20 @@ class StreamingChat:
     def stats(self) -> ChatStats:
         p, r, tp, td = self._speed
         return ChatStats(self.turns, self.cache.stats(), p, r, p / tp if tp > 0 else 0.0, r / td if td > 0 else 0.0)
+
+    def checkpoint(self) -> dict:
+        """A copy of the conversation state (cache included) to branch from; see ``restore``."""
+        import copy
+
+        return copy.deepcopy({"cache": self.cache, "last": self._last_logp, "closing": self._closing,
+                              "turns": self.turns})
+
+    def restore(self, state: dict) -> None:
+        """Go back to a ``checkpoint()`` (the checkpoint stays reusable)."""
+        import copy
+
+        st = copy.deepcopy(state)
+        self.cache, self._last_logp, self._closing, self.turns = st["cache"], st["last"], st["closing"], st["turns"]
 
     def reset(self) -> None:
         """Forget the conversation (the cache keeps its buffers)."""
