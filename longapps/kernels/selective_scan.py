@@ -96,6 +96,8 @@ def _scan_block(u, dt, A, B, C, h0, chunk):
     pad = nc * T - m
     if pad:  # padded positions: dt = 0 -> decay 1, input 0: the state passes through unchanged
         u, dt, B, C = (F.pad(x, (0, 0, 0, pad)) for x in (u, dt, B, C))
+    if not (torch.is_grad_enabled() and any(x.requires_grad for x in (u, dt, A, B, C, h0))):
+        return _scan_block_inplace(u, dt, A, B, C, h0, T, nc, m)
     dtv = dt.view(bsz, nc, T, d, 1)
     xv = (dt * u).view(bsz, nc, T, d, 1)
     Bv = B.view(bsz, nc, T, 1, -1)
@@ -119,6 +121,43 @@ def _scan_block(u, dt, A, B, C, h0, chunk):
         cur = step(t, cur)
         ys.append(torch.matmul(cur, Cv[:, :, t]).squeeze(-1))
     y = torch.stack(ys, 2).reshape(bsz, nc * T, d)[:, :m]
+    return y, carry
+
+
+def _scan_block_inplace(u, dt, A, B, C, h0, T, nc, m):
+    """`_scan_block` without autograd: the same steps in place on preallocated buffers, every step's inputs
+    made contiguous once (position-major). (Keeping all decays exp(dt A) for both passes was slower: memory.)"""
+    bsz, _, d = u.shape
+    n = A.shape[1]
+
+    def pos_major(x: torch.Tensor) -> torch.Tensor:  # (b, nc*T, k) -> (T, b, nc, k)
+        return x.reshape(bsz, nc, T, -1).permute(2, 0, 1, 3).contiguous()
+
+    dtT = pos_major(dt).unsqueeze(-1)                 # (T, b, nc, d, 1)
+    xT = pos_major(dt * u).unsqueeze(-1)
+    BT = pos_major(B).unsqueeze(-2)                   # (T, b, nc, 1, n)
+    CT = pos_major(C).unsqueeze(-2)
+    cur = torch.zeros(bsz, nc, d, n, dtype=u.dtype, device=u.device)
+    dec = torch.empty_like(cur)
+
+    def step(t: int) -> None:
+        torch.mul(dtT[t], A, out=dec).exp_()
+        cur.mul_(dec).addcmul_(xT[t], BT[t])
+
+    for t in range(T):
+        step(t)
+    tot = torch.exp(dtT.sum(0) * A)                   # (b, nc, d, n) decay over each chunk
+    ends = cur.clone()
+    carry = h0
+    for c in range(nc):
+        cur[:, c] = carry
+        carry = torch.addcmul(ends[:, c], tot[:, c], carry)
+    ys = torch.empty(T, bsz, nc, d, dtype=u.dtype, device=u.device)
+    tmp = torch.empty_like(cur)
+    for t in range(T):
+        step(t)
+        torch.sum(torch.mul(cur, CT[t], out=tmp), -1, out=ys[t])
+    y = ys.permute(1, 2, 0, 3).reshape(bsz, nc * T, d)[:, :m]
     return y, carry
 
 
