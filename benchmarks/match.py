@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--ssl-epochs", type=int, default=4)
     ap.add_argument("--pairs-epochs", type=int, default=3)
     ap.add_argument("--speed-docs", type=int, default=1000, help="0 = skip the speed part")
+    ap.add_argument("--only-speed", action="store_true", help="run only the speed part (JSON to --out)")
     ap.add_argument("--models", default=str(ROOT / "benchmarks/data/match-models"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/match.json"))
     args = ap.parse_args()
@@ -209,6 +210,13 @@ def main() -> None:
         print(f"[{time.perf_counter() - t_start:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
     data = Path(args.data)
+    if args.only_speed:
+        spd = speed(args.speed_docs, data, log)
+        print(json.dumps(spd))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"speed": spd, "machine": {"cpus": os.cpu_count(),
+                                              "load": os.getloadavg()}}, indent=1))
+        return
     meta = [json.loads(x) for x in open(data / "docs.jsonl")]
     base = Matcher(MatchConfig())
     bounded = {d["path"]: (data / d["path"]).read_bytes()[: base.max_doc_bytes].decode("utf-8", "ignore")

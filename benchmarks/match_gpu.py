@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from longapps.adapters.chunk import sentence_blocks  # noqa: E402
-from longapps.models.smith import DocumentEncoder, SmithConfig, pad_blocks, siamese_loss  # noqa: E402
+from longapps.models.smith import (DocumentEncoder, SmithConfig, embed_blocks_trainable, pad_blocks,  # noqa: E402
+                                   siamese_loss)
 
 
 def block_encoder(device: str, random_weights: bool = False):
@@ -124,9 +125,7 @@ def train_throughput(st, doc_model, docs: list[list[str]], device: str, steps: i
     amp = device.startswith("cuda")
 
     def embed(group: list[list[str]]) -> torch.Tensor:
-        flat = [b for d in group for b in d]
-        feats = {k: v.to(device) for k, v in st.tokenize(flat).items()}
-        emb = st(feats)["sentence_embedding"].float()
+        emb = embed_blocks_trainable(st, [b for d in group for b in d], device).float()
         n = len(group[0])
         vecs = emb.view(len(group), n, -1)
         mask = torch.ones(len(group), n, dtype=torch.bool, device=device)

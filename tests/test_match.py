@@ -348,3 +348,25 @@ def test_cli_match_train_then_match(tmp_path):
     assert res["objective"] == "blocks" and res["steps"] >= 1
     r = run(["match", "--model", str(tmp_path / "m"), str(corpus / "cats0.txt"), str(corpus / "cats1.txt")])
     assert r.exit_code == 0 and -1 <= float(r.output.strip().splitlines()[-1]) <= 1
+
+
+@pytest.mark.slow
+def test_train_block_encoder_end_to_end_and_reload(tmp_path):
+    """--train-block-encoder: the block encoder gets gradients, is saved in the model folder and gets its
+    own embedding-cache key."""
+    from longapps.models.smith import BLOCK_DIR
+    from longapps.pipelines.match_train import MatchTrainConfig, SmithTrainer
+
+    texts = [TOPICS[t] for t in TOPICS] * 2
+    cfg = MatchTrainConfig(layers=1, epochs=1, batch_size=3, dev_fraction=0.34, block_tokens=16,
+                           train_block_encoder=True, lr=1e-3)
+    trainer = SmithTrainer(cfg)
+    before = [p.detach().clone() for p in trainer.block_module.parameters()][:4]
+    res = trainer.train_blocks(trainer.block_data(texts), tmp_path / "m")
+    after = [p.detach() for p in trainer.block_module.parameters()][:4]
+    assert res.steps >= 1 and any(not torch.equal(a, b) for a, b in zip(before, after))
+    cfg_saved = read_config(tmp_path / "m")
+    assert cfg_saved.block_encoder == BLOCK_DIR and len(cfg_saved.block_key) == 16
+    m = Matcher.load(tmp_path / "m")
+    assert m.block_encoder_name.startswith("smith-blocks-") and m.encoder.name == m.block_encoder_name
+    assert -1 <= m.score(TOPICS["cats"], TOPICS["ships"]) <= 1

@@ -141,6 +141,14 @@ class DocumentEncoder(nn.Module):
 
 # -- batching ------------------------------------------------------------------------------------
 
+def embed_blocks_trainable(st: nn.Module, texts: Sequence[str], device: torch.device | str) -> torch.Tensor:
+    """Block vectors (n, dim) from a SentenceTransformer module WITH gradients (end-to-end training)."""
+    prep = getattr(st, "preprocess", None) or st.tokenize
+    feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in prep(list(texts)).items()}
+    return st(feats)["sentence_embedding"]
+
+
+
 def pad_blocks(docs: Sequence[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack per-document block matrices (n_i, dim) into (B, N, dim) + a bool mask (True = real block)."""
     n = max([len(d) for d in docs] + [1])
@@ -276,6 +284,6 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["SmithConfig", "DocumentEncoder", "DocumentLayer", "pad_blocks", "choose_masked", "masked_block_loss",
+__all__ = ["SmithConfig", "DocumentEncoder", "DocumentLayer", "pad_blocks", "embed_blocks_trainable", "choose_masked", "masked_block_loss",
            "pair_logits", "siamese_loss", "contrastive_loss", "save_smith", "read_config", "load_doc_encoder",
            "block_encoder_path"]

@@ -135,15 +135,13 @@ class SmithTrainer:
         """Padded block vectors (B, N, dim) + mask for a batch (runs the block encoder when it is trained)."""
         import torch
 
-        from longapps.models.smith import pad_blocks
+        from longapps.models.smith import embed_blocks_trainable, pad_blocks
 
         if self.block_module is None:
             return pad_blocks(list(docs), self.matcher.smith.dim)
         st = self.block_module
         device = next(st.parameters()).device
-        flat = [b for d in docs for b in d]
-        feats = {k: v.to(device) for k, v in st.tokenize(flat).items()}
-        emb = st(feats)["sentence_embedding"]
+        emb = embed_blocks_trainable(st, [b for d in docs for b in d], device)
         n = max(len(d) for d in docs)
         vecs = torch.zeros(len(docs), n, emb.shape[-1], device=device, dtype=emb.dtype)
         mask = torch.zeros(len(docs), n, dtype=torch.bool, device=device)
