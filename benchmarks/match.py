@@ -8,7 +8,8 @@ Tasks (test split: packages never seen in pair training):
   Accuracy and F1 at a threshold chosen on one half of the pairs and applied to the other (2-fold, averaged),
   the same procedure for every method; ROC AUC needs no threshold.
 
-Every method reads the same bounded text per document (what `longapps match` reads: the bytes for 64 blocks).
+Every method reads the same beginning of each document: SMITH and BM25 its first --max-blocks sentence blocks
+(64 x 32 tokens by default), MiniLM the first 256 tokens or round(max_blocks * 32 / 240) chunks of 240 tokens.
 
     python benchmarks/match_data.py                       # builds benchmarks/data/match (once)
     python benchmarks/match.py [--ssl-minutes 8] [--pairs-minutes 16] [--speed-docs 1000]
@@ -108,15 +109,15 @@ def fused_matrix(dense: np.ndarray, lexical: np.ndarray, w: float) -> np.ndarray
     return out
 
 
-def minilm_vectors(texts: list[str], log) -> dict[str, np.ndarray]:
-    """MiniLM on the first 256 tokens, and mean / max over 240-token sentence chunks (8 chunks = the same
-    2,048 tokens SMITH reads), through our adapters and the embedding cache."""
+def minilm_vectors(texts: list[str], log, max_chunks: int = 8) -> dict[str, np.ndarray]:
+    """MiniLM on the first 256 tokens, and mean / max over 240-token sentence chunks (max_chunks x 240 ~ the
+    tokens SMITH reads), through our adapters and the embedding cache."""
     from longapps.adapters.encode import load_encoder
 
     enc = load_encoder(max_tokens=256)
     t = time.perf_counter()
     first = enc.encode(texts)
-    chunks = chunk_passages(texts, max_tokens=240, max_chunks=8, count_tokens=enc.count_tokens)
+    chunks = chunk_passages(texts, max_tokens=240, max_chunks=max_chunks, count_tokens=enc.count_tokens)
     cv = enc.encode(chunks.texts)
     log(f"MiniLM encodings: {len(texts)} docs + {len(chunks.texts)} chunks in {time.perf_counter() - t:.0f}s")
     return {"first": first, "mean": pool_groups(cv, chunks.groups, "mean"), "max": pool_groups(cv, chunks.groups, "max")}
@@ -201,6 +202,8 @@ def main() -> None:
     ap.add_argument("--pairs-epochs", type=int, default=3)
     ap.add_argument("--speed-docs", type=int, default=1000, help="0 = skip the speed part")
     ap.add_argument("--only-speed", action="store_true", help="run only the speed part (JSON to --out)")
+    ap.add_argument("--max-blocks", type=int, default=64, help="blocks of 32 tokens read per document (all methods "
+                                                                "read the same bounded text)")
     ap.add_argument("--models", default=str(ROOT / "benchmarks/data/match-models"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/match.json"))
     args = ap.parse_args()
@@ -218,7 +221,8 @@ def main() -> None:
                                               "load": os.getloadavg()}}, indent=1))
         return
     meta = [json.loads(x) for x in open(data / "docs.jsonl")]
-    base = Matcher(MatchConfig())
+    mcfg = lambda: MatchConfig(max_blocks=args.max_blocks)  # noqa: E731
+    base = Matcher(mcfg())
     bounded = {d["path"]: (data / d["path"]).read_bytes()[: base.max_doc_bytes].decode("utf-8", "ignore")
                for d in meta}
     test = [d for d in meta if d["split"] == "test"]
@@ -231,17 +235,18 @@ def main() -> None:
     log(f"{len(meta)} documents ({len(test)} test, {len(set(groups))} test packages), {len(test_pairs)} test pairs")
 
     results = []
-    S_bm25 = bm25_matrix(texts)
+    # BM25 reads what SMITH reads (the document's blocks), as `longapps match --corpus` indexes it
+    S_bm25 = bm25_matrix([" ".join(base.blocks(t)[0]) for t in texts])
     results.append(evaluate("BM25", S_bm25, bm25_pair_matrix(S_bm25), groups, pair_idx, labels))
     log("BM25 done")
-    for name, V in minilm_vectors(texts, log).items():
+    for name, V in minilm_vectors(texts, log, max(1, round(args.max_blocks * 32 / 240))).items():
         label = {"first": "MiniLM first 256 tokens", "mean": "MiniLM mean over chunks",
                  "max": "MiniLM max over chunks"}[name]
         S = V @ V.T
         results.append(evaluate(label, S, S, groups, pair_idx, labels))
 
     # SMITH: block vectors once (embedding cache), then each document encoder
-    trainer = SmithTrainer(MatchTrainConfig(), matcher=base)
+    trainer = SmithTrainer(MatchTrainConfig(max_blocks=args.max_blocks), matcher=base)
     t = time.perf_counter()
     all_blocks = trainer.block_data([bounded[d["path"]] for d in meta])
     log(f"SMITH blocks: {sum(len(b) for b in all_blocks)} block vectors in {time.perf_counter() - t:.0f}s")
@@ -259,13 +264,14 @@ def main() -> None:
     models = Path(args.models)
     train_info = {}
     # self-supervised on the whole corpus (no labels)
-    cfg = MatchTrainConfig(epochs=args.ssl_epochs, time_budget_s=args.ssl_minutes * 60, patience=3, seed=0)
-    ssl = SmithTrainer(cfg, matcher=Matcher(MatchConfig()))
+    cfg = MatchTrainConfig(epochs=args.ssl_epochs, time_budget_s=args.ssl_minutes * 60, patience=3, seed=0,
+                           max_blocks=args.max_blocks)
+    ssl = SmithTrainer(cfg, matcher=Matcher(mcfg()))
     r = ssl.train_blocks(all_blocks, models / "ssl")
     train_info["self-supervised"] = {k: v for k, v in r.__dict__.items() if k != "history"} | {"history": r.history}
     log(f"self-supervised: {r.steps} steps, {r.epochs} epochs ({r.stopped}), best masked-block acc {r.best_dev:.3f}, "
         f"{r.seconds:.0f}s")
-    smith_rows(Matcher.load(models / "ssl"), "SMITH self-supervised")
+    smith_rows(Matcher.load(models / "ssl", config=mcfg()), "SMITH self-supervised")
 
     # fine-tuned on pairs of the train packages (dev pairs: other packages), from the self-supervised model
     def read_pairs(name: str) -> list[DocPair]:
@@ -280,12 +286,12 @@ def main() -> None:
                              ("contrastive", "SMITH fine-tuned on pairs (contrastive)")]:
         cfg = MatchTrainConfig(init=str(models / "ssl"), epochs=args.pairs_epochs, lr=1e-4,
                                time_budget_s=args.pairs_minutes * 60 / 2, patience=3, seed=0)
-        tr = SmithTrainer(cfg)
+        tr = SmithTrainer(cfg, matcher=Matcher.load(models / "ssl", config=mcfg()))
         r = tr.train_pairs(train_pairs, models / objective, objective, dev_pairs)
         train_info[label] = {k: v for k, v in r.__dict__.items() if k != "history"} | {"history": r.history}
         log(f"{label}: {r.steps} steps, {r.epochs} epochs ({r.stopped}), best dev AUC {r.best_dev:.3f}, "
             f"{r.seconds:.0f}s")
-        smith_rows(Matcher.load(models / objective), label)
+        smith_rows(Matcher.load(models / objective, config=mcfg()), label)
 
     spd = speed(args.speed_docs, data, log) if args.speed_docs else None
 
