@@ -195,10 +195,13 @@ def speed(args) -> None:
         except Exception as e:  # noqa: BLE001 - keep the other sections
             out[f"{name}_error"] = repr(e)[:500]
             log(f"{name} section failed: {e!r}"[:500])
+        from longapps.kernels._common import BROKEN
+        out["triton_fallbacks"] = dict(BROKEN)  # kernels that failed and ran in PyTorch instead (should be empty)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=1)
     table(out)
+    log(f"triton fallbacks: {out.get('triton_fallbacks')}")
 
 
 def table(out: dict) -> None:
@@ -257,6 +260,8 @@ def train(args) -> None:
                                                      max_chunks=64)
     np.savez(os.path.join(args.vectors), **vec)
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
+    from longapps.kernels._common import BROKEN
+    report["triton_fallbacks"] = dict(BROKEN)
     log("REPORT " + json.dumps(report))
     log(f"train section done in {report['total_seconds']} s")
 

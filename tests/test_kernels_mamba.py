@@ -145,3 +145,29 @@ def test_dispatch_errors():
     with pytest.raises(ValueError):
         causal_conv1d(args[0], torch.randn(2, 4), activation="relu")
     assert rel(selective_scan(*args, backend="auto"), reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
+
+
+def test_fallback_helper_and_torch_gradients(monkeypatch):
+    import warnings
+
+    from longapps.kernels import _common
+    from longapps.kernels.causal_conv1d import _torch_grads as conv_grads
+    from longapps.kernels.selective_scan import _torch_grads
+    monkeypatch.setattr(_common, "BROKEN", {})
+
+    def broken():
+        raise RuntimeError("compile error")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert _common.triton_or_fallback("k", broken, lambda: 7) == 7
+    assert "k" in _common.BROKEN and w and "Triton kernel failed" in str(w[0].message)
+    assert _common.triton_or_fallback("k", lambda: 1, lambda: 7) == 7  # remembered
+    args = [a.double() for a in _inputs(1, 13, 3, 2)]
+    g = torch.randn(1, 13, 3, dtype=torch.float64)
+    _, ref = _grads(lambda *a: reference_selective_scan(*a, dtype=torch.float64), args, g)
+    for a, b in zip(_torch_grads(g, args, True), ref):
+        assert rel(a, b) < 1e-9
+    x, w_, b_ = torch.randn(1, 6, 2, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+    _, ref = _grads(reference_causal_conv1d, [x, w_, b_], torch.ones(1, 6, 2, dtype=torch.float64))
+    for a, b in zip(conv_grads(torch.ones(1, 6, 2, dtype=torch.float64), x, w_, b_, True), ref):
+        assert rel(a, b) < 1e-12

@@ -55,6 +55,94 @@ def side_stream(device: torch.device, priority: int = 0) -> "torch.cuda.Stream":
     return _SIDE_STREAMS[idx, priority]
 
 
+_FORK_EVENTS: dict = {}
+
+
+def fork_to(side: "torch.cuda.Stream", main: "torch.cuda.Stream") -> None:
+    """``side.wait_stream(main)`` with a cached event per stream pair (no event created per call)."""
+    _wait(side, main)
+
+
+def join_from(main: "torch.cuda.Stream", side: "torch.cuda.Stream") -> None:
+    """``main.wait_stream(side)`` with a cached event."""
+    _wait(main, side)
+
+
+def _wait(waiter: "torch.cuda.Stream", on: "torch.cuda.Stream") -> None:
+    key = (on.cuda_stream, waiter.cuda_stream)
+    ev = _FORK_EVENTS.get(key)
+    if ev is None:
+        ev = _FORK_EVENTS[key] = torch.cuda.Event()
+    ev.record(on)
+    waiter.wait_event(ev)
+
+
+class KernelLauncher:
+    """``fn[grid](*args, **options)`` without Triton's per-call argument binding, specialization and cache
+    lookup once a kernel for ``key`` is compiled: the compiled kernel is launched directly (host cost of a
+    launch: a few microseconds instead of tens).
+
+    ``args`` holds every parameter of the kernel in signature order (constexprs too). ``key`` must fix
+    everything Triton derives from the arguments (device, dtypes, 16-byte alignment of every pointer, every
+    integer argument's value, constexprs, options); ``key=None`` always takes Triton's own path (so does the
+    interpreter, and any launch while a Triton launch hook, e.g. a profiler, is set). ``stream``: a
+    ``torch.cuda.Stream`` to launch on instead of the current one."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.compiled: dict = {}
+
+    def __call__(self, key, grid: tuple, args: tuple, options: dict, stream=None) -> None:
+        kern = self.compiled.get(key) if key is not None else None
+        if kern is not None and _no_launch_hooks():
+            g1 = grid[1] if len(grid) > 1 else 1
+            g2 = grid[2] if len(grid) > 2 else 1
+            raw = stream.cuda_stream if stream is not None else torch._C._cuda_getCurrentRawStream(_current_device())
+            kern.run(grid[0], g1, g2, raw, kern.function, kern.packed_metadata, None, None, None, *args)
+            return
+        if stream is not None:
+            with torch.cuda.stream(stream):
+                kern = self.fn[grid](*args, **options)
+        else:
+            kern = self.fn[grid](*args, **options)
+        if key is not None and not interpreting() and kern is not None:
+            if hasattr(kern, "result"):
+                kern = kern.result()
+            if hasattr(kern, "packed_metadata") and hasattr(kern, "function"):
+                self.compiled[key] = kern
+
+
+def _no_launch_hooks() -> bool:
+    from triton import knobs
+    return knobs.runtime.launch_enter_hook is None and knobs.runtime.launch_exit_hook is None
+
+
+_current_device = torch.cuda.current_device
+
+
+# kernels whose Triton version failed at run time (name -> error), for the "auto" backends' fallback
+BROKEN: dict = {}
+
+
+def triton_or_fallback(name: str, run_triton, run_fallback):
+    """``run_triton()``; if it raises anything but an out-of-memory error (say a compile failure on an untested
+    Triton version), warn once, remember, and use ``run_fallback()`` from then on. Only the "auto" backends use
+    this: an explicit backend="triton" fails loudly (the tests rely on that)."""
+    import warnings
+
+    if name in BROKEN:
+        return run_fallback()
+    try:
+        return run_triton()
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        BROKEN[name] = repr(err)[:500]
+        warnings.warn(f"{name}: the Triton kernel failed ({str(err).splitlines()[0][:200] if str(err) else type(err).__name__}); "
+                      f"using the PyTorch path", RuntimeWarning, stacklevel=2)
+        return run_fallback()
+
+
 CHILD_ENV = "LONGAPPS_TRITON_INTERP_CHILD"
 
 

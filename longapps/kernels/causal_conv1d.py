@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, interpreting, triton_usable
+from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 
 CONV_DEFAULTS = {"T": 64, "BC": 64, "num_warps": 4}
 
@@ -160,16 +160,30 @@ def causal_conv1d_backward(g, x, weight, bias=None, silu: bool = True):
 
 class _CausalConv1dFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, silu):
+    def forward(ctx, x, weight, bias, silu, fallback=False):
         ctx.save_for_backward(x, weight, bias)
-        ctx.silu = silu
+        ctx.silu, ctx.fallback = silu, fallback
         return causal_conv1d_forward(x, weight, bias, silu)
 
     @staticmethod
     def backward(ctx, g):
         x, weight, bias = ctx.saved_tensors
-        dx, dw, db = causal_conv1d_backward(g, x, weight, bias, ctx.silu)
-        return dx, dw.to(weight.dtype), (db.to(bias.dtype) if bias is not None else None), None
+        if ctx.fallback:
+            dx, dw, db = triton_or_fallback("causal_conv1d_backward",
+                                            lambda: causal_conv1d_backward(g, x, weight, bias, ctx.silu),
+                                            lambda: _torch_grads(g, x, weight, bias, ctx.silu))
+        else:
+            dx, dw, db = causal_conv1d_backward(g, x, weight, bias, ctx.silu)
+        return dx, dw.to(weight.dtype), (db.to(bias.dtype) if bias is not None else None), None, None
+
+
+def _torch_grads(g, x, weight, bias, silu):
+    leaves = [t.detach().requires_grad_() if t is not None else None for t in (x, weight, bias)]
+    with torch.enable_grad():
+        y = reference_causal_conv1d(leaves[0], leaves[1], leaves[2], "silu" if silu else None)
+    present = [t for t in leaves if t is not None]
+    got = iter(torch.autograd.grad(y, present, g))
+    return tuple(next(got) if t is not None else None for t in leaves)
 
 
 def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -179,7 +193,10 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     if activation not in ("silu", None):
         raise ValueError(f"activation: unknown '{activation}' (silu or None)")
     if backend == "auto":
-        backend = "triton" if (x.is_cuda and HAS_TRITON and not interpreting()) else "torch"
+        if x.is_cuda and HAS_TRITON and not interpreting():
+            return triton_or_fallback("causal_conv1d", lambda: _CausalConv1dFn.apply(x, weight, bias, activation == "silu", True),
+                                      lambda: reference_causal_conv1d(x, weight, bias, activation))
+        backend = "torch"
     if backend == "torch":
         return reference_causal_conv1d(x, weight, bias, activation)
     if backend != "triton":

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from ._common import HAS_TRITON, interpreting
+from ._common import HAS_TRITON, interpreting, triton_or_fallback
 
 if HAS_TRITON:
     import triton
@@ -57,6 +57,11 @@ def add_rmsnorm(r: torch.Tensor, y: Optional[torch.Tensor], weight: torch.Tensor
     if not (HAS_TRITON and r.is_cuda and not interpreting()) or (torch.is_grad_enabled() and (
             r.requires_grad or weight.requires_grad or (y is not None and y.requires_grad))):
         return reference_add_rmsnorm(r, y, weight, eps, norm_dtype)
+    return triton_or_fallback("add_rmsnorm", lambda: _add_rmsnorm_triton(r, y, weight, eps, norm_dtype),
+                              lambda: reference_add_rmsnorm(r, y, weight, eps, norm_dtype))
+
+
+def _add_rmsnorm_triton(r, y, weight, eps, norm_dtype):
     out_dtype = torch.promote_types(weight.dtype, norm_dtype)
     C = r.shape[-1]
     r2 = r.reshape(-1, C)

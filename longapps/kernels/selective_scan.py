@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, LOG2E, interpreting, triton_usable
+from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 
 # tile sizes and launch shape; the GPU benchmark (benchmarks/mamba_gpu.py) measures alternatives
 SCAN_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 4}
@@ -460,7 +460,8 @@ def selective_scan_backward(g, u, delta, A, B, C, D, z, delta_bias, delta_softpl
 
 class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, fallback=False):
+        ctx.fallback = fallback
         need = ctx.needs_input_grad
         save = torch.is_grad_enabled() or any(need)
         y, hsave, T = selective_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states=save)
@@ -471,11 +472,26 @@ class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         u, delta, A, B, C, D, z, delta_bias, hsave = ctx.saved_tensors
-        grads = selective_scan_backward(g, u, delta, A, B, C, D, z, delta_bias, ctx.softplus, hsave, ctx.T)
-        du, ddt, dA, dB, dC, dD, dz, ddb = grads
+        inputs = (u, delta, A, B, C, D, z, delta_bias)
+        if ctx.fallback:
+            grads = triton_or_fallback(
+                "selective_scan_backward",
+                lambda: selective_scan_backward(g, *inputs, ctx.softplus, hsave, ctx.T),
+                lambda: _torch_grads(g, inputs, ctx.softplus))
+        else:
+            grads = selective_scan_backward(g, *inputs, ctx.softplus, hsave, ctx.T)
         cast = lambda gr, ref: None if gr is None or ref is None else gr.to(ref.dtype)  # noqa: E731
-        return (cast(du, u), cast(ddt, delta), cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), cast(dz, z),
-                cast(ddb, delta_bias), None)
+        return (*(cast(gr, ref) for gr, ref in zip(grads, inputs)), None, None)
+
+
+def _torch_grads(g, inputs, softplus):
+    """Gradients through the chunked PyTorch scan (the fallback of the Triton backward)."""
+    leaves = [x.detach().requires_grad_() if x is not None else None for x in inputs]
+    with torch.enable_grad():
+        y = chunked_selective_scan(*leaves, delta_softplus=softplus)
+    present = [x for x in leaves if x is not None]
+    got = iter(torch.autograd.grad(y, present, g, allow_unused=True))
+    return tuple(next(got) if x is not None else None for x in leaves)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus: bool = True,
@@ -485,12 +501,16 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     backend: "auto" (Triton on CUDA, the chunked PyTorch scan elsewhere), "triton" (also on CPU under
     ``TRITON_INTERPRET=1``), "torch" (chunked PyTorch) or "reference" (token by token).
     """
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if backend == "auto":
-        backend = "triton" if (u.is_cuda and HAS_TRITON and not interpreting()) else "torch"
+        if u.is_cuda and HAS_TRITON and not interpreting():
+            return triton_or_fallback("selective_scan", lambda: _SelectiveScanFn.apply(*args, True),
+                                      lambda: chunked_selective_scan(*args))
+        backend = "torch"
     if backend == "triton":
         if not triton_usable(u):
             raise ValueError("backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU)")
-        return _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return _SelectiveScanFn.apply(*args)
     if backend == "torch":
         return chunked_selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if backend == "reference":
