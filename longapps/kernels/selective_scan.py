@@ -180,6 +180,11 @@ if HAS_TRITON:
         return x
 
     @triton.jit
+    def _tile(X, bi64, rows64, cols, s_b, s_l, s_c, mask):
+        """A (rows, cols) tile of a (batch, length, channels) tensor, in fp32 (0 where masked)."""
+        return tl.load(X + bi64 * s_b + rows64[:, None] * s_l + cols[None, :] * s_c, mask=mask, other=0.0).to(tl.float32)
+
+    @triton.jit
     def _scan_fwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
@@ -222,13 +227,10 @@ if HAS_TRITON:
             rmask = rows < L
             m2 = rmask[:, None] & dmask[None, :]
             rows64 = rows.to(tl.int64)
-            dt = tl.load(DT + bi64 * sd_b + rows64[:, None] * sd_l + offs_d[None, :] * sd_d, mask=m2, other=0.0
-                         ).to(tl.float32)
+            dt = _tile(DT, bi64, rows64, offs_d, sd_b, sd_l, sd_d, m2)
             dt = tl.where(m2, _softplus_dt(dt, bias, SOFTPLUS), 0.0)
-            u = tl.load(U + bi64 * su_b + rows64[:, None] * su_l + offs_d[None, :] * su_d, mask=m2, other=0.0
-                        ).to(tl.float32)
-            bm = tl.load(Bm + bi64 * sb_b + rows64[:, None] * sb_l + offs_n[None, :] * sb_n,
-                         mask=rmask[:, None] & nmask[None, :], other=0.0).to(tl.float32)
+            u = _tile(U, bi64, rows64, offs_d, su_b, su_l, su_d, m2)
+            bm = _tile(Bm, bi64, rows64, offs_n, sb_b, sb_l, sb_n, rmask[:, None] & nmask[None, :])
             if MODE == 0:
                 # only the end state: h_end = exp(A * sum dt) h + sum_t exp(A * (sum dt - cumsum dt_t)) dt_t u_t B_t
                 # (every weight <= 1; no scan over the states needed)
@@ -245,14 +247,12 @@ if HAS_TRITON:
                 if SAVE:
                     tile = t0 // T
                     tl.store(Hsave + (bi64 * n_tiles + tile) * Dm * NP + st_off, h, mask=dn_mask)
-                cm = tl.load(Cm + bi64 * sc_b + rows64[:, None] * sc_l + offs_n[None, :] * sc_n,
-                             mask=rmask[:, None] & nmask[None, :], other=0.0).to(tl.float32)
+                cm = _tile(Cm, bi64, rows64, offs_n, sc_b, sc_l, sc_n, rmask[:, None] & nmask[None, :])
                 y = tl.sum(hh * cm[:, None, :], 2)
                 if HAS_D:
                     y += dskip[None, :] * u
                 if HAS_Z:
-                    zz = tl.load(Z + bi64 * sz_b + rows64[:, None] * sz_l + offs_d[None, :] * sz_d, mask=m2,
-                                 other=0.0).to(tl.float32)
+                    zz = _tile(Z, bi64, rows64, offs_d, sz_b, sz_l, sz_d, m2)
                     y = y * zz * tl.sigmoid(zz)
                 tl.store(Y + bi64 * sy_b + rows64[:, None] * sy_l + offs_d[None, :] * sy_d,
                          y.to(Y.dtype.element_ty), mask=m2)
@@ -302,30 +302,23 @@ if HAS_TRITON:
             m2 = rmask[:, None] & dmask[None, :]
             mn = rmask[:, None] & nmask[None, :]
             rows64 = rows.to(tl.int64)
-            dt_raw = tl.load(DT + bi64 * sd_b + rows64[:, None] * sd_l + offs_d[None, :] * sd_d, mask=m2,
-                             other=0.0).to(tl.float32)
+            dt_raw = _tile(DT, bi64, rows64, offs_d, sd_b, sd_l, sd_d, m2)
             dt = tl.where(m2, _softplus_dt(dt_raw, bias, SOFTPLUS), 0.0)
             nrows = rows + 1
             nm2 = (nrows < L)[:, None] & dmask[None, :]
-            dt_next = tl.load(DT + bi64 * sd_b + nrows.to(tl.int64)[:, None] * sd_l + offs_d[None, :] * sd_d,
-                              mask=nm2, other=0.0).to(tl.float32)
+            dt_next = _tile(DT, bi64, nrows.to(tl.int64), offs_d, sd_b, sd_l, sd_d, nm2)
             dt_next = tl.where(nm2, _softplus_dt(dt_next, bias, SOFTPLUS), 0.0)
-            u = tl.load(U + bi64 * su_b + rows64[:, None] * su_l + offs_d[None, :] * su_d, mask=m2, other=0.0
-                        ).to(tl.float32)
-            bm = tl.load(Bm + bi64 * sb_b + rows64[:, None] * sb_l + offs_n[None, :] * sb_n, mask=mn, other=0.0
-                         ).to(tl.float32)
-            cm = tl.load(Cm + bi64 * sc_b + rows64[:, None] * sc_l + offs_n[None, :] * sc_n, mask=mn, other=0.0
-                         ).to(tl.float32)
-            g = tl.load(G + bi64 * sg_b + rows64[:, None] * sg_l + offs_d[None, :] * sg_d, mask=m2, other=0.0
-                        ).to(tl.float32)
+            u = _tile(U, bi64, rows64, offs_d, su_b, su_l, su_d, m2)
+            bm = _tile(Bm, bi64, rows64, offs_n, sb_b, sb_l, sb_n, mn)
+            cm = _tile(Cm, bi64, rows64, offs_n, sc_b, sc_l, sc_n, mn)
+            g = _tile(G, bi64, rows64, offs_d, sg_b, sg_l, sg_d, m2)
             h0 = tl.load(Hsave + (bi64 * n_tiles + tile) * Dm * NP + st_off, mask=dn_mask, other=0.0)
             a = tl.exp2(dt[:, :, None] * A2[None, :, :])
             b = (dt * u)[:, :, None] * bm[:, None, :]
             acum, hl = tl.associative_scan((a, b), 0, _combine)
             hh = hl + acum * h0[None, :, :]
             if HAS_Z:
-                zz = tl.load(Z + bi64 * sz_b + rows64[:, None] * sz_l + offs_d[None, :] * sz_d, mask=m2,
-                             other=0.0).to(tl.float32)
+                zz = _tile(Z, bi64, rows64, offs_d, sz_b, sz_l, sz_d, m2)
                 ys = tl.sum(hh * cm[:, None, :], 2)
                 if HAS_D:
                     ys += dskip[None, :] * u
