@@ -297,3 +297,60 @@ def test_cli_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "empty query" in p.stderr
     p = _cli("retrieve-train", "--help")
     assert p.returncode == 0 and "pseudo-queries" in p.stdout
+
+
+KILL_SCRIPT = r'''
+import os, sys, time
+sys.path.insert(0, sys.argv[3])
+from conftest import HashingEncoder
+os.environ["LONGAPPS_CACHE"] = sys.argv[4]  # the parent's cache (conftest set a per-process one)
+from longapps.adapters.encode import with_cache
+from longapps.pipelines.retriever import Retriever
+
+class Slow(HashingEncoder):
+    def encode(self, texts, progress=None):
+        time.sleep(0.3)
+        return super().encode(texts, progress=progress)
+
+enc = with_cache(Slow())
+enc.chunk = 1
+Retriever(sys.argv[1], encoder=enc, index_dir=sys.argv[2]).index()
+'''
+
+
+def test_kill_9_during_indexing_recovers(tmp_path, hashing_encoder):
+    import os
+    import signal
+    import sqlite3
+    import time
+
+    from longapps.pipelines.retriever import Retriever
+    d = tmp_path / "c"
+    d.mkdir()
+    for i in range(40):
+        word = "".join(chr(ord("k") + int(c)) for c in f"{i:02d}")  # a distinct word per document
+        (d / f"doc{i:02d}.txt").write_text(f"document about {word} " * 20)
+    env = dict(os.environ)
+    p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(d), str(tmp_path / "idx"), str(Path(__file__).parent),
+                          env["LONGAPPS_CACHE"]],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cache = Path(env["LONGAPPS_CACHE"]) / "embeddings" / f"{hashing_encoder.name}.sqlite"
+    deadline = time.time() + 120
+    rows = 0
+    while time.time() < deadline and p.poll() is None:
+        if cache.exists():
+            try:
+                rows = sqlite3.connect(str(cache)).execute("SELECT COUNT(*) FROM vec").fetchone()[0]
+            except sqlite3.Error:
+                rows = 0
+            if rows >= 3:
+                break
+        time.sleep(0.1)
+    assert p.poll() is None, p.stderr.read().decode()[-500:]
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    r = Retriever(d, encoder=hashing_encoder, index_dir=tmp_path / "idx")
+    s = r.index()
+    assert s.rebuilt and s.cached >= 3 and s.cached + s.encoded == 40  # the killed run's vectors were kept
+    hits = r.search("document about lr", k=40)
+    assert sorted(h.id for h in hits) == sorted(f"doc{i:02d}.txt" for i in range(40))
