@@ -429,3 +429,45 @@ def test_file_that_breaks_off_is_indexed_up_to_the_break_with_a_note(tmp_path, h
     res = VideoIndexer(_cfg(describers=("ocr",), clip_seconds=80), encoder=hashing_encoder).index(tmp_path / "cut.mkv")
     assert any("truncated" in n or "stopped" in n for n in res.notes), res.notes
     assert "first slide" in res.memory.clips[0].text().lower()
+
+
+class _WordLM:
+    """A stand-in for CausalLM in prompt-fitting tests: one token per word."""
+
+    context_length = 10_000
+
+    class tokenizer:  # noqa: N801 - mimics the HF tokenizer API used by Reader._head
+        @staticmethod
+        def __call__(text, add_special_tokens=False):
+            return {"input_ids": text.split()}
+
+        @staticmethod
+        def decode(ids):
+            return " ".join(ids)
+
+    tokenizer = tokenizer()
+
+    def count_tokens(self, texts):
+        return [len(t.split()) for t in texts]
+
+    def chat_ids(self, system, user, assistant_prefix=""):
+        return (system + " " + user).split()
+
+
+def test_reader_keeps_the_sentences_nearest_the_question_within_budget():
+    from longapps.pipelines.qa_reader import Context, Reader
+
+    text = ("Volcanoes erupt molten rock. Glaciers carve deep valleys slowly. Coral reefs shelter fish. "
+            "Deserts get little rain. Rivers carry sediment to the sea.")
+    (got,) = Reader(_WordLM(), context_tokens=6, cut="relevant").fit("What do glaciers carve?",
+                                                                     [Context("Clip 0:00-1:20", text)])
+    assert got.text == "Glaciers carve deep valleys slowly."
+    (got,) = Reader(_WordLM(), context_tokens=14, cut="relevant").fit("What do glaciers carve?", [Context("c", text)])
+    # the best sentence first, then the budget filled in text order, gaps marked
+    assert got.text == "Volcanoes erupt molten rock. Glaciers carve deep valleys slowly. Coral reefs shelter fish."
+    head = Reader(_WordLM(), context_tokens=4, cut="head").fit("What do glaciers carve?", [Context("c", text)])
+    assert head[0].text == "Volcanoes erupt molten rock."
+    # two contexts share the budget; a short one fits whole and leaves its share to the other
+    both = Reader(_WordLM(), context_tokens=12, cut="relevant").fit(
+        "Which rivers carry sediment?", [Context("a", "Short one."), Context("b", text)])
+    assert both[0].text == "Short one." and "Rivers carry sediment to the sea." in both[1].text

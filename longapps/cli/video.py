@@ -139,13 +139,15 @@ def _index(videos, force, show, as_json, no_progress, opts) -> None:
 @click.option("--llm", default=None, help="Causal LM: HF id, folder or .gguf (default: packaged SmolLM2-135M).")
 @click.option("--lexical-weight", type=click.FloatRange(0, 1), default=None, help="BM25 share in the clip score.")
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1))
+@click.option("--context-tokens", default=480, show_default=True, type=click.IntRange(32),
+              help="Tokens of the retrieved clips the LLM reads (their sentences closest to the question).")
 @click.option("--retrieve-only", is_flag=True, help="Only list the clips that would be given to the LLM.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per question).")
 @click.option("--show-clips", is_flag=True, help="Print the retrieved clips' texts too.")
 @memory_options
 def video_qa(video: Path, question: tuple[str, ...], choices: tuple[str, ...], questions_file: Path | None, k: int,
-             llm: str | None, lexical_weight: float | None, max_new_tokens: int, retrieve_only: bool,
-             as_json: bool, show_clips: bool, no_progress: bool, **opts: Any) -> None:
+             llm: str | None, lexical_weight: float | None, max_new_tokens: int, context_tokens: int,
+             retrieve_only: bool, as_json: bool, show_clips: bool, no_progress: bool, **opts: Any) -> None:
     """Answer QUESTION about VIDEO from its most relevant clips (indexing it first when needed).
 
     The top-k clips (dense + BM25 over their texts) go to the LLM, which answers from them alone;
@@ -158,7 +160,7 @@ def video_qa(video: Path, question: tuple[str, ...], choices: tuple[str, ...], q
       longapps video-qa talk.mp4 --questions qs.jsonl -k 5
     """
     friendly_errors(_qa)(video, question, choices, questions_file, k, llm, lexical_weight, max_new_tokens,
-                         retrieve_only, as_json, show_clips, no_progress, opts)
+                         context_tokens, retrieve_only, as_json, show_clips, no_progress, opts)
 
 
 def parse_question(words: tuple[str, ...], choices: tuple[str, ...]) -> tuple[str, list[str] | None]:
@@ -208,8 +210,8 @@ def _print_answer(ans: Any, show_clips: bool) -> None:
             click.echo(c.text)
 
 
-def _qa(video, question, choices, questions_file, k, llm, lexical_weight, max_new_tokens, retrieve_only, as_json,
-        show_clips, no_progress, opts) -> None:
+def _qa(video, question, choices, questions_file, k, llm, lexical_weight, max_new_tokens, context_tokens,
+        retrieve_only, as_json, show_clips, no_progress, opts) -> None:
     from longapps.pipelines.video_qa import VideoQA
 
     q, ch = parse_question(question, choices)
@@ -221,7 +223,7 @@ def _qa(video, question, choices, questions_file, k, llm, lexical_weight, max_ne
         raise LongappsError("no question given (usage: longapps video-qa VIDEO \"question\")")
     else:
         batch = [(q, ch, {})]
-    extra: dict[str, Any] = {"k": k, "llm": llm, "max_new_tokens": max_new_tokens}
+    extra: dict[str, Any] = {"k": k, "llm": llm, "max_new_tokens": max_new_tokens, "context_tokens": context_tokens}
     if lexical_weight is not None:
         extra["lexical_weight"] = lexical_weight
     cfg = make_config(**opts, **extra)

@@ -57,12 +57,16 @@ class Reader:
     """`Reader(llm).answer(question, contexts)` / `.choose(question, contexts, choices)`."""
 
     def __init__(self, llm: Any = None, *, max_new_tokens: int = 48, system: str = SYSTEM,
-                 device: str | None = None) -> None:
+                 device: str | None = None, context_tokens: int | None = None, cut: str = "head") -> None:
         self._llm_spec = llm
         self._lm: Any = llm if llm is not None and not isinstance(llm, str) else None
         self.max_new_tokens = max_new_tokens
         self.system = system
         self.device = device
+        self.context_tokens = context_tokens   # cap on the contexts' tokens (None: the model's window)
+        if cut not in ("head", "relevant"):
+            raise ValueError("cut: 'head' or 'relevant'")
+        self.cut = cut
         self._cache: Any = None
         self._cached: list[int] = []
 
@@ -80,32 +84,68 @@ class Reader:
         return f"{body}\n\nQuestion: {question.strip()}"
 
     def fit(self, question: str, contexts: Sequence[Context], reserve: int = 0) -> list[Context]:
-        """Cut contexts (each keeps its head, the budget split evenly, unused share passed on) so the
-        prompt fits the model's window with `reserve` tokens left for the answer."""
+        """Cut contexts so the prompt fits: at most `context_tokens` (else the model's window less the
+        prompt and `reserve` answer tokens), the budget split evenly (a short context's unused share goes to
+        the others). `cut='relevant'` keeps each context's sentences that share the most words with the
+        question (in their original order); `cut='head'` keeps each context's beginning."""
         lm = self.lm
         overhead = len(lm.chat_ids(self.system, self.user_text(question, [Context(c.label, "") for c in contexts])))
         budget = lm.context_length - overhead - reserve - 8
         if budget <= 0:
             raise ValueError("question: too long for the model's context window")
+        if self.context_tokens:
+            budget = min(budget, self.context_tokens)
         counts = lm.count_tokens([c.text for c in contexts])
         if sum(counts) <= budget:
             return list(contexts)
-        out: list[Context] = []
         left = budget
         order = sorted(range(len(contexts)), key=lambda i: counts[i])   # short ones first: they fit whole
         share: dict[int, int] = {}
         for pos, i in enumerate(order):
-            fair = left // (len(order) - pos)
-            share[i] = min(counts[i], fair)
+            share[i] = min(counts[i], left // (len(order) - pos))
             left -= share[i]
-        tok = lm.tokenizer
+        out: list[Context] = []
         for i, c in enumerate(contexts):
             if share[i] >= counts[i]:
                 out.append(c)
             elif share[i] > 0:
-                ids = tok(c.text, add_special_tokens=False)["input_ids"][:share[i]]
-                out.append(Context(c.label, tok.decode(ids)))
+                text = self._relevant(c.text, question, share[i]) if self.cut == "relevant" else \
+                    self._head(c.text, share[i])
+                out.append(Context(c.label, text))
         return out
+
+    def _head(self, text: str, n_tokens: int) -> str:
+        tok = self.lm.tokenizer
+        return tok.decode(tok(text, add_special_tokens=False)["input_ids"][:n_tokens])
+
+    def _relevant(self, text: str, question: str, n_tokens: int) -> str:
+        """The sentences of `text` sharing the most (stemmed, non-stop) words with the question, up to
+        `n_tokens`, in text order; gaps are marked with '...'."""
+        from longapps.adapters.chunk import split_sentences
+        from longapps.index.lexical import tokenize
+
+        spans = split_sentences(text)
+        sents = [text[a:b].strip() for a, b in spans if text[a:b].strip()]
+        if not sents:
+            return ""
+        q = set(tokenize(question))
+        scores = [len(q & set(tokenize(s))) for s in sents]
+        sizes = self.lm.count_tokens(sents)
+        keep: set[int] = set()
+        used = 0
+        for i in sorted(range(len(sents)), key=lambda i: (-scores[i], i)):
+            if used + sizes[i] <= n_tokens:
+                keep.add(i)
+                used += sizes[i]
+        if not keep:   # one long sentence: its head
+            return self._head(sents[max(range(len(sents)), key=lambda i: scores[i])], n_tokens)
+        parts, prev = [], -1
+        for i in sorted(keep):
+            if prev >= 0 and i != prev + 1:
+                parts.append("...")
+            parts.append(sents[i])
+            prev = i
+        return " ".join(parts)
 
     def prompt_ids(self, question: str, contexts: Sequence[Context], reserve: int) -> list[int]:
         fitted = self.fit(question, contexts, reserve)

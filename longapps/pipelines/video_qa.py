@@ -59,6 +59,7 @@ class VideoQAConfig:
     lexical_weight: float = 0.3          # BM25 share in the fused clip score (dev set: benchmarks/video_qa.py)
     best_weight: float = 0.5             # dense = (1-b) * first chunk + b * best chunk
     llm: str | None = None               # None = packaged SmolLM2-135M-Instruct
+    context_tokens: int = 480            # what the LLM reads of the k clips: their sentences nearest the question
     max_new_tokens: int = 48
     device: str | None = None
 
@@ -293,7 +294,8 @@ class VideoQA(UsesEncoder):
     def reader(self) -> Reader:
         if self._reader is None:
             self._reader = Reader(self.config.llm, max_new_tokens=self.config.max_new_tokens,
-                                  device=self.config.device)
+                                  device=self.config.device, context_tokens=self.config.context_tokens,
+                                  cut="relevant")
         return self._reader
 
     def clip_scores(self, question: str) -> np.ndarray:
