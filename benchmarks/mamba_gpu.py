@@ -218,52 +218,62 @@ def table(out: dict) -> None:
 
 
 def train(args) -> None:
-    """On the device: prepare the distillation set (teacher on the GPU), train, then write eval vectors."""
+    """On the device: prepare the distillation set (teacher on the GPU), train one student per pooling (the
+    time budget split between them), keep the better one (dev split nDCG@10) in --out, write eval vectors."""
+    import shutil
+
     import numpy as np
-
-    from longapps.adapters.mamba_encode import tokenize
-    from longapps.pipelines.retriever_train import (RetrieverTrainConfig, encode_rows, prepare_training_set,
-                                                    train_from_set)
-
-    t0 = time.perf_counter()
-    cfg = RetrieverTrainConfig(init=args.init, teacher=args.teacher, max_tokens=args.max_tokens, epochs=args.epochs,
-                               batch_size=args.batch_size, time_budget_s=args.time_budget, device=args.device,
-                               queries_per_doc=3, patience=3, save_dtype=args.save_dtype)
-    set_dir = os.path.join(args.work, "set")
-    prepare_training_set(os.path.join(args.data, "corpus.jsonl"), set_dir, config=cfg)
-    log(f"prepared the set in {time.perf_counter() - t0:.1f} s")
-    report = train_from_set(set_dir, args.out, cfg)
-    log(json.dumps({k: v for k, v in report.items() if k != "history"}))
-    for h in report["history"]:
-        log(f"  {h}")
-    # eval vectors for the dev set: student (whole documents up to 8192 tokens) and the teacher truncated
     from transformers import AutoTokenizer
 
     from longapps.adapters.encode import load_encoder
+    from longapps.adapters.mamba_encode import tokenize
+    from longapps.kernels._common import BROKEN
     from longapps.models.mamba import MambaEncoder
+    from longapps.pipelines.retriever_train import (RetrieverTrainConfig, encode_rows, prepare_training_set,
+                                                    teacher_scores, train_from_set)
 
+    t0 = time.perf_counter()
+    base = dict(init=args.init, teacher=args.teacher, max_tokens=args.max_tokens, epochs=args.epochs,
+                batch_size=args.batch_size, time_budget_s=args.time_budget / len(args.poolings), device=args.device,
+                queries_per_doc=3, patience=3, save_dtype=args.save_dtype)
+    set_dir = os.path.join(args.work, "set")
+    prepare_training_set(os.path.join(args.data, "corpus.jsonl"), set_dir, config=RetrieverTrainConfig(**base))
+    log(f"prepared the set in {time.perf_counter() - t0:.1f} s")
     docs = [json.loads(x) for x in open(os.path.join(args.data, "corpus.jsonl"))]
     queries = [json.loads(x) for x in open(os.path.join(args.data, "queries.jsonl"))]
-    tok = AutoTokenizer.from_pretrained(args.out)
-    model = MambaEncoder.from_pretrained(args.out).to(args.device).eval()
-    vec = {}
-    for mt in (2048, 8192):
-        vec[f"student{mt}_docs"] = encode_rows(model, tokenize(tok, [d["text"] for d in docs], mt), 0, cfg.pooling).numpy()
-    vec["student_queries"] = encode_rows(model, tokenize(tok, [q["query"] for q in queries], 64), 0, cfg.pooling).numpy()
+    vec, reports = {}, {}
+    # the teacher first (seconds on the GPU; its chunk vectors are in the cache from the preparation)
     for mt in (256, 512):
         enc = load_encoder(args.teacher, device=args.device, cache=False, max_tokens=mt)
         vec[f"teacher{mt}_docs"] = enc.encode([d["text"][:mt * 12] for d in docs])
     vec["teacher_queries"] = enc.encode([q["query"] for q in queries])
-    from longapps.pipelines.retriever_train import teacher_scores
-    full = load_encoder(args.teacher, device=args.device, cache=False)
-    vec["teacher_bestchunk_scores"] = teacher_scores(full, [q["query"] for q in queries], [d["text"] for d in docs],
-                                                     max_chunks=64)
-    np.savez(os.path.join(args.vectors), **vec)
-    report["total_seconds"] = round(time.perf_counter() - t0, 1)
-    from longapps.kernels._common import BROKEN
-    report["triton_fallbacks"] = dict(BROKEN)
-    log("REPORT " + json.dumps(report))
-    log(f"train section done in {report['total_seconds']} s")
+    vec["teacher_bestchunk_scores"] = teacher_scores(load_encoder(args.teacher, device=args.device),
+                                                     [q["query"] for q in queries], [d["text"] for d in docs])
+    np.savez(args.vectors, **vec)
+    log(f"teacher vectors done at {time.perf_counter() - t0:.1f} s")
+    for pooling in args.poolings:
+        out = os.path.join(args.work, f"model_{pooling}")
+        rep = train_from_set(set_dir, out, RetrieverTrainConfig(**base, pooling=pooling))
+        reports[pooling] = rep
+        log(f"[{pooling}] " + json.dumps({k: v for k, v in rep.items() if k != "history"}))
+        for h in rep["history"]:
+            log(f"  {h}")
+        tok = AutoTokenizer.from_pretrained(out)
+        model = MambaEncoder.from_pretrained(out).to(args.device).eval()
+        for mt in (2048, 8192):
+            vec[f"student_{pooling}{mt}_docs"] = encode_rows(model, tokenize(tok, [d["text"] for d in docs], mt), 0,
+                                                             pooling).numpy()
+        vec[f"student_{pooling}_queries"] = encode_rows(model, tokenize(tok, [q["query"] for q in queries], 64), 0,
+                                                        pooling).numpy()
+        np.savez(args.vectors, **vec)
+        del model
+    best = max(reports, key=lambda p: reports[p]["best_dev_ndcg10"] or -1)
+    shutil.copytree(os.path.join(args.work, f"model_{best}"), args.out, dirs_exist_ok=True)
+    log(f"kept the {best}-pooling model in {args.out}")
+    summary = {"kept": best, "total_seconds": round(time.perf_counter() - t0, 1), "triton_fallbacks": dict(BROKEN),
+               "reports": reports}
+    log("REPORT " + json.dumps(summary))
+    log(f"train section done in {summary['total_seconds']} s")
 
 
 def main() -> None:
@@ -285,7 +295,8 @@ def main() -> None:
     t.add_argument("--max-tokens", type=int, default=2048)
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--time-budget", type=float, default=90.0)
+    t.add_argument("--time-budget", type=float, default=90.0, help="seconds of training, split over the poolings")
+    t.add_argument("--poolings", nargs="+", default=["eos", "mean"])
     args = ap.parse_args()
     speed(args) if args.cmd == "speed" else train(args)
 

@@ -49,9 +49,11 @@ def main() -> None:
     rel = np.array([ids[q["doc"]] for q in queries])
     v = np.load(args.vectors)
     systems: dict[str, np.ndarray] = {}
-    for key in ("student8192", "student2048"):
-        if f"{key}_docs" in v:
-            systems[f"Mamba distilled ({key[7:]} tok)"] = v["student_queries"] @ v[f"{key}_docs"].T
+    for pooling in ("eos", "mean"):
+        for mt in (8192, 2048):
+            if f"student_{pooling}{mt}_docs" in v:
+                systems[f"Mamba distilled, {pooling} pooling, {mt} tok"] = \
+                    v[f"student_{pooling}_queries"] @ v[f"student_{pooling}{mt}_docs"].T
     for mt in (256, 512):
         systems[f"MiniLM teacher, first {mt} tok"] = v["teacher_queries"] @ v[f"teacher{mt}_docs"].T
     if "teacher_bestchunk_scores" in v:
