@@ -67,14 +67,14 @@ def run_dense(args: argparse.Namespace) -> dict:
     centres = rng.standard_normal((1000, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     t = time.perf_counter()
-    x = mixture(args.n, dim, centres, rng)
-    queries = mixture(args.queries, dim, centres, np.random.default_rng(1))
+    x = mixture(args.n, dim, centres, rng, args.spread)
+    queries = mixture(args.queries, dim, centres, np.random.default_rng(1), args.spread)
     print(f"data: {args.n:,} x {dim} in {time.perf_counter() - t:.1f} s", flush=True)
     truth = exact_top_k(x, queries, 10)
     lat_q = queries[:args.latency_queries]
     rows = []
     # flat: where does one query pass 100 ms?
-    for n in [s for s in (100_000, 250_000, 500_000, 1_000_000, 2_000_000) if s <= args.n]:
+    for n in [s for s in args.flat_sizes if s <= args.n]:
         flat = DenseIndex.build(x[:n], kind="flat")
         rows.append({"index": "flat", "n": n, "param": "-", "build_s": 0.0, "recall_at_10": 1.0 if n == args.n else None,
                      **latency_ms(flat, lat_q)})
@@ -104,7 +104,7 @@ def run_dense(args: argparse.Namespace) -> dict:
     for r in rows:
         rec = "-" if r["recall_at_10"] is None else f"{r['recall_at_10']:.4f}"
         print(f"{r['index']:6} {r['n']:>10,} {r['param']:>22} {r['build_s']:>8} {rec:>9} {r['p50_ms']:>8} {r['p90_ms']:>8}")
-    return {"part": "dense", "dim": dim, "n": args.n, "queries": args.queries, "latency_queries": args.latency_queries,
+    return {"part": "dense", "dim": dim, "n": args.n, "spread": args.spread, "queries": args.queries, "latency_queries": args.latency_queries,
             "faiss": faiss.__version__, "omp_threads": faiss.omp_get_max_threads(), "rows": rows, "machine": machine()}
 
 
@@ -131,6 +131,8 @@ def block_texts(n: int, enc) -> list[str]:
 def run_ray(args: argparse.Namespace) -> dict:
     import tempfile
 
+    import torch
+
     os.environ["LONGAPPS_CACHE"] = tempfile.mkdtemp(prefix="longapps-scale-")
     from longapps.adapters.encode import CachedEncoder, EmbeddingCache, load_encoder
     from longapps.distributed.ray_encode import RayConfig, RayEncodeBackend, connect
@@ -138,44 +140,52 @@ def run_ray(args: argparse.Namespace) -> dict:
     enc = load_encoder(cache=False)
     texts = block_texts(args.blocks, enc)
     tokens = sum(enc.count_tokens(texts))
+    runs: list[dict] = []
+    ref: list[np.ndarray] = []
 
-    def cached(name: str) -> CachedEncoder:
-        return CachedEncoder(enc, EmbeddingCache(Path(os.environ["LONGAPPS_CACHE"]) / f"{name}.sqlite", enc.dim))
-
-    # in-process: the ordinary path (2 torch threads)
-    t = time.perf_counter()
-    local_vecs = cached("local").encode(texts)
-    local_s = time.perf_counter() - t
-    print(f"in-process: {len(texts)} blocks in {local_s:.1f} s", flush=True)
-
-    t = time.perf_counter()
-    connect(RayConfig(address="local", num_cpus=os.cpu_count()))
-    init_s = time.perf_counter() - t
-    runs = []
-    for workers in args.workers:
-        c = cached(f"ray{workers}")
-        c.remote = RayEncodeBackend.for_encoder(enc, RayConfig(workers=workers, batch_size=args.batch))
-        first = []
+    def timed(label: str, c: CachedEncoder, **extra) -> None:
+        first: list[float] = []
         t = time.perf_counter()
         vecs = c.encode(texts, progress=lambda n: first.append(time.perf_counter()) if not first else None)
         total = time.perf_counter() - t
-        first_s = first[0] - t
-        err = float(np.abs(vecs - local_vecs).max())
-        steady = (total - first_s) / max(1, len(texts) - args.batch)
-        runs.append({"workers": workers, "total_s": round(total, 2), "first_batch_s": round(first_s, 2),
-                     "steady_ms_per_block": round(steady * 1000, 2), "max_abs_diff_vs_local": err})
+        ref.append(vecs) if not ref else None
+        steady = (total - (first[0] - t)) / max(1, len(texts) - min(args.batch, c.chunk))
+        runs.append({"path": label, "total_s": round(total, 2), "ms_per_block": round(total / len(texts) * 1000, 2),
+                     "first_batch_s": round(first[0] - t, 2), "steady_ms_per_block": round(steady * 1000, 2),
+                     "max_abs_diff_vs_first": float(np.abs(vecs - ref[0]).max()),
+                     "loadavg": round(os.getloadavg()[0], 1), **extra})
         print(runs[-1], flush=True)
-    local_ms = local_s / len(texts) * 1000
-    print(f"\n{'path':24} {'total s':>8} {'blocks/s':>9} {'ms/block':>9} {'startup s':>10} {'steady ms/block':>16}")
-    print(f"{'in-process (2 threads)':24} {local_s:>8.1f} {len(texts) / local_s:>9.1f} {local_ms:>9.2f} {'-':>10} {'-':>16}")
+
+    def fresh(name: str) -> CachedEncoder:
+        return CachedEncoder(enc, EmbeddingCache(Path(os.environ["LONGAPPS_CACHE"]) / f"{name}-{len(runs)}.sqlite",
+                                                 enc.dim), chunk=args.batch)
+
+    def in_process(threads: int) -> None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            timed(f"in-process, {threads} thread(s)", fresh("local"))
+        finally:
+            torch.set_num_threads(before)
+
+    in_process(2)
+    in_process(1)
+    t = time.perf_counter()
+    connect(RayConfig(address="local", num_cpus=os.cpu_count()))
+    init_s = time.perf_counter() - t
+    for workers in args.workers:
+        c = fresh(f"ray{workers}")
+        c.remote = RayEncodeBackend.for_encoder(enc, RayConfig(workers=workers, batch_size=args.batch))
+        timed(f"ray, {workers} actor(s) x 1 CPU", c, workers=workers)
+    in_process(1)  # again: the box's load drifts, so the in-process cost is taken before and after
+    print(f"\n{'path':26} {'total s':>8} {'blocks/s':>9} {'ms/block':>9} {'1st batch s':>11} {'steady ms/block':>16} {'load':>5}")
     for r in runs:
-        print(f"{'ray, ' + str(r['workers']) + ' actor(s) x 1 CPU':24} {r['total_s']:>8.1f} "
-              f"{len(texts) / r['total_s']:>9.1f} {r['total_s'] / len(texts) * 1000:>9.2f} {r['first_batch_s']:>10.1f} "
-              f"{r['steady_ms_per_block']:>16.2f}")
-    print(f"ray.init (local, {os.cpu_count()} CPUs): {init_s:.1f} s; {tokens:,} tokens in {len(texts)} blocks")
-    return {"part": "ray", "blocks": len(texts), "tokens": tokens, "batch": args.batch, "in_process_s": round(local_s, 2),
-            "in_process_ms_per_block": round(local_ms, 2), "ray_init_s": round(init_s, 2), "ray": runs,
-            "model": enc.name, "machine": machine()}
+        print(f"{r['path']:26} {r['total_s']:>8.1f} {len(texts) / r['total_s']:>9.2f} {r['ms_per_block']:>9.1f} "
+              f"{r['first_batch_s']:>11.1f} {r['steady_ms_per_block']:>16.1f} {r['loadavg']:>5}")
+    print(f"ray.init (local, {os.cpu_count()} CPUs): {init_s:.1f} s; {tokens:,} tokens in {len(texts)} blocks "
+          f"(batch {args.batch})")
+    return {"part": "ray", "blocks": len(texts), "tokens": tokens, "batch": args.batch, "ray_init_s": round(init_s, 2),
+            "runs": runs, "model": enc.name, "machine": machine()}
 
 
 def main() -> None:
@@ -187,6 +197,9 @@ def main() -> None:
     d.add_argument("--queries", type=int, default=200)
     d.add_argument("--latency-queries", type=int, default=50)
     d.add_argument("--kinds", nargs="+", default=["ivf", "hnsw"])
+    d.add_argument("--spread", type=float, default=1.8,
+                   help="noise norm around a cluster centre (1.8: cos ~0.49 to it; larger = harder for ANN)")
+    d.add_argument("--flat-sizes", type=int, nargs="*", default=[100_000, 250_000, 500_000, 1_000_000, 2_000_000])
     r = sub.add_parser("ray")
     r.add_argument("--blocks", type=int, default=2000)
     r.add_argument("--batch", type=int, default=64)

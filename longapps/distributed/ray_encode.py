@@ -140,19 +140,14 @@ class RayEncodeBackend:
         return cls(encoder_factory(encoder), config)
 
     def plan(self) -> dict[str, float]:
-        """Actors, CPUs and GPUs per actor for the connected cluster."""
+        """Actors (`workers`; `fits`: how many the cluster holds now), CPUs and GPUs per actor."""
         import ray
 
         res = ray.cluster_resources()
         cfg = self.config
         gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else (1.0 if res.get("GPU", 0) >= 1 else 0.0)
-        if cfg.workers:
-            workers = cfg.workers
-        elif gpus > 0:
-            workers = max(1, int(res.get("GPU", 0) // gpus))
-        else:
-            workers = max(1, int(res.get("CPU", 1) // cfg.cpus_per_worker))
-        return {"workers": workers, "num_gpus": gpus, "num_cpus": cfg.cpus_per_worker}
+        fits = max(1, int(res.get("GPU", 0) // gpus) if gpus > 0 else int(res.get("CPU", 1) // cfg.cpus_per_worker))
+        return {"workers": cfg.workers or fits, "fits": fits, "num_gpus": gpus, "num_cpus": cfg.cpus_per_worker}
 
     def encode_stream(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (positions into `texts`, float32 vectors) per finished batch, in completion order."""
@@ -176,7 +171,10 @@ class RayEncodeBackend:
             warnings.simplefilter("ignore")  # Ray 2.60 flags these two as "ray_remote_args", still honoured
             ds = ray.data.from_arrow(tables).map_batches(
                 _EncodeActor, fn_constructor_args=(self.factory,), batch_size=bs, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=min(int(plan["workers"]), len(tables))),
+                # start with what the cluster holds now; an autoscaling cluster may grow the pool to `workers`
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(int(plan["workers"]), len(tables))),
+                                                   initial_size=max(1, min(int(plan["workers"]), int(plan["fits"]),
+                                                                           len(tables)))),
                 num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"], **retries)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
