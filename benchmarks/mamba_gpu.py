@@ -237,6 +237,7 @@ def train(args) -> None:
                 batch_size=args.batch_size, time_budget_s=args.time_budget / len(args.poolings), device=args.device,
                 queries_per_doc=3, patience=3, save_dtype=args.save_dtype)
     set_dir = os.path.join(args.work, "set")
+    os.makedirs(os.path.dirname(os.path.abspath(args.vectors)), exist_ok=True)
     prepare_training_set(os.path.join(args.data, "corpus.jsonl"), set_dir, config=RetrieverTrainConfig(**base))
     log(f"prepared the set in {time.perf_counter() - t0:.1f} s")
     docs = [json.loads(x) for x in open(os.path.join(args.data, "corpus.jsonl"))]

@@ -135,8 +135,10 @@ class MambaEncoder(nn.Module):
         """Copy the weights of an HF ``MambaModel`` / ``MambaForCausalLM``."""
         hf_model = getattr(hf_model, "backbone", hf_model)
         model = cls(hf_model.config, backend=backend)
+        ref = next(hf_model.parameters())
+        model.to(device=ref.device, dtype=ref.dtype)
         model.load_hf_state_dict(hf_model.state_dict())
-        return model.to(next(hf_model.parameters()).dtype)
+        return model
 
     def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load HF names (``backbone.`` prefix and the original ``embedding.`` accepted); strict."""
