@@ -106,7 +106,7 @@ class Matcher:
 
     def __init__(self, config: MatchConfig | None = None, *, encoder: Encoder | None = None,
                  corpus: str | Path | None = None, progress: bool = False) -> None:
-        from longapps.models.smith import DocumentEncoder, SmithConfig
+        from longapps.models.smith import SmithConfig
 
         self.config = config or MatchConfig()
         if self.config.model:
@@ -114,11 +114,7 @@ class Matcher:
         else:
             self.smith = SmithConfig(block_encoder=self.config.block_encoder or "default")
             self.block_path = self.smith.block_encoder
-            if encoder is not None:
-                self.smith.dim = self.smith.out_dim = encoder.dim
-                self.smith.heads = 1 if encoder.dim % self.smith.heads else self.smith.heads
             self.doc_encoder = None  # built when the block encoder's size is known
-            self._doc_cls = DocumentEncoder
         if self.config.block_tokens:
             self.smith.block_tokens = self.config.block_tokens
         if self.config.max_blocks:
@@ -159,10 +155,12 @@ class Matcher:
     def document_encoder(self) -> Any:
         """SMITH's document encoder (untrained = identity layers: the mean of the block vectors)."""
         if self.doc_encoder is None:
+            from longapps.models.smith import DocumentEncoder
+
             self.smith.dim = self.smith.out_dim = self.encoder.dim
             if self.smith.dim % self.smith.heads:
                 self.smith.heads = 1
-            self.doc_encoder = self._doc_cls(self.smith).eval()
+            self.doc_encoder = DocumentEncoder(self.smith).eval()
         return self.doc_encoder
 
     def scoring_key(self) -> str:
