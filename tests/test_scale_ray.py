@@ -236,3 +236,20 @@ def test_cli_ray_option_rejects_a_swallowed_path():
 
     res = CliRunner().invoke(main, ["search-code", "--ray", str(DEMO), "query"])
     assert res.exit_code == 2 and "is not a Ray address" in res.output
+
+
+@needs_ray
+@pytest.mark.parametrize("resources, cfg, want", [
+    ({"CPU": 32.0, "GPU": 4.0}, RayConfig(), {"workers": 4, "fits": 4, "num_gpus": 1.0}),
+    ({"CPU": 16.0}, RayConfig(), {"workers": 16, "fits": 16, "num_gpus": 0.0}),
+    ({"CPU": 16.0}, RayConfig(cpus_per_worker=4), {"workers": 4, "fits": 4, "num_gpus": 0.0}),
+    ({"CPU": 8.0, "GPU": 1.0}, RayConfig(workers=3), {"workers": 3, "fits": 1, "num_gpus": 1.0}),
+])
+def test_actor_plan_uses_gpus_when_the_cluster_has_them(monkeypatch, resources, cfg, want):
+    import ray
+
+    from longapps.distributed.ray_encode import RayEncodeBackend
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    plan = RayEncodeBackend(lambda: None, cfg).plan()
+    assert {k: plan[k] for k in want} == want
