@@ -267,14 +267,23 @@ def _cli(*args, cwd=None):
                           timeout=600)
 
 
-def test_cli_retrieve_hybrid_and_mamba(corpus, tmp_path, tiny_retriever):
+def test_cli_retrieve_hybrid(corpus, tmp_path):
     p = _cli("retrieve", str(corpus), "compressed old logs", "-k", "2", "--json", "--index-dir", str(tmp_path / "i1"))
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["hits"][0]["id"] == "logs.txt" and out["encoder"].startswith("hybrid first stage")
+
+
+def test_cli_retrieve_train_then_retrieve(corpus, tmp_path):
+    p = _cli("retrieve-train", "--corpus", str(corpus), "--out", str(tmp_path / "ret"), "--init", "tiny",
+             "--max-tokens", "32", "--batch-size", "2", "--epochs", "1", "--max-steps", "1", "--device", "cpu",
+             "--no-progress")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout.strip().splitlines()[-1])
+    assert report["mode"] == "distill" and report["steps"] == 1 and report["documents"] == 4
     qf = tmp_path / "q.txt"
     qf.write_text("log rotation\nstatic address\n")
-    p = _cli("retrieve", str(corpus), "--queries", str(qf), "--model", str(tiny_retriever), "--device", "cpu",
+    p = _cli("retrieve", str(corpus), "--queries", str(qf), "--model", str(tmp_path / "ret"), "--device", "cpu",
              "-k", "3", "--index-dir", str(tmp_path / "i2"))
     assert p.returncode == 0, p.stderr
     rows = [json.loads(x) for x in p.stdout.splitlines()]
