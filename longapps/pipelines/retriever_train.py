@@ -122,14 +122,17 @@ def _read_pairs(path: Path, ids: dict[str, int]) -> list[tuple[str, int]]:
     return out
 
 
-def teacher_scores(encoder: Any, queries: Sequence[str], docs: Sequence[str], max_chunks: int = 64) -> np.ndarray:
+def teacher_scores(encoder: Any, queries: Sequence[str], docs: Sequence[str], max_chunks: int = 64,
+                   progress: bool = False) -> np.ndarray:
     """(n_queries, n_docs) teacher scores: the cosine of each query with the best chunk of each document
     (the teacher reads every document whole, chunk by chunk)."""
     from longapps.adapters.passages import chunk_passages
+    from longapps.progress import Progress
 
     chunks = chunk_passages(list(docs), max_tokens=max(32, encoder.max_tokens - 16), max_chunks=max_chunks,
                             count_tokens=encoder.count_tokens)
-    cvec = encoder.encode(chunks.texts)
+    with Progress("teacher: encoding chunks", total=len(chunks.texts), enabled=progress) as bar:
+        cvec = encoder.encode(chunks.texts, progress=bar.advance)
     qvec = encoder.encode(list(queries))
     out = np.full((len(queries), len(docs)), -1.0, dtype=np.float32)
     has = chunks.first >= 0
@@ -183,7 +186,8 @@ def prepare_training_set(corpus: str | Path, folder: str | Path, *, pairs: Optio
     meta = {"version": SET_VERSION, "mode": "pairs" if pairs is not None else "distill", "teacher": encoder.name,
             "documents": len(docs), "examples": len(queries), "dev": n_dev}
     if pairs is None:
-        np.save(folder / "teacher.npy", teacher_scores(encoder, queries, texts).astype(np.float16), allow_pickle=False)
+        np.save(folder / "teacher.npy", teacher_scores(encoder, queries, texts, progress=cfg.progress).astype(np.float16),
+                allow_pickle=False)
     emb = _teacher_word_embeddings(inner)
     if emb is not None:
         np.save(folder / "teacher_embeddings.npy", emb.astype(np.float16), allow_pickle=False)
