@@ -6,7 +6,7 @@
 set -u
 OUT=${OUT:-/tmp/mamba_out}
 mkdir -p "$OUT"
-T_SPEED=${1:-130}; T_TESTS=${2:-70}; BUDGET=${3:-70}
+T_SPEED=${1:-150}; T_TESTS=${2:-60}; BUDGET=${3:-70}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
        LONGAPPS_CACHE=/tmp/longapps_cache TOKENIZERS_PARALLELISM=false
 if ls .whl/bm25s-*.whl >/dev/null 2>&1; then

@@ -67,19 +67,20 @@ def scan_section(out: dict) -> None:
     log(f"HBM copy (read+write): {out['hbm_copy_gbs']:.0f} GB/s")
     sweep = []
     inp = scan_inputs(1, 4096)
-    for bd, t in [(8, 32), (4, 32), (16, 16), (8, 16), (4, 64)]:
+    for bd, t, nw in [(8, 32, 4), (4, 32, 4), (8, 16, 4), (4, 64, 4), (4, 32, 2), (8, 16, 2)]:
         for pps in (4, 8):
             try:
-                fn = lambda: S.selective_scan_forward(**inp, BD=bd, T=t, programs_per_sm=pps)  # noqa: E731
+                fn = lambda: S.selective_scan_forward(**inp, BD=bd, T=t, num_warps=nw, programs_per_sm=pps)  # noqa: E731
                 ms, _ = measure(fn, iters=30)
-                sweep.append({"BD": bd, "T": t, "programs_per_sm": pps, "ms": ms})
-                log(f"  scan 1x4096 BD={bd} T={t} pps={pps}: {ms * 1e3:.1f} us")
+                sweep.append({"BD": bd, "T": t, "num_warps": nw, "programs_per_sm": pps, "ms": ms})
+                log(f"  scan 1x4096 BD={bd} T={t} warps={nw} pps={pps}: {ms * 1e3:.1f} us")
             except Exception as e:  # noqa: BLE001
-                log(f"  scan BD={bd} T={t}: failed {e!r}"[:300])
+                log(f"  scan BD={bd} T={t} warps={nw}: failed {e!r}"[:300])
+                break
     out["scan_sweep_1x4096"] = sweep
     if sweep:
         best = min(sweep, key=lambda r: r["ms"])
-        S.SCAN_DEFAULTS.update(BD=best["BD"], T=best["T"], programs_per_sm=best["programs_per_sm"])
+        S.SCAN_DEFAULTS.update({k: best[k] for k in ("BD", "T", "num_warps", "programs_per_sm")})
         out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
         log(f"  best: {best}")
     rows = []
