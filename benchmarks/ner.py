@@ -32,7 +32,7 @@ MODELS = DATA / "ner_models"
 RESULTS = ROOT / "benchmarks" / "results"
 NCBI = Path("/work/shared/data/ncbi-disease/standoff")
 LABEL = "Disease"
-CONFIGS = {"w512": {"max_length": 512, "batch_size": 8}, "w4096": {"max_length": 4096, "batch_size": 1}}
+CONFIGS = {"w512": {"max_length": 512, "batch_size": 2}, "w4096": {"max_length": 4096, "batch_size": 1}}
 
 
 def _machine() -> dict:
@@ -53,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     for name in names:
         c = CONFIGS[name]
         cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, lr=args.lr, batch_size=c["batch_size"],
-                          warmup=0.1, seed=0, device="cpu", patience=None)
+                          warmup=0.1, seed=0, device="cpu", patience=None, time_budget_s=args.time_budget,
+                          log_every=1)
         t0 = time.perf_counter()
         ner, rep = NER.train(train, out=MODELS / name, max_length=c["max_length"], config=cfg, one_label=LABEL,
                              batch_size=c["batch_size"])
@@ -157,6 +158,7 @@ def main() -> None:
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--time-budget", type=float, default=None, help="stop training after this many seconds")
     t.add_argument("--configs", nargs="*", choices=list(CONFIGS))
     e = sub.add_parser("eval")
     e.add_argument("--threads", type=int, default=2)

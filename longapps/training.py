@@ -16,6 +16,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class TrainConfig:
     max_steps: Optional[int] = None            # stop after this many optimizer steps (budgeted runs)
     time_budget_s: Optional[float] = None      # stop after this much training time (checked every batch)
     progress: bool = False                     # show a progress bar on stderr
+    log_every: Optional[int] = None            # also print "step N/T loss L" to stderr every N steps (logs)
 
 
 @dataclass
@@ -191,6 +193,9 @@ def fit(model: nn.Module, examples: Sequence[Any], collate: Callable[[list], dic
                     bar.advance(1)
                     bar.set_status(f"epoch {epoch} loss {run_loss / run_n:.4f}"
                                    + (f" {metric_name} {best:.4f}" if best is not None else ""))
+                    if config.log_every and step % config.log_every == 0:
+                        print(f"step {step}/{total} epoch {epoch} loss {run_loss / run_n:.4f} "
+                              f"{time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
                     if config.max_steps and step >= config.max_steps:
                         stopped = "max-steps"
                         break

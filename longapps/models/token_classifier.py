@@ -129,6 +129,17 @@ class TokenClassifier(nn.Module):
             return out.logits if hasattr(out, "logits") else out[1]
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
+    def ensure_length(self, max_length: int) -> None:
+        """Make room for windows of ``max_length`` tokens: a made-long encoder gets its positions copied out
+        further (as ``make_long`` did); a Longformer cannot go past its position table."""
+        if max_length <= long_encoder.max_tokens(self.config):
+            return
+        if self.is_longformer:
+            raise LongappsError(f"--max-length {max_length} is over this Longformer's "
+                                f"{long_encoder.max_tokens(self.config)} positions")
+        long_encoder.make_long(self.model, max_length,
+                               int(getattr(self.config, "longapps_attention_window", None) or 512))
+
     def gradient_checkpointing_enable(self) -> None:
         """Recompute activations in backward (training on GPU)."""
         target = self.model.longformer if self.is_longformer else self.model

@@ -83,6 +83,8 @@ class NER:
                  device: str = "auto") -> None:
         self.clf = classifier
         self.max_length = int(max_length or classifier.max_length)
+        if hasattr(classifier, "ensure_length"):
+            classifier.ensure_length(self.max_length)
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.clf.to(self.device).eval()
