@@ -185,6 +185,19 @@ if HAS_TRITON:
         return tl.load(X + bi64 * s_b + rows64[:, None] * s_l + cols[None, :] * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
+    def _channel_params(A, DB, Dv, offs_d, offs_n, dmask, dn_mask, N, HAS_DB: tl.constexpr, HAS_D: tl.constexpr,
+                        BD: tl.constexpr):
+        """A (natural log base), the dt bias and the D skip of a block of channels, fp32 (zeros when absent)."""
+        Anat = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
+        bias = tl.zeros([BD], dtype=tl.float32)
+        dskip = tl.zeros([BD], dtype=tl.float32)
+        if HAS_DB:
+            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        if HAS_D:
+            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        return Anat, bias, dskip
+
+    @triton.jit
     def _scan_fwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
@@ -203,13 +216,8 @@ if HAS_TRITON:
         dmask = offs_d < Dm
         nmask = offs_n < N
         dn_mask = dmask[:, None] & nmask[None, :]
-        A2 = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
-        if HAS_DB:
-            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        else:
-            bias = tl.zeros([BD], dtype=tl.float32)
-        if HAS_D:
-            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        Anat, bias, dskip = _channel_params(A, DB, Dv, offs_d, offs_n, dmask, dn_mask, N, HAS_DB, HAS_D, BD)
+        A2 = Anat * 1.4426950408889634
         bi64 = bi.to(tl.int64)
         h = tl.zeros([BD, NP], dtype=tl.float32)
         st_off = offs_d[:, None] * NP + offs_n[None, :]
@@ -282,14 +290,8 @@ if HAS_TRITON:
         dmask = offs_d < Dm
         nmask = offs_n < N
         dn_mask = dmask[:, None] & nmask[None, :]
-        Anat = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=dn_mask, other=0.0).to(tl.float32)
+        Anat, bias, dskip = _channel_params(A, DB, Dv, offs_d, offs_n, dmask, dn_mask, N, HAS_DB, HAS_D, BD)
         A2 = Anat * 1.4426950408889634
-        if HAS_DB:
-            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        else:
-            bias = tl.zeros([BD], dtype=tl.float32)
-        if HAS_D:
-            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
         st_off = offs_d[:, None] * NP + offs_n[None, :]
         carry = tl.zeros([BD, NP], dtype=tl.float32)
         dA_acc = tl.zeros([BD, NP], dtype=tl.float32)
