@@ -88,7 +88,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         folder = MODELS / name
         train_info = json.loads((MODELS / f"{name}.train.json").read_text())
         for set_name, gold in sets.items():
-            for ml in sorted({CONFIGS[name]["max_length"]} | set(args.also_max_length or [])):
+            if args.sets and set_name not in args.sets:
+                continue
+            for ml in args.eval_max_length or [CONFIGS[name]["max_length"]]:
                 r = _eval_one(str(folder), ml, gold, args.threads)
                 rows.append({"model": name, "trained_max_length": CONFIGS[name]["max_length"], "eval_max_length": ml,
                              "set": set_name, "f1": r["micro"]["f1"], "precision": r["micro"]["precision"],
@@ -102,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
               f"{r['f1']:6.3f} {r['gold']:>5} {r['predicted']:>5} {r['seconds']:>6}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"rows": rows, "machine": _machine(), "note": "strict mention-level span F1 (nervaluate), one type"}
-    (RESULTS / "ner.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / args.out).write_text(json.dumps(out, indent=1))
 
 
 def make_note(tokens: int, tokenizer) -> str:
@@ -163,7 +165,9 @@ def main() -> None:
     e = sub.add_parser("eval")
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--configs", nargs="*", choices=list(CONFIGS))
-    e.add_argument("--also-max-length", type=int, nargs="*", help="extra inference window lengths per model")
+    e.add_argument("--eval-max-length", type=int, nargs="*", help="inference window lengths (default: the trained one)")
+    e.add_argument("--sets", nargs="*", choices=["ncbi-test", "long-test"], help="evaluation sets (default: both)")
+    e.add_argument("--out", default="ner.json", help="file name under benchmarks/results/")
     s = sub.add_parser("speed")
     s.add_argument("--model", default="w4096")
     s.add_argument("--tokens", type=int, default=16384)

@@ -6,6 +6,7 @@ Public API (imported lazily, so `import longapps` stays fast):
     VideoQA, VideoQAConfig                  -- question answering over long videos (longapps.pipelines.video_qa)
     Matcher, MatchConfig                    -- long-document matching, SMITH (longapps.pipelines.doc_match)
     Retriever, RetrieverConfig              -- long-document dense retrieval, Mamba (longapps.pipelines.retriever)
+    NER, Span                               -- long-document NER: NER.load(DIR).predict(text) (longapps.pipelines.ner)
     longapps.attention.attention            -- the efficient-attention entry point (a subpackage: import it)
     load_pipeline(name, **cfg)              -- a pipeline by name
 """
@@ -27,6 +28,8 @@ _LAZY = {
     "MatchConfig": "longapps.pipelines.doc_match",
     "Retriever": "longapps.pipelines.retriever",
     "RetrieverConfig": "longapps.pipelines.retriever",
+    "NER": "longapps.pipelines.ner",
+    "Span": "longapps.pipelines.ner",
 }
 
 PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",

@@ -285,4 +285,4 @@ def span_metrics(gold: Sequence[Document], pred: Sequence[Document]) -> dict:
     return res
 
 
-__all__ = ["NER", "NERTrainReport", "span_metrics", "bio_labels", "relabel", "window_overlap"]
+__all__ = ["NER", "NERTrainReport", "Span", "Document", "span_metrics", "bio_labels", "relabel", "window_overlap"]
