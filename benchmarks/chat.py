@@ -67,12 +67,33 @@ def save(part: str, payload: dict) -> Path:
     return out
 
 
-def load_lm(llm: str | None, layers: int = 0):
-    """The LLM; ``layers`` > 0 keeps only its first decoder layers (real weights, same tokenizer and
-    template: a faster stand-in where the CPU time of thousands of turns is the limit)."""
-    from longapps.models.causal_lm import load_causal_lm
+RANDOM_CONFIGS = {  # bigger Llama-family shapes with random weights, for speed only (no quality meaning)
+    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=64),
+    "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
+                     num_key_value_heads=8, head_dim=128),
+}
 
-    lm = load_causal_lm(llm)
+
+def load_lm(llm: str | None, layers: int = 0, random_config: str | None = None):
+    """The LLM; ``layers`` > 0 keeps only its first decoder layers (real weights, same tokenizer and
+    template: a faster stand-in where the CPU time of thousands of turns is the limit); ``random_config``
+    builds a bigger random Llama with SmolLM2's tokenizer (speed only)."""
+    import torch
+
+    from longapps.models.causal_lm import CausalLM, load_causal_lm
+
+    cuda = torch.cuda.is_available()
+    lm = load_causal_lm(llm, dtype="bfloat16" if cuda else "float32", device="cuda" if cuda else None)
+    if random_config:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(vocab_size=len(lm.tokenizer), max_position_embeddings=8192, rope_theta=100000.0,
+                          tie_word_embeddings=True, **RANDOM_CONFIGS[random_config])
+        with torch.device("cuda" if cuda else "cpu"):
+            model = LlamaForCausalLM(cfg).to(torch.bfloat16 if cuda else torch.float32).eval()
+        model.generation_config.eos_token_id = lm.model.generation_config.eos_token_id
+        return CausalLM(model, lm.tokenizer, f"random {random_config}", 8192)
     if layers:
         lm.model.model.layers = lm.model.model.layers[:layers]
         lm.model.config.num_hidden_layers = layers
@@ -259,10 +280,15 @@ def speed(args: argparse.Namespace) -> None:
     """ms per 30-token reply once the 1024-slot cache is full (SmolLM2, CPU)."""
     from longapps.pipelines.dialogue import StreamingChat
 
-    lm = load_lm(args.llm)
-    ex = read_jsonl("exchanges.jsonl")
+    lm = load_lm(args.llm, random_config=args.random_config)
+    if (DATA / "exchanges.jsonl").exists():
+        ex = read_jsonl("exchanges.jsonl")
+    else:  # e.g. on a GPU box without the corpus package: any real prose does for filling the cache
+        paras = [p.strip() for p in (ROOT.parent / "README.md").read_text().split("\n\n") if len(p.strip()) > 80]
+        ex = [{"user": p[:300], "assistant": "OK."} for p in paras * 4]
     out = {}
-    for memory in args.policies:
+    for memory, backend in [(m, b) for m in args.policies for b in args.backends]:
+        os.environ["LONGAPPS_DECODE_BACKEND"] = backend
         chat = StreamingChat(lm, memory=memory, cache_size=args.cache_size, max_new_tokens=30)
         i = 0
         filler = []
@@ -278,16 +304,17 @@ def speed(args: argparse.Namespace) -> None:
             toks.append(r.tokens)
             cpu.append((time.process_time() - c0) * 1000)
         full = [t for t, n in zip(times, toks) if n == 30]
-        out[memory] = {"replies": len(times), "replies_30_tokens": len(full), "tokens": toks,
+        key = f"{memory}/{backend}"
+        out[key] = {"replies": len(times), "backend": backend, "device": str(chat.device), "replies_30_tokens": len(full), "tokens": toks,
                        "ms_per_reply": [round(t, 1) for t in times],
                        "ms_per_30_token_reply_median": round(statistics.median(full), 1) if full else None,
                        "ms_per_token_median": round(statistics.median(t / max(1, n) for t, n in zip(times, toks)), 1),
                        "cpu_ms_per_reply": [round(c, 1) for c in cpu], "cache_tokens": chat.cache.length,
                        "threads": __import__("torch").get_num_threads()}
-        print(f"{memory:<10} 30-token reply: median {out[memory]['ms_per_30_token_reply_median']} ms "
+        print(f"{key:<16} 30-token reply: median {out[key]['ms_per_30_token_reply_median']} ms "
               f"({len(full)}/{len(times)} replies hit 30 tokens), cache {chat.cache.length}, "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
-    save("speed", {"llm": lm.name, "cache_size": args.cache_size, "results": out, "machine": machine()})
+    save(args.tag or "speed", {"llm": lm.name, "cache_size": args.cache_size, "results": out, "machine": machine()})
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -317,6 +344,11 @@ def main() -> None:
     sp.add_argument("--cache-size", type=int, default=1024)
     sp.add_argument("--policies", nargs="+", default=["sirllm"])
     sp.add_argument("--replies", type=int, default=4)
+    sp.add_argument("--backends", nargs="+", default=["auto"],
+                    help="decode attention: auto (Triton kernel on CUDA), off (transformers SDPA)")
+    sp.add_argument("--random-config", choices=sorted(RANDOM_CONFIGS), default=None,
+                    help="a bigger random Llama (speed only; GPU)")
+    sp.add_argument("--tag", default=None, help="results file name (default: chat_speed.json)")
     for p in (b, t, sp):
         p.add_argument("--llm", default=None)
     args = ap.parse_args()

@@ -96,8 +96,9 @@ def _replay(chat: Any, turns: list, as_json: bool) -> None:
               help="KV cache size in tokens (sirllm/streaming).")
 @click.option("--sinks", type=click.IntRange(0), default=DEFAULT_SINKS, show_default=True,
               help="First tokens always kept (attention sinks).")
-@click.option("--recent", type=click.IntRange(0), default=DEFAULT_RECENT, show_default=True,
-              help="sirllm: most recent tokens always kept (the rest of the cache goes to key tokens).")
+@click.option("--recent", type=click.IntRange(0), default=DEFAULT_RECENT,
+              help="sirllm: most recent tokens always kept; the rest of the cache goes to key tokens "
+                   "[default: a quarter of --cache-size, tuned on the dev tasks; 0 = SirLLM's setting].")
 @click.option("--decay", type=click.FloatRange(0, 1), default=DEFAULT_DECAY, show_default=True,
               help="sirllm: key-token scores are multiplied by this at every turn.")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=128, show_default=True,

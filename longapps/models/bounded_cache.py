@@ -31,8 +31,9 @@ from longapps.resources import LongappsError
 POLICIES = ("sirllm", "streaming", "full")
 DEFAULT_CACHE_SIZE = 1024
 DEFAULT_SINKS = 4
-# tuned on the dev tasks (benchmarks/chat.py, RESULTS.md "chat"): see NOTES.md
-DEFAULT_RECENT = 64
+# --recent default: None = a quarter of the cache (tuned on the dev tasks: benchmarks/chat.py, NOTES.md)
+DEFAULT_RECENT: int | None = None
+RECENT_FRACTION = 4
 DEFAULT_DECAY = 0.9
 EVICT_FRACTION = 16
 
@@ -48,14 +49,19 @@ class MemoryConfig:
     memory: str = "sirllm"
     cache_size: int = DEFAULT_CACHE_SIZE
     sinks: int = DEFAULT_SINKS
-    recent: int = DEFAULT_RECENT
+    recent: int | None = DEFAULT_RECENT  # None: cache_size // RECENT_FRACTION
     decay: float = DEFAULT_DECAY
+
+    @property
+    def recent_tokens(self) -> int:
+        """The recent window in tokens (the default is a quarter of the cache)."""
+        return self.cache_size // RECENT_FRACTION if self.recent is None else self.recent
 
     def validate(self) -> "MemoryConfig":
         """Raise LongappsError (one line) on settings that cannot work."""
         if self.memory not in POLICIES:
             raise LongappsError(f"unknown memory policy '{self.memory}' (choose from {', '.join(POLICIES)})")
-        if self.sinks < 0 or self.recent < 0:
+        if self.sinks < 0 or self.recent_tokens < 0:
             raise LongappsError("--sinks and --recent must be >= 0")
         if not 0.0 <= self.decay <= 1.0:
             raise LongappsError(f"--decay must be in [0, 1], got {self.decay}")
@@ -314,7 +320,7 @@ class BoundedCache(Cache):
         if cfg.memory == "streaming":
             r = budget - s
         else:
-            r = min(cfg.recent, budget - s)
+            r = min(cfg.recent_tokens, budget - s)
         k = budget - s - r
         middle = torch.arange(s, L - r)
         if k > 0 and middle.numel():

@@ -38,7 +38,7 @@ class ChatConfig:
     memory: str = "sirllm"
     cache_size: int = DEFAULT_CACHE_SIZE
     sinks: int = DEFAULT_SINKS
-    recent: int = DEFAULT_RECENT
+    recent: int | None = DEFAULT_RECENT  # None: a quarter of the cache
     decay: float = DEFAULT_DECAY
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     system: str | None = None
