@@ -327,7 +327,7 @@ Retriever(sys.argv[1], encoder=enc, index_dir=sys.argv[2]).index()
 '''
 
 
-def test_kill_9_during_indexing_recovers(tmp_path, hashing_encoder):
+def test_kill_9_during_indexing_recovers(tmp_path, hashing_encoder, monkeypatch):
     import os
     import signal
     import sqlite3
@@ -339,6 +339,7 @@ def test_kill_9_during_indexing_recovers(tmp_path, hashing_encoder):
     for i in range(40):
         word = "".join(chr(ord("k") + int(c)) for c in f"{i:02d}")  # a distinct word per document
         (d / f"doc{i:02d}.txt").write_text(f"document about {word} " * 20)
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache"))  # an embedding cache of its own
     env = dict(os.environ)
     p = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(d), str(tmp_path / "idx"), str(Path(__file__).parent),
                           env["LONGAPPS_CACHE"]],
