@@ -30,12 +30,15 @@ _LAZY = {
     "RetrieverConfig": "longapps.pipelines.retriever",
     "NER": "longapps.pipelines.ner",
     "Span": "longapps.pipelines.ner",
+    "StreamingChat": "longapps.pipelines.dialogue",
+    "ChatConfig": "longapps.pipelines.dialogue",
 }
 
 PIPELINES = {"search-code": "longapps.pipelines.code_search:CodeSearch",
              "rank": "longapps.pipelines.ranking:Ranker",
              "match": "longapps.pipelines.doc_match:Matcher",
-             "retrieve": "longapps.pipelines.retriever:Retriever"}
+             "retrieve": "longapps.pipelines.retriever:Retriever",
+             "chat": "longapps.pipelines.dialogue:StreamingChat"}
 
 
 def __getattr__(name: str) -> Any:
