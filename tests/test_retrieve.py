@@ -365,3 +365,21 @@ def test_kill_9_during_indexing_recovers(tmp_path, hashing_encoder, monkeypatch)
     assert s.rebuilt and s.cached >= 3 and s.cached + s.encoded == 40  # the killed run's vectors were kept
     hits = r.search("document about lr", k=40)
     assert sorted(h.id for h in hits) == sorted(f"doc{i:02d}.txt" for i in range(40))
+
+
+def test_pairs_and_bm25_negatives(tmp_path):
+    import random
+
+    from longapps.pipelines.retriever_train import _bm25_negatives, _read_pairs
+    texts = [t for _, t in DOCS.items()]
+    neg = _bm25_negatives(texts, ["gzip compressed logs", "zzz unknown"], [1, 0], random.Random(0))
+    assert neg[0] == 0 and neg[1] != 0  # BM25's best non-positive; random when BM25 finds nothing
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"query": "rotate logs", "doc": "logs.txt"}\n\n')
+    assert _read_pairs(f, {"logs.txt": 0}) == [("rotate logs", 0)]
+    f.write_text('{"query": "rotate logs", "doc": "nope.txt"}\n')
+    with pytest.raises(LongappsError, match="not in the corpus"):
+        _read_pairs(f, {"logs.txt": 0})
+    f.write_text("not json\n")
+    with pytest.raises(LongappsError, match="not JSON"):
+        _read_pairs(f, {"logs.txt": 0})
