@@ -253,6 +253,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--window", type=int, default=256, help="one-sided window of the Longformer scenario")
     ap.add_argument("--no-flex", action="store_true")
+    ap.add_argument("--mask-max-n", type=int, default=16384, help="longest N for the SDPA bool-mask peer")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--sweep-only", action="store_true")
@@ -282,7 +283,7 @@ def main() -> None:
             _write_json(res, a.json)
             return
     rows = run_attention_bench(a.n, a.dtype, a.heads, a.dim, with_flex=not a.no_flex, window=a.window,
-                               linear_ns=a.linear_n, only=a.only)
+                               linear_ns=a.linear_n, only=a.only, mask_max_n=a.mask_max_n)
     res["rows"] = rows_to_json(rows)
     res["config"] = vars(a)
     _write_json(res, a.json)

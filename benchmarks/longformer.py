@@ -25,7 +25,8 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> dict:
             "finite": bool(torch.isfinite(a).all())}
 
 
-def run(n: int, batch: int, n_global: int, log=print) -> dict:
+def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
+    """``variants``: True (all), False (none) or "global" (the two global-row modes only)."""
     from transformers import BertConfig, BertModel, LongformerConfig, LongformerModel
 
     from longapps.models.longformer import FastLongformerModel
@@ -41,7 +42,7 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
     with torch.no_grad():
         ref32 = hf32(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
         hf = hf32.half()
-        fast = FastLongformerModel.from_hf(hf).eval()
+        fast = FastLongformerModel.from_hf(hf).eval().disable_graphs()  # eager rows: no automatic graphs
         hf_fn = lambda: hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state  # noqa: E731
         ref16 = hf_fn()
         ours_fn = lambda: fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state  # noqa: E731
@@ -64,6 +65,17 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
         out["err_graph_vs_hf16"] = _err(static_out, ref16)
         t["ours_cuda_graph"] = measure(graph.replay, iters=50)
         log(f"  ours CUDA graph: {t['ours_cuda_graph'][0]:.3f} ms")
+        # the model's automatic path: plain forward calls, the shape repeats -> captured, then replayed
+        # (each call copies its inputs in and its output out)
+        fast.compile_graphs()
+        auto_out = ours_fn()
+        t["ours_auto_graph"] = measure(ours_fn, iters=50)
+        out["err_auto_vs_eager"] = _err(ours_fn(), o16)
+        out["auto_graph_captures"], out["auto_graph_replays"] = fast.graphs.captures, fast.graphs.replays
+        log(f"  ours forward() with automatic graphs: {t['ours_auto_graph'][0]:.3f} ms "
+            f"(captures {fast.graphs.captures}, replays {fast.graphs.replays}), vs eager {out['err_auto_vs_eager']}")
+        fast.disable_graphs()
+        del auto_out
 
         def variant(key: str, label: str, apply, restore, eager: bool = False) -> None:
             """Graph time (and eager time) and error with one setting changed by ``apply`` (then ``restore``)."""
@@ -95,14 +107,23 @@ def run(n: int, batch: int, n_global: int, log=print) -> dict:
             return (lambda: wgmod.FWD_DEFAULTS.update(settings),
                     lambda: (wgmod.FWD_DEFAULTS.clear(), wgmod.FWD_DEFAULTS.update(saved)))
 
-        variant("gelu_kernel", "separate GELU kernel", *layer_setting("gelu_epilogue", False, True), eager=True)
-        variant("hidden_global", "global rows in hidden space", *layer_setting("global_mode", "hidden", "auto"),
-                eager=True)
-        variant("launch", "global rows: split-K launch after the band, same stream", *kernel_setting({"grows": "launch"}))
-        variant("tma", "window kernel tiles through TMA descriptors", *kernel_setting({"tma": True}))
-        variant("no_cap", "window kernel without the register cap", *kernel_setting({"maxnreg": None}))
-        variant("session4", "session 4 kernel defaults (global rows after the band, no register cap)",
-                *kernel_setting({"grows": "overlap", "maxnreg": None, "side_priority": 0}))
+        if variants:
+            if variants == "global":  # only the two ways to the global rows
+                variant("hidden_global", "global rows in hidden space",
+                        *layer_setting("global_mode", "hidden", "auto"), eager=True)
+                variant("kernel_global", "global rows from the kernel's split-K pass",
+                        *layer_setting("global_mode", "kernel", "auto"), eager=True)
+                variants = False
+        if variants:
+            variant("gelu_kernel", "separate GELU kernel", *layer_setting("gelu_epilogue", False, True), eager=True)
+            variant("hidden_global", "global rows in hidden space", *layer_setting("global_mode", "hidden", "auto"),
+                    eager=True)
+            variant("kernel_global", "global rows from the kernel's split-K pass",
+                    *layer_setting("global_mode", "kernel", "auto"), eager=True)
+            variant("launch", "global rows: split-K launch after the band, same stream",
+                    *kernel_setting({"grows": "launch"}))
+            variant("tma", "window kernel tiles through TMA descriptors", *kernel_setting({"tma": True}))
+            variant("no_cap", "window kernel without the register cap", *kernel_setting({"maxnreg": None}))
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")
@@ -162,6 +183,7 @@ def profile(n: int, batch: int, n_global: int, global_mode: str = "kernel") -> N
     from longapps.models.longformer import FastLongformerModel
     cfg = LongformerConfig(max_position_embeddings=max(4098, n + 2))
     fast = FastLongformerModel.from_hf(LongformerModel(cfg).cuda().half(), global_mode=global_mode).eval()
+    fast.disable_graphs()  # per-kernel times of the eager forward
     ids = torch.randint(3, cfg.vocab_size, (batch, n), device="cuda")
     gm = torch.zeros_like(ids)
     gm[:, :n_global] = 1
@@ -179,7 +201,9 @@ def profile(n: int, batch: int, n_global: int, global_mode: str = "kernel") -> N
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, nargs="+", default=[4096])
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1])
+    ap.add_argument("--no-variants", action="store_true", help="skip the launch-setting variants")
+    ap.add_argument("--global-variants", action="store_true", help="only the two global-row modes as variants")
     ap.add_argument("--n-global", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", action="store_true", help="print the GPU time per kernel of our eager forward")
@@ -188,7 +212,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.cpu:
         import platform
-        _report(f"cpu: {platform.processor() or platform.machine()}", [run_cpu(n, a.batch, a.n_global) for n in a.n],
+        _report(f"cpu: {platform.processor() or platform.machine()}", [run_cpu(n, b, a.n_global) for n in a.n for b in a.batch],
                 a.json, f"fp32, CPU ({torch.get_num_threads()} threads)",
                 ["N", "batch", "HF s", "ours s", "ours (dense reference attention) s", "speedup vs HF",
                  "max abs err vs HF"],
@@ -198,14 +222,18 @@ def main() -> None:
         return
     dev = torch.cuda.get_device_name()
     if a.profile:
-        profile(a.n[0], a.batch, a.n_global, a.global_mode)
+        profile(a.n[0], a.batch[0], a.n_global, a.global_mode)
         return
     print(f"device: {dev}; torch {torch.__version__}")
-    _report(dev, [run(n, a.batch, a.n_global) for n in a.n], a.json, f"fp16, {dev}",
-            ["N", "batch", "HF ms", "ours eager ms", "ours graph ms", "BERT SDPA dense ms", "speedup (graph)",
+    _report(dev, [run(n, b, a.n_global, variants="global" if a.global_variants else not a.no_variants) for n in a.n for b in a.batch], a.json,
+            f"fp16, {dev}",
+            ["N", "batch", "HF ms", "ours eager ms", "ours graph ms", "ours forward() auto graph ms",
+             "eager / graph", "BERT SDPA dense ms", "speedup (graph)",
              "speedup (eager)", "max abs err vs HF16", "rel err vs HF16", "rel err vs HF32 (HF16 vs HF32)"],
             lambda r: [r["n"], r["batch"], f"{r['ms']['hf_longformer']:.2f}", f"{r['ms']['ours_eager']:.3f}",
-                       f"{r['ms']['ours_cuda_graph']:.3f}", f"{r['ms'].get('bert_sdpa_dense', float('nan')):.3f}",
+                       f"{r['ms']['ours_cuda_graph']:.3f}", f"{r['ms']['ours_auto_graph']:.3f}",
+                       f"{r['ms']['ours_eager'] / r['ms']['ours_cuda_graph']:.2f}x",
+                       f"{r['ms'].get('bert_sdpa_dense', float('nan')):.3f}",
                        f"{r['speedup_vs_hf']['cuda_graph']:.1f}x", f"{r['speedup_vs_hf']['eager']:.1f}x",
                        f"{r['err_ours_vs_hf16']['max_abs']:.3g}", f"{r['err_ours_vs_hf16']['rel_l2']:.3g}",
                        f"{r['err_ours_vs_hf32']['rel_l2']:.3g} ({r['err_hf16_vs_hf32']['rel_l2']:.3g})"])

@@ -308,3 +308,137 @@ def test_token_classification_gpu_matches_hf_and_trains():
         fast(input_ids=ids, attention_mask=am, global_attention_mask=gm, labels=labels).loss.backward()
         grads[on] = [p.grad.clone() for p in fast.parameters() if p.grad is not None]
     assert max(rel(a, b) for a, b in zip(grads[True], grads[False])) < 1e-4
+
+
+# ---------------------------------------------------------------- issue 11: the public call path
+def _api_patterns():
+    from longapps.attention import Linear, SinksWindow, SlidingWindow, WindowGlobal
+    return {"window_global": WindowGlobal(256, [0, 100, 8000]), "window_global_2d": WindowGlobal(
+        128, torch.tensor([[0, 9000, -1], [5, 6, 7]])), "sliding": SlidingWindow(256), "sliding_causal":
+        SlidingWindow(200, causal=True), "sinks": SinksWindow(4, 512), "linear": Linear()}
+
+
+@pytest.mark.parametrize("name", ["window_global", "window_global_2d", "sliding", "sliding_causal", "sinks", "linear"])
+def test_attention_api_no_sync_graph_and_fresh_inputs(name):
+    """attention(): after the first call no host-device sync (sync debug mode 'error'), repeated calls with
+    new inputs are right (the direct-launch path), and a captured call replayed with new inputs copied in
+    reads them (not the captured ones)."""
+    from longapps.attention import Linear, attention, reference_attention
+    pat = _api_patterns()[name]
+    N, dt = 9001, torch.bfloat16
+    sc = 0.1 if isinstance(pat, Linear) else 1.0
+    kpm = None
+    if name == "window_global_2d":
+        kpm = torch.ones(2, N, dtype=torch.bool, device="cuda")
+        kpm[1, 8500:] = False
+
+    def ref(q, k, v):
+        if isinstance(pat, Linear):
+            return _lightning_ref(q, k, v, False)
+        return reference_attention(q, k, v, pat, key_padding_mask=kpm, compute_dtype=torch.float64, chunk=1024)
+
+    q, k, v = _qkv(2, 4, N, 64, dt, scale=sc)
+    attention(q, k, v, pat, key_padding_mask=kpm)  # first call: compile, prepare the pattern
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        outs = []
+        for _ in range(3):
+            nq, nk, nv = _qkv(2, 4, N, 64, dt, scale=sc)
+            outs.append(((nq, nk, nv), attention(nq, nk, nv, pat, key_padding_mask=kpm)))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    for (nq, nk, nv), o in outs:
+        assert rel(o, ref(nq, nk, nv)) < TOL[dt]
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        attention(q, k, v, pat, key_padding_mask=kpm)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        og = attention(q, k, v, pat, key_padding_mask=kpm)
+    for _ in range(2):
+        nq, nk, nv = _qkv(2, 4, N, 64, dt, scale=sc)
+        q.copy_(nq)
+        k.copy_(nk)
+        v.copy_(nv)
+        g.replay()
+        torch.cuda.synchronize()
+        assert rel(og, ref(nq, nk, nv)) < TOL[dt]
+
+
+def test_attention_api_misaligned_views():
+    """Views whose data start is not 16-byte aligned take Triton's own launch path (never a kernel compiled
+    for aligned pointers) and stay right."""
+    from longapps.attention import SlidingWindow, WindowGlobal, attention, reference_attention
+    base = torch.randn(1, 4, 4097 * 64 + 1, device="cuda", dtype=torch.bfloat16)
+    q = base[:, :, 1:].view(1, 4, 4097, 64)
+    k, v = (torch.randn_like(q) for _ in range(2))
+    for pat in (WindowGlobal(256, [3]), SlidingWindow(128)):
+        for _ in range(2):
+            o = attention(q, k, v, pat)
+            assert rel(o, reference_attention(q, k, v, pat, compute_dtype=torch.float64, chunk=1024)) < 2e-2
+
+
+def test_attention_api_under_torch_compile():
+    """A compiled function that calls attention() (a graph break, run eagerly) gives the eager result."""
+    from longapps.attention import WindowGlobal, attention
+    pat = WindowGlobal(256, [0])
+
+    def f(q, k, v):
+        return attention(q * 1.5, k, v, pat).float().sum(-1)
+
+    q, k, v = _qkv(1, 4, 4096, 64, torch.bfloat16)
+    cf = torch.compile(f)
+    for _ in range(2):
+        assert rel(cf(q, k, v), f(q, k, v)) < 1e-3
+        q, k, v = _qkv(1, 4, 4096, 64, torch.bfloat16)
+
+
+def test_longformer_automatic_graphs_match_eager_with_new_inputs():
+    """FastLongformerModel's automatic CUDA graphs: the second call of a shape is captured, later calls
+    replay; every call's output equals the eager model's for that call's inputs (token ids, global positions
+    and padding all changed between replays), buckets pad shorter inputs, and a weight dtype change drops
+    the stale graphs."""
+    transformers = pytest.importorskip("transformers")
+    from longapps.models.longformer import FastLongformerModel
+    torch.manual_seed(0)
+    hf = transformers.LongformerModel(_small_lf_cfg()).cuda().half().eval()
+    fast = FastLongformerModel.from_hf(hf).eval()
+    eager = FastLongformerModel.from_hf(hf).eval().disable_graphs()
+
+    def inputs(seed, N=2000):
+        torch.manual_seed(seed)
+        ids, am, gm = _lf_inputs(N=N)
+        am[1] = 1
+        am[1, N - 300 - 10 * seed:] = 0
+        gm[0, 3 + seed] = 1  # two globals in row 0, three in row 1: G = 3 -> rounded to 4
+        return ids, am, gm
+
+    def same_as_eager(seeds, N=2000):
+        for seed in seeds:
+            ids, am, gm = inputs(seed, N)
+            o = fast(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+            r = eager(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
+            assert o.shape == r.shape and o.dtype == r.dtype
+            valid = am.bool()
+            assert rel(o[valid], r[valid]) < 2e-3, seed
+
+    with torch.no_grad():
+        same_as_eager(range(5))
+        assert fast.graphs.captures == 1 and fast.graphs.replays == 4
+        fast.compile_graphs(buckets=(1024, 2048))
+        for seed in range(3):  # lengths 1500, 1600, 1700 all padded to the 2048 bucket
+            same_as_eager([seed], N=1500 + 100 * seed)
+        assert fast.graphs.captures == 1 and fast.graphs.replays == 2
+        for m in (fast, eager):  # global rows in hidden space, fresh graphs
+            for layer in m.layers:
+                layer.global_mode = "hidden"
+        fast.compile_graphs()
+        same_as_eager(range(3))
+        assert fast.graphs.replays == 2
+        fast.float()
+        eager.float()
+        same_as_eager(range(2), N=1800)
+        assert fast.graphs.captures == 2 and fast.embeddings.word_embeddings.weight.dtype == torch.float32

@@ -140,9 +140,10 @@ def measure(fn: Callable[[], object], **kw) -> tuple[float, Optional[float]]:
 
 
 def scenarios(window: int = 256, sink_window: int = 512, sinks: int = 4) -> Dict[str, Pattern]:
-    """The benchmark's patterns: Longformer (window + 1 global), StreamingLLM, linear."""
+    """The benchmark's patterns: Longformer (window + 1 global), sliding window, StreamingLLM, linear."""
     return {
         f"window{window}+global1": WindowGlobal(window, [0]),
+        f"window{window}": SlidingWindow(window),
         f"sinks{sinks}+window{sink_window}": SinksWindow(sinks, sink_window),
         "linear": Linear(),
     }
@@ -184,6 +185,12 @@ def _ours(pattern: Pattern, q, k, v) -> Callable:
     raise ValueError(type(pattern).__name__)
 
 
+def _ours_api(pattern: Pattern, q, k, v) -> Callable:
+    """The public call, as a user makes it (``longapps.attention.attention``)."""
+    from .dispatch import attention
+    return lambda: attention(q, k, v, pattern)
+
+
 def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "bf16", heads: int = 16,
                         dim: int = 64, batch: int = 1, with_flex: bool = True, mask_max_n: int = 16384,
                         dense_max_n: int = 65536, window: int = 256, sink_window: int = 512, sinks: int = 4,
@@ -205,7 +212,7 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
             if isinstance(pat, Linear):
                 q, k, v = q * 0.1, k * 0.1, v
             useful = None if isinstance(pat, Linear) else 4.0 * dim * heads * batch * pairs(pat, n)
-            fns = {"ours": _ours(pat, q, k, v)}
+            fns = {"ours": _ours(pat, q, k, v), "ours_api": _ours_api(pat, q, k, v)}
             try:
                 fns.update(_peers(name, pat, q, k, v, n, with_flex, mask_max_n))
             except Exception as e:  # a peer that cannot be built is reported, not fatal
@@ -234,6 +241,13 @@ def run_attention_bench(ns: Sequence[int] = (4096, 16384, 65536), dtype: str = "
                 for meth, r in res.items():
                     if meth != "ours" and not meth.startswith("ours_") and r.ms:
                         ours.ratios[meth] = r.ms / ours.ms
+                api = res.get("ours_api")
+                if api and api.ms_eager:  # the public call as a user makes it (eager) over the kernel (graph)
+                    api.ratios["api_eager_over_kernel"] = api.ms_eager / ours.ms
+                    for meth, r in res.items():
+                        if not meth.startswith("ours") and r.ms:
+                            api.ratios[meth] = r.ms / api.ms_eager
+                    log(f"  {name:24s} n={n:6d} attention() eager / kernel graph = {api.ms_eager / ours.ms:.3f}x")
             rows.extend(res.values())
             del q, k, v
             torch.cuda.empty_cache()
@@ -248,7 +262,9 @@ def format_table(rows: Sequence[Row]) -> str:
     for r in rows:
         o = ours.get((r.scenario, r.n))
         sp = ""
-        if r.method != "ours" and o and o.ms and r.ms:
+        if r.method == "ours_api" and o and o.ms and r.ms_eager:
+            sp = f"api eager / kernel {r.ms_eager / o.ms:.2f}x"
+        elif r.method != "ours" and o and o.ms and r.ms:
             sp = f"{r.ms / o.ms:.2f}x"
         lines.append(f"| {r.scenario} | {r.n} | {r.method} | " + (f"{r.ms:.3f}" if r.ms else "fail") +
                      (" (eager)" if r.note.startswith("eager") else "") + " | " +

@@ -9,6 +9,7 @@ from ..kernels._common import HAS_TRITON, interpreting
 from .banded import BAND_PATTERNS, banded_attention
 from .flex import flex_available, flex_path, sdpa_path
 from .patterns import Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
+from .prepared import global_table
 from .reference import reference_attention
 from .validate import validate_inputs
 
@@ -55,7 +56,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Patter
     (Linear: ``pattern.scale``, default 1). ``backend``: auto | triton | flex | sdpa | banded | reference;
     every backend computes the same function (rows with no visible key give 0). "banded" (the CPU default
     for window patterns) scores only each query block's band; "reference" is the dense-mask definition.
+
+    The Triton path does no device sync and rebuilds nothing per call (a pattern's index is prepared once
+    per pattern and device, launch set-ups are cached), so it can be captured in a CUDA graph; under
+    ``torch.compile`` the call is one graph break, run eagerly.
     """
+    if torch.compiler.is_compiling():
+        return _attention_not_traced(q, k, v, pattern, key_padding_mask, scale, backend)
+    return _attention(q, k, v, pattern, key_padding_mask, scale, backend)
+
+
+def _attention(q, k, v, pattern, key_padding_mask, scale, backend):
     validate_inputs(q, k, v, pattern, key_padding_mask)
     be = choose_backend(q, k, pattern, backend)
     if be == "triton":
@@ -74,6 +85,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Patter
     return reference_attention(q, k, v, pattern, key_padding_mask, scale)
 
 
+_attention_not_traced = torch.compiler.disable(_attention)
+
+
 def _triton_path(q, k, v, pattern, kpm, scale):
     if not HAS_TRITON:
         raise ValueError("backend='triton' needs the triton package")
@@ -83,11 +97,14 @@ def _triton_path(q, k, v, pattern, kpm, scale):
         raise ValueError(f"no Triton kernel for {type(pattern).__name__} with q {tuple(q.shape)}, k {tuple(k.shape)}, "
                          f"dtype {q.dtype}")
     if isinstance(pattern, Linear):
-        from ..kernels.lightning import lightning_attention
-        return lightning_attention(q, k, v, pattern.scale)
+        from ..kernels.lightning import lightning_attention, lightning_forward
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            return lightning_attention(q, k, v, pattern.scale)
+        return lightning_forward(q, k, v, pattern.scale)
     from ..kernels.window_global import sinks_window_attention, window_global_attention
     if isinstance(pattern, WindowGlobal):
-        return window_global_attention(q, k, v, pattern.window, pattern.global_idx, pattern.causal, kpm, scale)
+        return window_global_attention(q, k, v, pattern.window, global_table(pattern, q.device), pattern.causal, kpm,
+                                       scale, gidx_prepared=True)
     if isinstance(pattern, SlidingWindow):
         return window_global_attention(q, k, v, pattern.window, None, pattern.causal, kpm, scale)
     if isinstance(pattern, SinksWindow):

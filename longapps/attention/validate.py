@@ -6,13 +6,15 @@ from typing import Optional
 import torch
 
 from .patterns import BlockSparse, Causal, Full, Linear, Pattern, SinksWindow, SlidingWindow, WindowGlobal
+from .prepared import global_bounds
 
 _PATTERNS = (Full, Causal, SlidingWindow, WindowGlobal, SinksWindow, BlockSparse, Linear)
 
 
 def validate_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern,
                     key_padding_mask: Optional[torch.Tensor]) -> None:
-    """Raise ValueError (naming the argument) unless the call is well formed."""
+    """Raise ValueError (naming the argument) unless the call is well formed. Reads no device tensor: shapes,
+    dtypes and devices only (a ``WindowGlobal`` index's range is read once per pattern)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -47,9 +49,9 @@ def validate_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: 
         gi = pattern.global_idx
         if gi.dim() == 2 and gi.shape[0] != B:
             raise ValueError(f"global_idx has batch {gi.shape[0]}, q has batch {B}")
-        if gi.numel():
-            if int(gi.max()) >= Nk or int(gi.min()) < (-1 if gi.dim() == 2 else 0):
-                raise ValueError(f"global_idx out of range [0, {Nk}): min {int(gi.min())}, max {int(gi.max())}")
+        n, lo, hi = global_bounds(pattern)  # read once per pattern, not per call
+        if n and (hi >= Nk or lo < (-1 if gi.dim() == 2 else 0)):
+            raise ValueError(f"global_idx out of range [0, {Nk}): min {lo}, max {hi}")
     if isinstance(pattern, BlockSparse):
         bm, bs = pattern.block_mask, pattern.block_size
         nqb, nkb = -(-Nq // bs), -(-Nk // bs)

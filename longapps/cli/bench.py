@@ -31,7 +31,10 @@ def too_long(ns: Sequence[int], heads: int, dim: int, free_bytes: int) -> Option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON.")
 def attention_command(ns: Sequence[int], dtype: str, heads: int, dim: int, window: int, no_flex: bool,
                       json_path: Optional[str]) -> None:
-    """Benchmark window+global, sinks+window and linear attention against SDPA and FlexAttention."""
+    """Benchmark window+global, sliding window, sinks+window and linear attention against SDPA and FlexAttention.
+
+    Rows: "ours" = the kernel (CUDA-graph time), "ours_api" = the public attention() call as a user makes it
+    (its eager time over the kernel's is shown, so a regression of the call path shows)."""
     import torch
 
     dim = int(dim)

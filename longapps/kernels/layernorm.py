@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, interpreting
+from ._common import HAS_TRITON, KernelLauncher, interpreting
 
 if HAS_TRITON:
     import triton
@@ -29,6 +29,8 @@ if HAS_TRITON:
         b = tl.load(Bias + cols, mask=m, other=0.0).to(tl.float32)
         tl.store(Y + row * sy + cols, (d * rstd * w + b).to(Y.dtype.element_ty), mask=m)
 
+    _ADD_LN = KernelLauncher(_add_ln_kernel)  # no Triton argument binding per launch once compiled
+
 
 def reference_add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                             eps: float) -> torch.Tensor:
@@ -46,6 +48,8 @@ def add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, bias: 
     if x2.stride(-1) != 1 or r2.stride(-1) != 1:
         x2, r2 = x2.contiguous(), r2.contiguous()
     y = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
-    _add_ln_kernel[(x2.shape[0],)](x2, r2, weight, bias, y, x2.stride(0), r2.stride(0), y.stride(0), C, eps,
-                                  BLOCK=triton.next_power_of_2(C), num_warps=4)
+    aligned = not ((x2.data_ptr() | r2.data_ptr() | weight.data_ptr() | bias.data_ptr()) & 15)
+    key = (x.device.index, x.dtype, r.dtype, weight.dtype, x2.shape, x2.stride(0), r2.stride(0), eps) if aligned else None
+    _ADD_LN(key, (x2.shape[0],), (x2, r2, weight, bias, y, x2.stride(0), r2.stride(0), y.stride(0), C, eps,
+                                  triton.next_power_of_2(C)), {"num_warps": 4})
     return y.view(x.shape)

@@ -34,7 +34,7 @@ from typing import Optional
 
 import torch
 
-from ._common import HAS_TRITON, default_blocks, dot_dtype, interpreting
+from ._common import HAS_TRITON, KernelLauncher, default_blocks, dot_dtype, interpreting
 
 if HAS_TRITON:
     import triton
@@ -274,6 +274,9 @@ LIGHTNING_DEFAULTS = {"block": 128, "max_blocks_per_chunk": 64, "num_warps": 4, 
 
 # flags the fused look-back reads at once (fixed: one compile for any number of super-chunks)
 _LOOKBACK_WINDOW = 32
+if HAS_TRITON:  # launched without Triton's per-call binding once compiled (see KernelLauncher)
+    _STATE_LAUNCH = KernelLauncher(_state_kernel)
+    _WALK_LAUNCH = KernelLauncher(_lightning_kernel)
 
 # (device type, device index, stream, programs, head dim) -> (fp32 [2, programs, D, D], int32 [programs + 2])
 _WORKSPACES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -366,9 +369,11 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
             DT=DT, **ex)
         return o
     S = torch.empty(B * H, ns, D, D, dtype=torch.float32, device=q.device)
-    _state_kernel[(B * H, ns)](k, v, S, *strides[3:], H, N, CS, BL=BL, BLOCK_D=D, DT=DT, **ex)
-    _lightning_kernel[(B * H, ns)](q, k, v, o, S, *strides, o.stride(0), o.stride(1), o.stride(2), H, N, CS, sc,
-                                   REVERSE=reverse, BL=BL, BLOCK_D=D, DT=DT, **ex)
+    aligned = not ((q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15)  # (o and S: fresh allocations)
+    key = (q.device.index, q.dtype, q.shape, strides, ns, CS, reverse, BL, tuple(ex.items())) if aligned else None
+    _STATE_LAUNCH(key, (B * H, ns), (k, v, S, *strides[3:], H, N, CS, BL, D, DT), ex)
+    _WALK_LAUNCH(key, (B * H, ns), (q, k, v, o, S, *strides, o.stride(0), o.stride(1), o.stride(2), H, N, CS, sc,
+                                    reverse, BL, D, DT), ex)
     return o
 
 

@@ -30,7 +30,8 @@ from typing import Optional, Tuple, Union
 import torch
 
 from ..attention.reference import dense_global_rows, gather_positions
-from ._common import HAS_TRITON, LOG2E, default_blocks, dot_dtype, interpreting, side_stream
+from ._common import (HAS_TRITON, LOG2E, KernelLauncher, default_blocks, dot_dtype, fork_to, interpreting, join_from,
+                      side_stream)
 
 if HAS_TRITON:
     import triton
@@ -632,7 +633,7 @@ FWD_DEFAULTS = {"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 3, "
 def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.device) -> Tuple[torch.Tensor, int]:
     """(B|1, G) int32, sorted, -1 padded, duplicates dropped; returns (gidx, batch stride)."""
     if global_idx is None or global_idx.numel() == 0:
-        return torch.full((1, 1), -1, dtype=torch.int32, device=device), 0
+        return _no_globals(device), 0
     gi = global_idx.to(device).long()
     if gi.dim() == 1:
         gi = torch.unique(gi, sorted=True)[None]
@@ -643,6 +644,20 @@ def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.devic
     dup[:, 1:] = g[:, 1:] == g[:, :-1]
     g = torch.where((g == big) | dup, -1, g)
     return g.to(torch.int32).contiguous(), g.stride(0)
+
+
+_NO_GLOBALS: dict = {}
+
+
+def _no_globals(device: torch.device) -> torch.Tensor:
+    """A cached (1, 1) table holding -1 (no global tokens) per device (fresh during graph capture)."""
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    t = None if capturing else _NO_GLOBALS.get((device.type, device.index))
+    if t is None:
+        t = torch.full((1, 1), -1, dtype=torch.int32, device=device)
+        if not capturing:
+            _NO_GLOBALS[device.type, device.index] = t
+    return t
 
 
 @functools.lru_cache(maxsize=None)
@@ -662,15 +677,20 @@ def prepare_global_idx(global_idx: torch.Tensor, device: torch.device) -> torch.
 _ZEROED: dict = {}
 
 
-def _zeroed(device: torch.device, dtype: torch.dtype, n: int) -> torch.Tensor:
-    """A cached all-zero buffer of >= n elements for this device and stream: placeholder
-    arguments and ticket counters (the kernels put the counters back to 0 when they finish), so a
-    call launches no memset. During CUDA-graph capture a fresh buffer is made (capture does not
-    run the zero fill)."""
-    if device.type != "cuda" or torch.cuda.is_current_stream_capturing():
+def _zeroed(device: torch.device, dtype: torch.dtype, n: int, stream=None) -> torch.Tensor:
+    """A cached all-zero buffer of >= n elements for this device and stream (``stream``: the one the
+    kernel runs on, default the current one): placeholder arguments and ticket counters (the kernels put
+    the counters back to 0 when they finish), so a call launches no memset. During CUDA-graph capture a
+    fresh buffer is made (capture does not run the zero fill)."""
+    if device.type != "cuda":
         return torch.zeros(n, dtype=dtype, device=device)
+    if torch.cuda.is_current_stream_capturing():  # the zero fill goes on the stream of the kernel that reads it
+        if stream is None:
+            return torch.zeros(n, dtype=dtype, device=device)
+        with torch.cuda.stream(stream):
+            return torch.zeros(n, dtype=dtype, device=device)
     key = (device.index if device.index is not None else torch.cuda.current_device(),
-           torch.cuda.current_stream(device).cuda_stream, dtype)
+           (stream if stream is not None else torch.cuda.current_stream(device)).cuda_stream, dtype)
     buf = _ZEROED.get(key)
     if buf is None or buf.numel() < n:
         buf = torch.zeros(max(n, 256), dtype=dtype, device=device)
@@ -681,13 +701,16 @@ def _zeroed(device: torch.device, dtype: torch.dtype, n: int) -> torch.Tensor:
 def _kpm_arg(kpm: Optional[torch.Tensor], q: torch.Tensor) -> Tuple[torch.Tensor, int]:
     if kpm is None:
         return _zeroed(q.device, torch.int8, 1), 0
-    k8 = kpm.to(device=q.device, dtype=torch.int8).contiguous()
+    if kpm.dtype == torch.bool and kpm.device == q.device and kpm.stride(-1) == 1:
+        k8 = kpm.view(torch.int8)  # same bytes: no conversion kernel
+    else:
+        k8 = kpm.to(device=q.device, dtype=torch.int8).contiguous()
     return k8, k8.stride(0)
 
 
-def _tma_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, BM: int, BN: int, setting=True):
-    """2-D TMA descriptors of q, k, v for the band tiles and the head offsets (RB, RH, CH): head (b, h)
-    starts at row b*RB + h*RH, column h*CH. None when the layout does not allow it (then pointer loads):
+def _tma_geometry(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, setting=True):
+    """The 2-D view that TMA descriptors of q, k, v take: (rows, cols, row stride, RB, RH, CH), head (b, h)
+    starting at row b*RB + h*RH, column h*CH. None when the layout does not allow it (then pointer loads):
     q, k, v must share shape and strides, rows 16-byte aligned, either head-major ((B, H, N, D)
     contiguous up to row padding) or sequence-major (heads interleaved in a row: a view of a fused
     (B, N, ..., H, D) projection). GPU: Hopper or newer and a 16-bit dtype. ``setting``: True, False
@@ -695,7 +718,7 @@ def _tma_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, BM: int, BN: 
     if TensorDescriptor is None or not setting:
         return None
     if q.is_cuda:
-        if q.dtype not in (torch.float16, torch.bfloat16) or torch.cuda.get_device_capability(q.device)[0] < 9:
+        if q.dtype not in (torch.float16, torch.bfloat16) or _capability(q.device.index) < 9:
             return None
     elif not interpreting():
         return None
@@ -707,21 +730,59 @@ def _tma_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, BM: int, BN: 
     if (sn * es) % 16 or any(t.data_ptr() % 16 for t in (q, k, v)):
         return None
     if (H == 1 or sh == N * sn) and (B == 1 or sb == H * N * sn):  # head-major
-        rows, cols, rb, rh, ch = B * H * N, D, H * N, N, 0
-    elif setting == "head-major":
+        return B * H * N, D, sn, H * N, N, 0
+    if setting == "head-major":
         return None
-    elif (B == 1 or sb == N * sn) and (H == 1 or ((sh * es) % 16 == 0 and sh >= D and (H - 1) * sh + D <= sn)):
-        rows, cols, rb, rh, ch = B * N, (H - 1) * sh + D, N, 0, sh  # sequence-major
-    else:
+    if (B == 1 or sb == N * sn) and (H == 1 or ((sh * es) % 16 == 0 and sh >= D and (H - 1) * sh + D <= sn)):
+        return B * N, (H - 1) * sh + D, sn, N, 0, sh  # sequence-major
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: Optional[int]) -> int:
+    return torch.cuda.get_device_capability(index)[0]
+
+
+def _desc(t: torch.Tensor, rows: int, cols: int, sn: int, block: int, D: int):
+    """A TensorDescriptor over ``t`` as (rows, cols) with row stride ``sn``, tiles (block, D). Built without
+    the dataclass's checks: the layout was checked once by ``_tma_geometry`` for this call's plan."""
+    d = TensorDescriptor.__new__(TensorDescriptor)
+    d.base, d.shape, d.strides, d.block_shape, d.padding = t, [rows, cols], [sn, 1], [block, D], "zero"
+    return d
+
+
+def _tma_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, BM: int, BN: int, setting=True):
+    """Descriptors of q, k, v for tiles (BM | BN, D) and the head offsets: (dq, dk, dv, RB, RH, CH), or None
+    (see ``_tma_geometry``)."""
+    geo = _tma_geometry(q, k, v, setting)
+    if geo is None:
         return None
-    descs = [TensorDescriptor(t, [rows, cols], [sn, 1], [bm, D]) for t, bm in ((q, BM), (k, BN), (v, BN))]
-    return (*descs, rb, rh, ch)
+    rows, cols, sn, rb, rh, ch = geo
+    D = q.shape[3]
+    return (*(TensorDescriptor(t, [rows, cols], [sn, 1], [bm, D]) for t, bm in ((q, BM), (k, BN), (v, BN))),
+            rb, rh, ch)
 
 
 def _check_last_dim(*ts: torch.Tensor) -> None:
     for t in ts:
         if t.stride(-1) != 1:
             raise ValueError("window_global kernels need the last (D) dimension contiguous")
+
+
+class _GrowPlan:
+    """Launch set-up of the global-row split-K pass for one call signature."""
+    __slots__ = ("grid", "options", "const", "GP", "keys_per_split", "nsplit", "tma", "bn_g", "cnt")
+
+
+class _FwdPlan:
+    """Launch set-up of ``window_global_forward`` for one call signature (shapes, strides, flags, defaults)."""
+    __slots__ = ("grid", "options", "const", "tma", "BM", "BN", "grow", "side", "ahead", "side_priority", "key")
+
+
+_PLANS: dict = {}
+if HAS_TRITON:
+    _BAND_LAUNCH = KernelLauncher(_wg_fwd_kernel)
+    _GROW_LAUNCH = KernelLauncher(_wg_grow_kernel)
 
 
 def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
@@ -744,31 +805,84 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     output then hold window attention only). ``grows``: where the global-row launch goes, "first",
     "overlap" or "launch", see ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA
     descriptors where the layout allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
+
+    Host cost: everything that depends only on the call's signature (shapes, strides, dtypes, flags,
+    ``FWD_DEFAULTS``) is planned once and cached (``_PLANS``), and the kernels are launched through
+    ``KernelLauncher`` (no Triton argument binding per call); no device sync with a prepared index.
     """
     B, H, N, D = q.shape
     if D not in (16, 32, 64, 128):
         raise ValueError(f"head dim must be 16, 32, 64 or 128 for the Triton kernel, got {D}")
+    if grows is not None and grows not in ("launch", "overlap", "first"):
+        raise ValueError(f"grows must be 'launch', 'overlap' or 'first', got {grows!r}")
     _check_last_dim(q, k, v)
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
-    bm_d, bn_d = default_blocks(q, FWD_DEFAULTS["block_m"], FWD_DEFAULTS["block_n"])
-    BM = block_m or bm_d
-    BN = block_n or bn_d
-    DT = dot_dtype(q.dtype)
-    o = out if out is not None else torch.empty(B, H, N, D, dtype=q.dtype, device=q.device)
-    lse = torch.empty(B, H, N, dtype=torch.float32, device=q.device)
+    dev = q.device
+    o = out if out is not None else torch.empty(B, H, N, D, dtype=q.dtype, device=dev)
+    lse = torch.empty(B, H, N, dtype=torch.float32, device=dev)
     kpm, skpb = _kpm_arg(key_padding_mask, q)
     if sinks:
-        gidx, sgb, G, has_gk, prefix, has_grows = _zeroed(q.device, torch.int32, 1), 0, sinks, True, True, False
+        gidx, sgb, G, has_gk, prefix, has_grows = _zeroed(dev, torch.int32, 1), 0, sinks, True, True, False
     elif gidx_prepared and global_idx is not None:
         gidx, sgb = global_idx, (global_idx.stride(0) if global_idx.shape[0] > 1 else 0)
         G = gidx.shape[1]
         has_gk = has_grows = G > 0
         prefix = False
     else:
-        gidx, sgb = _prep_global(global_idx, B, q.device)
+        gidx, sgb = _prep_global(global_idx, B, dev)
         G = gidx.shape[1]
         has_gk = has_grows = bool(global_idx is not None and global_idx.numel() > 0)
         prefix = False
+    has_grows = has_grows and global_rows
+    qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)
+    _check_last_dim(qg, kg, vg)
+    aligned = not ((q.data_ptr() | k.data_ptr() | v.data_ptr() | o.data_ptr() | qg.data_ptr() | kg.data_ptr()
+                    | vg.data_ptr() | gidx.data_ptr() | kpm.data_ptr()) & 15)
+    key = (dev.index, q.dtype, q.shape, q.stride(), k.stride(), v.stride(), o.stride(), qg.shape, qg.stride(),
+           kg.stride(), vg.stride(), window, G, sgb, skpb, causal, key_padding_mask is not None, scale, sinks,
+           has_gk, prefix, has_grows, block_m, block_n, num_warps, num_stages, split, tile_major, grows, tma,
+           aligned, interpreting(), tuple(FWD_DEFAULTS.values()))
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, key_padding_mask is not None,
+                                        scale, has_gk, prefix, has_grows, block_m, block_n, num_warps, num_stages,
+                                        split, tile_major, grows, tma)
+    lkey = key if aligned else None
+    main = side = None
+    if plan.side:
+        side = side_stream(dev, plan.side_priority)
+        main = torch.cuda.current_stream(dev)
+        fork_to(side, main)
+    if has_grows and plan.ahead:
+        _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, side)
+    if plan.tma is not None:
+        rows, cols, sn, rb, rh, ch = plan.tma
+        dq, dk, dv = _desc(q, rows, cols, sn, plan.BM, D), _desc(k, rows, cols, sn, plan.BN, D), \
+            _desc(v, rows, cols, sn, plan.BN, D)
+    else:
+        dq, dk, dv, rb, rh, ch = q, k, v, 0, 0, 0
+    _BAND_LAUNCH(lkey, plan.grid, (
+        q, k, v, o, lse, gidx, kpm, dq, dk, dv,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
+        H, N, window, G, plan.const[0], rb, rh, ch, *plan.const[1:]), plan.options)
+    if has_grows and side is not None:  # concurrent with the band launch, joined before returning
+        if not plan.ahead:
+            _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, side)
+        join_from(main, side)
+    elif has_grows and not plan.ahead:  # after the band launch (overwrites the global rows)
+        _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, None)
+    return o, lse
+
+
+def _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, has_kpm, scale, has_gk, prefix, has_grows,
+               block_m, block_n, num_warps, num_stages, split, tile_major, grows, tma) -> _FwdPlan:
+    """Everything ``window_global_forward`` needs that depends only on the call signature ``key``."""
+    B, H, N, D = q.shape
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    bm_d, bn_d = default_blocks(q, FWD_DEFAULTS["block_m"], FWD_DEFAULTS["block_n"])
+    BM = block_m or bm_d
+    BN = block_n or bn_d
+    DT = dot_dtype(q.dtype)
     qk_scale = scale * LOG2E
     nw = num_warps or FWD_DEFAULTS["num_warps"]
     ns = num_stages or FWD_DEFAULTS["num_stages"]
@@ -781,60 +895,35 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
             cap = 96 if (BM == BN == 64 and nw == 4 and D <= 64 and q.element_size() == 2) else None
         if cap:
             extra["maxnreg"] = cap
-    has_grows = has_grows and global_rows
     split = FWD_DEFAULTS["split"] if split is None else split
     tile_major = FWD_DEFAULTS["tile_major"] if tile_major is None else tile_major
-    qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)
-    _check_last_dim(qg, kg, vg)
     qg_compact = qg.shape[2] != N
     if qg_compact and qg.shape[2] != G:
         raise ValueError(f"global query tensor must have N={N} or G={G} rows, got {qg.shape[2]}")
     grows = FWD_DEFAULTS["grows"] if grows is None else grows
     if grows not in ("launch", "overlap", "first"):
         raise ValueError(f"grows must be 'launch', 'overlap' or 'first', got {grows!r}")
-    NT = triton.cdiv(N, BM)
     overlap = has_grows and grows in ("overlap", "first")
-    side = side_stream(q.device, FWD_DEFAULTS["side_priority"]) if (overlap and q.is_cuda) else None
-    if side is not None:
-        side.wait_stream(torch.cuda.current_stream(q.device))
-    ahead = has_grows and side is not None and grows == "first"  # global rows ahead of the band, beside it
-
-    def launch_grows(first: bool) -> None:
-        _grow_launch(qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, qk_scale, causal, key_padding_mask is not None,
-                     qg_compact, DT, BN, first=first)
-
-    if ahead:
-        with torch.cuda.stream(side):
-            launch_grows(True)
-    tma = _tma_layout(q, k, v, BM, BN, FWD_DEFAULTS["tma"] if tma is None else tma)
-    if tma is not None:
-        dq, dk, dv, rb, rh, ch = tma
-        if not interpreting():
-            extra["num_stages"] = num_stages or FWD_DEFAULTS["tma_stages"]
-    else:
-        dq, dk, dv, rb, rh, ch = q, k, v, 0, 0, 0
-    grid = (NT, B * H) if tile_major else (B * H, NT)
-    _wg_fwd_kernel[grid](
-        q, k, v, o, lse, gidx, kpm, dq, dk, dv,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, window, G, qk_scale, rb, rh, ch,
-        CAUSAL=causal, HAS_GK=has_gk, GK_PREFIX=prefix, HAS_KPM=key_padding_mask is not None,
-        BLOCK_M=BM, BLOCK_N=BN, BLOCK_D=D, DT=DT, BLOCK_GK=min(BN, max(16, triton.next_power_of_2(max(G, 1)))),
-        SPLIT=split, TILE_MAJOR=tile_major, SKIP_GROWS=overlap, TMA=tma is not None, **extra)
-    if has_grows and side is not None:  # concurrent with the band launch, joined before returning
-        if not ahead:
-            with torch.cuda.stream(side):
-                launch_grows(False)
-        torch.cuda.current_stream(q.device).wait_stream(side)
-    elif has_grows:  # after the band launch (overwrites the global rows; or writes them, "overlap" off GPU)
-        launch_grows(grows == "first")
-    return o, lse
+    p = _FwdPlan()
+    p.key = key
+    p.side = overlap and q.is_cuda
+    p.side_priority = FWD_DEFAULTS["side_priority"]
+    p.ahead = has_grows and p.side and grows == "first"  # global rows ahead of the band, beside it
+    p.grow = _grow_plan(qg, kg, vg, G, causal, has_kpm, qg_compact, DT, BN, grows == "first") if has_grows else None
+    p.tma = _tma_geometry(q, k, v, FWD_DEFAULTS["tma"] if tma is None else tma)
+    if p.tma is not None and not interpreting():
+        extra["num_stages"] = num_stages or FWD_DEFAULTS["tma_stages"]
+    NT = triton.cdiv(N, BM)
+    p.grid = (NT, B * H) if tile_major else (B * H, NT)
+    p.options = extra
+    p.BM, p.BN = BM, BN
+    # const: qk_scale, then the constexprs in signature order
+    p.const = (qk_scale, causal, has_gk, prefix, has_kpm, BM, BN, D, DT,
+               min(BN, max(16, triton.next_power_of_2(max(G, 1)))), split, tile_major, overlap, p.tma is not None)
+    return p
 
 
-def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor, kpm: torch.Tensor,
-                 o: torch.Tensor, lse: torch.Tensor, sgb: int, skpb: int, G: int, qk_scale: float, causal: bool,
-                 has_kpm: bool, qg_compact: bool, DT, BN: int, first: bool = False) -> None:
+def _grow_plan(qg, kg, vg, G, causal, has_kpm, qg_compact, DT, BN, first) -> _GrowPlan:
     """Split-K launch of the global query rows (writes their rows of ``o`` and ``lse``). ``first``: the
     launch that goes ahead of the band launch (grows="first"): about one program per SM; with TMA
     (head-major K, V) one warp streaming small tiles, which fits beside five band programs on every SM
@@ -842,13 +931,13 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     B, H, N, D = kg.shape
     BG = 16
     GP = triton.cdiv(G, BG) * BG
-    tma = None
+    geo = None
     if first and FWD_DEFAULTS["first_tma"]:
         bn_g = BN if interpreting() else FWD_DEFAULTS["first_block_n"]
-        tma = _tma_layout(kg, kg, vg, bn_g, bn_g, "head-major")
+        geo = _tma_geometry(kg, kg, vg, "head-major")
     if interpreting():
         bn_g, extra = BN, {}
-    elif tma is not None:
+    elif geo is not None:
         extra = {"num_warps": FWD_DEFAULTS["first_warps"], "num_stages": FWD_DEFAULTS["first_stages"], "maxnreg": 128}
     elif first:
         nw_f, bn_g, ns_f = FWD_DEFAULTS["first_pointer"]
@@ -864,22 +953,37 @@ def _grow_launch(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: tor
     else:  # enough split-K programs to fill the GPU, 256..1024 keys each
         want = max(1, -(-FWD_DEFAULTS["grow_programs_per_sm"] * _num_sms(kg.device) // (B * H * (GP // BG))))
         keys_per_split = min(FWD_DEFAULTS["keys_per_split"], max(256, triton.cdiv(triton.cdiv(N, want), bn_g) * bn_g))
-    if tma is None:
-        dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
-    else:
-        _, dkg, dvg, rb, rh, ch = tma
     nsplit = triton.cdiv(N, keys_per_split)
-    po = torch.empty(B * H * GP * nsplit, D, dtype=torch.float32, device=kg.device)
-    pml = torch.empty(B * H * GP * nsplit, 2, dtype=torch.float32, device=kg.device)
-    cnt = _zeroed(kg.device, torch.int32, B * H * (GP // BG))
-    _wg_grow_kernel[(B * H, (GP // BG) * nsplit)](
+    g = _GrowPlan()
+    g.grid = (B * H, (GP // BG) * nsplit)
+    g.options = extra
+    g.GP, g.keys_per_split, g.nsplit, g.tma, g.bn_g = GP, keys_per_split, nsplit, geo, bn_g
+    g.cnt = B * H * (GP // BG)
+    g.const = (causal, has_kpm, BG, bn_g, D, DT, qg_compact, min(64, max(16, triton.next_power_of_2(nsplit))),
+               geo is not None)
+    return g
+
+
+def _run_grow(plan: _FwdPlan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, stream) -> None:
+    """Launch the planned global-row pass (on ``stream``, or the current stream when None). Its scratch is
+    allocated on the current stream: the caller joins ``stream`` back before returning."""
+    g = plan.grow
+    B, H, N, D = kg.shape
+    rows = B * H * g.GP * g.nsplit
+    po = torch.empty(rows, D, dtype=torch.float32, device=kg.device)
+    pml = torch.empty(rows, 2, dtype=torch.float32, device=kg.device)
+    cnt = _zeroed(kg.device, torch.int32, g.cnt, stream)
+    if g.tma is not None:
+        nrow, ncol, sn, rb, rh, ch = g.tma
+        dkg, dvg = _desc(kg, nrow, ncol, sn, g.bn_g, D), _desc(vg, nrow, ncol, sn, g.bn_g, D)
+    else:
+        dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
+    c = g.const
+    _GROW_LAUNCH(lkey, g.grid, (
         qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse, dkg, dvg,
         qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
         vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, G, GP, qk_scale, keys_per_split, nsplit, rb, rh, ch,
-        CAUSAL=causal, HAS_KPM=has_kpm, BLOCK_G=BG, BLOCK_NG=bn_g, BLOCK_D=D, DT=DT,
-        QG_COMPACT=qg_compact, BLOCK_C=min(64, max(16, triton.next_power_of_2(nsplit))), TMA=tma is not None,
-        **extra)
+        H, N, G, g.GP, plan.const[0], g.keys_per_split, g.nsplit, rb, rh, ch, *c), g.options, stream)
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,
@@ -895,10 +999,12 @@ def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gid
 
 class _WindowGlobalFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, qg, kg, vg, window, global_idx, causal, kpm, scale, sinks):  # type: ignore[override]
+    def forward(ctx, q, k, v, qg, kg, vg, window, global_idx, causal, kpm, scale, sinks, prepared=False):  # type: ignore[override]
         sep = qg is not None
+        if not prepared and not sinks and global_idx is not None and global_idx.numel():
+            global_idx, prepared = _prep_global(global_idx, q.shape[0], q.device)[0], True
         o, lse = window_global_forward(q, k, v, window, global_idx, causal, kpm, scale, sinks,
-                                       (qg, kg, vg) if sep else None)
+                                       (qg, kg, vg) if sep else None, gidx_prepared=prepared)
         ctx.save_for_backward(q, k, v, o, lse, qg, kg, vg)
         ctx.cfg = (window, global_idx, causal, kpm, scale, sinks, sep)
         return o
@@ -909,7 +1015,7 @@ class _WindowGlobalFn(torch.autograd.Function):
         window, global_idx, causal, kpm, scale, sinks, sep = ctx.cfg
         dq, dk, dv, dqg, dkg, dvg = window_global_backward(
             do, q, k, v, o, lse, window, global_idx, causal, kpm, scale, sinks, (qg, kg, vg) if sep else None)
-        return dq, dk, dv, dqg, dkg, dvg, None, None, None, None, None, None
+        return dq, dk, dv, dqg, dkg, dvg, None, None, None, None, None, None, None
 
 
 def window_global_backward(do, q, k, v, o, lse, window, global_idx, causal, kpm, scale, sinks, global_qkv=None):
@@ -994,15 +1100,30 @@ def window_global_backward(do, q, k, v, o, lse, window, global_idx, causal, kpm,
 def window_global_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
                             global_idx: Optional[torch.Tensor] = None, causal: bool = False,
                             key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
-                            global_qkv: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
-    """Window + global attention on the Triton kernels, differentiable. Layout (B, H, N, D)."""
+                            global_qkv: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
+                            gidx_prepared: bool = False) -> torch.Tensor:
+    """Window + global attention on the Triton kernels, differentiable. Layout (B, H, N, D).
+    ``gidx_prepared``: ``global_idx`` is ``prepare_global_idx``'s table. Without a gradient to compute the
+    forward kernels run directly (no autograd node)."""
     qg, kg, vg = global_qkv if global_qkv is not None else (None, None, None)
-    return _WindowGlobalFn.apply(q, k, v, qg, kg, vg, window, global_idx, causal, key_padding_mask, scale, 0)
+    if not _needs_grad(q, k, v, qg, kg, vg):
+        if not gidx_prepared and global_idx is not None and global_idx.numel():
+            global_idx = _prep_global(global_idx, q.shape[0], q.device)[0]
+        return window_global_forward(q, k, v, window, global_idx, causal, key_padding_mask, scale, 0, global_qkv,
+                                     gidx_prepared=True)[0]
+    return _WindowGlobalFn.apply(q, k, v, qg, kg, vg, window, global_idx, causal, key_padding_mask, scale, 0,
+                                 gidx_prepared)
+
+
+def _needs_grad(*ts: Optional[torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
 def sinks_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: int, window: int,
                            key_padding_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None) -> torch.Tensor:
     """StreamingLLM prefill (causal; prefix [0, sinks) always visible), differentiable."""
+    if not _needs_grad(q, k, v):
+        return window_global_forward(q, k, v, window, None, True, key_padding_mask, scale, sinks)[0]
     if sinks == 0:
         return _WindowGlobalFn.apply(q, k, v, None, None, None, window, None, True, key_padding_mask, scale, 0)
     return _WindowGlobalFn.apply(q, k, v, None, None, None, window, None, True, key_padding_mask, scale, sinks)

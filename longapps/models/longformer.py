@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..attention import WindowGlobal, attention
-from ..kernels._common import HAS_TRITON, interpreting, side_stream
+from ..kernels._common import HAS_TRITON, fork_to, interpreting, join_from, side_stream
 from ..kernels.layernorm import add_layernorm
 from ..resources import ModelNotFoundError, load_offline_first
 
@@ -95,12 +95,15 @@ class _FastLayer(nn.Module):
         # global query rows at inference: "kernel" (the attention kernel's split-K programs over the
         # key/value_global projections of every token), "hidden" (hidden-space algebra: no key/value_global
         # projection of all tokens) or "auto": kernel on the Triton path (fewer, larger launches: 2.19 vs
-        # 2.32 ms on an H200), hidden elsewhere (the saved projection is 1/6 of the FLOPs: CPU 5.4 vs 6.3 s)
+        # 2.32 ms on an H200; at batch 4 x 4096 the two are equal, 7.97 vs 7.96 ms graph, run 46), hidden
+        # elsewhere (the saved projection is 1/6 of the FLOPs: CPU 5.4 vs 6.3 s)
         self.global_mode = "auto"
 
     def forward(self, x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
-                backend: str) -> torch.Tensor:
+                backend: str, aux: Optional[tuple] = None) -> torch.Tensor:
+        """``aux``: ``layer_aux(x, gidx, kpm)``, shared by the layers of one forward (else built here)."""
         B, N, C = x.shape
+        gsel, gscat, pad_rows = aux if aux is not None else layer_aux(x, gidx, kpm)
         H, D = self.num_heads, self.head_dim
         has_g = gidx is not None and gidx.shape[-1] > 0
         train = self.training and torch.is_grad_enabled()
@@ -114,16 +117,16 @@ class _FastLayer(nn.Module):
         main = torch.cuda.current_stream(x.device) if side is not None else None
         qg = og = None
         if side is not None:
-            side.wait_stream(main)
+            fork_to(side, main)
             with torch.cuda.stream(side):
                 if hidden:
-                    og = _global_rows_hidden(x, gidx, kpm, *self._global_weights(), H)
+                    og = _global_rows_hidden(x, gsel, kpm, *self._global_weights(), H)
                 else:
-                    qg = self._global_query(x, gidx)
+                    qg = self._global_query(x, gsel)
         elif hidden:
-            og = _global_rows_hidden(x, gidx, kpm, *self._global_weights(), H)
+            og = _global_rows_hidden(x, gsel, kpm, *self._global_weights(), H)
         elif has_g:
-            qg = self._global_query(x, gidx)
+            qg = self._global_query(x, gsel)
         proj = F.linear(x, self.w_in[:rows], self.b_in[:rows]).view(B, N, rows // C, H, D)
         q, k, v = (proj[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
         kg = vg = None
@@ -134,7 +137,7 @@ class _FastLayer(nn.Module):
             if backend == "triton":
                 from ..kernels.window_global import window_global_attention
                 o = window_global_attention(q, k, v, self.window, gidx, False, kpm, None,
-                                            (qg, kg, vg) if has_g else None).transpose(1, 2)
+                                            (qg, kg, vg) if has_g else None, gidx_prepared=True).transpose(1, 2)
             else:
                 o = _reference_longformer_attention(q, k, v, qg, kg, vg, self.window, gidx if has_g else None,
                                                     kpm, backend).transpose(1, 2)
@@ -143,7 +146,7 @@ class _FastLayer(nn.Module):
             # inference, one attention call: window kernel + global-row programs (compact qg)
             o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
             if side is not None:
-                main.wait_stream(side)
+                join_from(main, side)
                 qg.record_stream(main)
             from ..kernels.window_global import window_global_forward
             window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
@@ -162,13 +165,12 @@ class _FastLayer(nn.Module):
                 o.copy_(attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2))
             if has_g:
                 if side is not None:
-                    main.wait_stream(side)
+                    join_from(main, side)
                     og.record_stream(main)
-                gi = gidx.long().expand(B, -1)
-                ob.view(B, N + 1, C).scatter_(1, torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C), og)
+                ob.view(B, N + 1, C).scatter_(1, gscat, og)
             a = o.reshape(B, N, C)
         if kpm is not None:  # HF: padded queries get a zero attention output
-            a = a.masked_fill(~kpm[:, :, None], 0.0)
+            a = a.masked_fill(pad_rows, 0.0)
         if train:
             h = self.ln1(self.dropout(self.attn_out(a)) + x)
             return self.ln2(self.dropout(self.out(self.act(self.inter(h)))) + h)
@@ -191,12 +193,11 @@ class _FastLayer(nn.Module):
             sd[f"{prefix}{name}.bias"] = mod.bias
         return {k: v.detach() for k, v in sd.items()}
 
-    def _global_query(self, x: torch.Tensor, gidx: torch.Tensor) -> torch.Tensor:
-        """query_global of the global rows only: (B, H, G, D), in ``gidx`` order."""
-        B, N, C = x.shape
-        gi = gidx.long().clamp_min(0).expand(B, -1)
-        xg = torch.gather(x, 1, gi[:, :, None].expand(B, gi.shape[1], C))
-        return F.linear(xg, self.w_qg, self.b_qg).view(B, gi.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+    def _global_query(self, x: torch.Tensor, gsel: torch.Tensor) -> torch.Tensor:
+        """query_global of the global rows only: (B, H, G, D), in ``gidx`` order (``gsel``: ``layer_aux``)."""
+        B, G = gsel.shape[:2]
+        xg = torch.gather(x, 1, gsel)
+        return F.linear(xg, self.w_qg, self.b_qg).view(B, G, self.num_heads, self.head_dim).transpose(1, 2)
 
     def _global_weights(self) -> Tuple[torch.Tensor, ...]:
         """(w_q, b_q, w_k, b_k, w_v, b_v) of the global projections."""
@@ -213,10 +214,24 @@ class _FastLayer(nn.Module):
         return self.act(self.inter(h))
 
 
-def _global_rows_hidden(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor],
+def layer_aux(x: torch.Tensor, gidx: Optional[torch.Tensor],
+              kpm: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], ...]:
+    """Per-forward helpers of the layers, built once: the global rows' gather index (B, G, C) (-1 slots read
+    row 0, unused), their scatter index into an (N + 1)-row buffer (-1 slots to row N) and the padded query
+    rows (B, N, 1) bool."""
+    B, N, C = x.shape
+    gsel = gscat = None
+    if gidx is not None and gidx.shape[-1] > 0:
+        gi = gidx.long().expand(B, -1)
+        gsel = gi.clamp_min(0)[:, :, None].expand(B, gi.shape[1], C)
+        gscat = torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C)
+    return gsel, gscat, (~kpm[:, :, None] if kpm is not None else None)
+
+
+def _global_rows_hidden(x: torch.Tensor, gsel: torch.Tensor, kpm: Optional[torch.Tensor],
                         w_q: torch.Tensor, b_q: torch.Tensor, w_k: torch.Tensor, b_k: torch.Tensor,
                         w_v: torch.Tensor, b_v: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Outputs (B, G, C) of the global rows ``gidx`` (B|1, G; -1 = none) without projecting
+    """Outputs (B, G, C) of the global rows (``gsel``: ``layer_aux``'s gather index) without projecting
     key/value_global for every token. Per head h: ``q . (Wk_h x_j + bk_h) = (Wk_h^T q) . x_j + q . bk_h``
     where the last term is constant over j and cancels in the softmax, and
     ``sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h``. A handful of small GEMMs, no
@@ -224,9 +239,8 @@ def _global_rows_hidden(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch
     B, N, C = x.shape
     H = num_heads
     D = C // H
-    G = gidx.shape[1]
-    gi = gidx.long().clamp_min(0).expand(B, -1)
-    xg = torch.gather(x, 1, gi[:, :, None].expand(B, G, C)).view(B * G, C)
+    G = gsel.shape[1]
+    xg = torch.gather(x, 1, gsel).reshape(B * G, C)
     sc = 1.0 / math.sqrt(D)
     qg = torch.addmm(b_q, xg, w_q.t(), beta=sc, alpha=sc)                  # (BG, C) = (BG, H*D), scaled
     u = torch.bmm(qg.view(B * G, H, D).transpose(0, 1), w_k.view(H, D, C))  # (H, BG, C)
@@ -271,6 +285,8 @@ class FastLongformerModel(nn.Module):
         for layer in self.layers:
             layer.global_mode = global_mode
         self.gradient_checkpointing = False
+        from .longformer_graphs import LongformerGraphs
+        self.graphs: Optional[LongformerGraphs] = LongformerGraphs()  # automatic CUDA graphs (compile_graphs)
 
     def gradient_checkpointing_enable(self) -> None:
         """Training: recompute each layer's activations in the backward pass (memory for time)."""
@@ -311,25 +327,35 @@ class FastLongformerModel(nn.Module):
 
     @staticmethod
     def prepare(attention_mask: Optional[torch.Tensor], global_attention_mask: Optional[torch.Tensor],
-                device: torch.device) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """(global index table (B, G) int32 -1 padded or None, key padding mask bool or None)."""
-        kpm = None
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            kpm = attention_mask.bool().to(device)
+                device: torch.device, round_globals: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(global index table (B, G) int32 -1 padded or None, key padding mask bool or None).
+
+        Computed where the masks are (no device work for CPU masks); masks on the GPU cost one host read
+        (whether there is padding, and G) per call. ``round_globals``: G rounded up to a power of two (-1
+        slots), so that calls with a few more or fewer global tokens share a CUDA graph."""
+        am = attention_mask.bool() if attention_mask is not None else None
+        g = global_attention_mask.bool() if global_attention_mask is not None else None
+        if g is not None and am is not None:
+            g = g & am.to(g.device)
+        stats = []
+        if am is not None:
+            stats.append((~am).any().to(torch.int64))
+        if g is not None and g.numel():
+            stats.append(g.sum(1).max().to(torch.int64))
+        vals = torch.stack([s.to(stats[0].device) for s in stats]).tolist() if stats else []  # the one host read
+        has_pad = bool(vals.pop(0)) if am is not None else False
+        G = int(vals.pop(0)) if (g is not None and g.numel()) else 0
+        kpm = am.to(device, non_blocking=True) if has_pad else None
         gidx = None
-        if global_attention_mask is not None:
-            g = global_attention_mask.bool()
-            if attention_mask is not None:
-                g = g & attention_mask.bool()
-            counts = g.sum(1)
-            G = int(counts.max()) if g.numel() else 0
-            if G > 0:
-                N = g.shape[1]
-                pos = torch.arange(N, device=g.device).expand_as(g)
-                key = torch.where(g, pos, N + pos)  # globals first, in order
-                order = key.argsort(dim=1)[:, :G]
-                sel = torch.gather(g, 1, order)
-                gidx = torch.where(sel, order, -1).to(torch.int32).to(device).contiguous()
+        if G > 0:
+            N = g.shape[1]
+            if round_globals:
+                G = min(N, 1 << (G - 1).bit_length())
+            pos = torch.arange(N, device=g.device).expand_as(g)
+            key = torch.where(g, pos, N + pos)  # globals first, in order
+            order = key.argsort(dim=1)[:, :G]
+            sel = torch.gather(g, 1, order)
+            gidx = torch.where(sel, order, -1).to(torch.int32).contiguous().to(device, non_blocking=True)
         return gidx, kpm
 
     def cuda_graph(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
@@ -341,24 +367,56 @@ class FastLongformerModel(nn.Module):
         """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path)."""
         be = self._backend(hidden)
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        aux = layer_aux(hidden, gidx, kpm)
         for layer in self.layers:
             if ckpt:
                 from torch.utils.checkpoint import checkpoint
-                hidden = checkpoint(layer, hidden, gidx, kpm, be, use_reentrant=False)
+                hidden = checkpoint(layer, hidden, gidx, kpm, be, aux, use_reentrant=False)
             else:
-                hidden = layer(hidden, gidx, kpm, be)
+                hidden = layer(hidden, gidx, kpm, be, aux)
         return hidden
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                 global_attention_mask: Optional[torch.Tensor] = None, token_type_ids: Optional[torch.Tensor] = None,
                 position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None) -> FastLongformerOutput:
         """Same arguments as ``LongformerModel.forward``; returns last_hidden_state (+ pooler_output)."""
-        emb = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
-                              inputs_embeds=inputs_embeds)
-        gidx, kpm = self.prepare(attention_mask, global_attention_mask, emb.device)
-        h = self.encode(emb, gidx, kpm)
+        h = None
+        if self.graphs is not None and self._graphable(input_ids, token_type_ids, position_ids, inputs_embeds):
+            h = self.graphs(self, input_ids, attention_mask, global_attention_mask)
+        if h is None:
+            dev = (input_ids if input_ids is not None else inputs_embeds).device
+            gidx, kpm = self.prepare(attention_mask, global_attention_mask, dev)  # before any launch: no wait
+            emb = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                                  inputs_embeds=inputs_embeds)
+            h = self.encode(emb, gidx, kpm)
         pooled = self.pooler(h) if self.pooler is not None else None
         return FastLongformerOutput(h, pooled)
+
+    def compile_graphs(self, buckets: Optional[Sequence[int]] = None, max_graphs: int = 4,
+                       min_calls: int = 2) -> "FastLongformerModel":
+        """Set up the automatic CUDA-graph path (on by default with exact shapes): inference calls on CUDA
+        whose signature (batch, length or its bucket, global tokens per row rounded to a power of two,
+        padding) was seen ``min_calls`` times replay a captured graph; at most ``max_graphs`` are kept
+        (least recently used dropped). ``buckets``: lengths to pad to (e.g. ``(512, 1024, 2048, 4096)``)."""
+        from .longformer_graphs import LongformerGraphs
+        self.graphs = LongformerGraphs(buckets, max_graphs, min_calls)
+        return self
+
+    def disable_graphs(self) -> "FastLongformerModel":
+        """Always run eagerly (drops captured graphs)."""
+        self.graphs = None
+        return self
+
+    def _graphable(self, input_ids, token_type_ids, position_ids, inputs_embeds) -> bool:
+        """Whether this call can take the graph path: CUDA inference (eval, no grad, no autocast) on the
+        Triton backend, from token ids alone, not inside a capture or a torch.compile trace."""
+        if input_ids is None or inputs_embeds is not None or token_type_ids is not None or position_ids is not None:
+            return False
+        if not input_ids.is_cuda or self.training or torch.is_grad_enabled() or torch.is_autocast_enabled():
+            return False
+        if torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling():
+            return False
+        return self._backend(self.embeddings.word_embeddings.weight) == "triton"
 
 
 class LongformerCudaGraph:
@@ -367,7 +425,8 @@ class LongformerCudaGraph:
     Removes the per-kernel launch cost (the eager model is host-bound at batch 1). Inputs of
     later calls must have the same shape, the same number of global tokens per row and the same
     presence of padding; the returned tensor is the graph's static output (overwritten by the
-    next call; clone it to keep it).
+    next call; clone it to keep it). The model's automatic path (``compile_graphs``) does this per
+    shape by itself and returns copies.
     """
 
     def __init__(self, model: "FastLongformerModel", input_ids: torch.Tensor,
@@ -375,21 +434,12 @@ class LongformerCudaGraph:
                  global_attention_mask: Optional[torch.Tensor] = None, warmup: int = 3) -> None:
         if not input_ids.is_cuda:
             raise ValueError("input_ids must be a CUDA tensor for CUDA-graph capture")
+        from .longformer_graphs import CapturedEncoder
         self.model = model
-        self.ids = input_ids.clone()
-        self.gidx, self.kpm = model.prepare(attention_mask, global_attention_mask, input_ids.device)
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.no_grad(), torch.cuda.stream(s):
-            for _ in range(warmup):
-                self._step()
-        torch.cuda.current_stream().wait_stream(s)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(self.graph):
-            self.out = self._step()
-
-    def _step(self) -> torch.Tensor:
-        return self.model.encode(self.model.embeddings(input_ids=self.ids), self.gidx, self.kpm)
+        gidx, kpm = model.prepare(attention_mask, global_attention_mask, input_ids.device)
+        with torch.no_grad():
+            self.captured = CapturedEncoder(model, input_ids, gidx, kpm, warmup)
+        self.graph, self.out = self.captured.graph, self.captured.out
 
     def replay(self) -> torch.Tensor:
         """Replay with the inputs currently in the static buffers."""
@@ -398,19 +448,15 @@ class LongformerCudaGraph:
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                  global_attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if input_ids.shape != self.ids.shape:
-            raise ValueError(f"input_ids shape {tuple(input_ids.shape)} differs from the captured {tuple(self.ids.shape)}")
+        c = self.captured
+        if input_ids.shape != c.ids.shape:
+            raise ValueError(f"input_ids shape {tuple(input_ids.shape)} differs from the captured {tuple(c.ids.shape)}")
         gidx, kpm = self.model.prepare(attention_mask, global_attention_mask, input_ids.device)
-        if (gidx is None) != (self.gidx is None) or (gidx is not None and gidx.shape != self.gidx.shape):
+        if (gidx is None) != (c.gidx is None) or (gidx is not None and gidx.shape != c.gidx.shape):
             raise ValueError("global_attention_mask layout (tokens per row) differs from the captured one")
-        if (kpm is None) != (self.kpm is None):
+        if (kpm is None) != (c.kpm is None):
             raise ValueError("attention_mask padding presence differs from the captured one")
-        self.ids.copy_(input_ids)
-        if gidx is not None:
-            self.gidx.copy_(gidx)
-        if kpm is not None:
-            self.kpm.copy_(kpm)
-        return self.replay()
+        return c.run(input_ids, gidx, kpm)
 
 
 @dataclass
