@@ -253,3 +253,16 @@ def test_actor_plan_uses_gpus_when_the_cluster_has_them(monkeypatch, resources, 
     monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
     plan = RayEncodeBackend(lambda: None, cfg).plan()
     assert {k: plan[k] for k in want} == want
+
+
+def test_unreachable_cluster_is_one_line_at_once():
+    """ray.init retries a dead address for minutes; longapps checks the port first."""
+    from longapps.distributed.ray_encode import _check_reachable
+
+    t = time.perf_counter()
+    with pytest.raises(LongappsError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    with pytest.raises(LongappsError, match="cannot reach"):
+        _check_reachable("ray://127.0.0.1:1")
+    assert time.perf_counter() - t < 10
+    _check_reachable("local")  # nothing to check

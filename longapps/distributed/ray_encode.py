@@ -74,8 +74,10 @@ def connect(config: RayConfig) -> None:
     warnings.filterwarnings("ignore", module=r"ray(\.|$)")    # Ray's deprecation/tuning warnings
     import ray
 
-    if ray.is_initialized():
+    if ray.is_initialized():  # joined earlier in this process (or by the caller)
+        _quiet_ray_data()
         return
+    _check_reachable(config.address or os.environ.get("RAY_ADDRESS"))
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
                               "configure_logging": True}
     if config.address:
@@ -89,6 +91,22 @@ def connect(config: RayConfig) -> None:
         msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise LongappsError(f"cannot start or reach Ray ({where}): {msg}") from err
     _quiet_ray_data()
+
+
+def _check_reachable(address: str | None, timeout: float = 3.0) -> None:
+    """A TCP connect to HOST:PORT first: `ray.init` retries an unreachable address for minutes."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: let Ray interpret it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise LongappsError(f"cannot reach the Ray cluster at {address}: {err.strerror or err} "
+                            "(is `ray start --head` running there? check the address and port)") from err
 
 
 def _quiet_ray_data() -> None:
