@@ -176,7 +176,8 @@ def run_ray(args: argparse.Namespace) -> dict:
     for workers in args.workers:
         c = fresh(f"ray{workers}")
         c.remote = RayEncodeBackend.for_encoder(enc, RayConfig(workers=workers, batch_size=args.batch))
-        timed(f"ray, {workers} actor(s) x 1 CPU", c, workers=workers)
+        unit = "1 GPU" if c.remote.plan()["num_gpus"] else "1 CPU"
+        timed(f"ray, {workers} actor(s) x {unit}", c, workers=workers)
     in_process(1)  # again: the box's load drifts, so the in-process cost is taken before and after
     print(f"\n{'path':26} {'total s':>8} {'blocks/s':>9} {'ms/block':>9} {'1st batch s':>11} {'steady ms/block':>16} {'load':>5}")
     for r in runs:
