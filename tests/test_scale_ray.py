@@ -266,3 +266,19 @@ def test_unreachable_cluster_is_one_line_at_once():
         _check_reachable("ray://127.0.0.1:1")
     assert time.perf_counter() - t < 10
     _check_reachable("local")  # nothing to check
+
+
+@needs_ray
+def test_cli_joins_a_running_cluster_through_ray_address(ray_cluster, tmp_path):
+    """A second process (the real CLI) joins the cluster this module started, found through $RAY_ADDRESS."""
+    import subprocess
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    env = {**os.environ, "RAY_ADDRESS": address, "LONGAPPS_CACHE": str(tmp_path / "cache")}
+    cli = Path(sys.executable).with_name("longapps")
+    res = subprocess.run([str(cli), "search-code", str(DEMO), "parse a duration string like 1h30m", "-k", "1",
+                          "--json", "--index-dir", str(tmp_path / "idx"), "--ray"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.splitlines()[0])["name"] == "parse_duration"
+    assert "33 encoded, 0 from cache" in res.stderr
