@@ -642,8 +642,8 @@ def _prep_global(global_idx: Optional[torch.Tensor], B: int, device: torch.devic
     g = torch.where(gi < 0, big, gi).sort(dim=1).values
     dup = torch.zeros_like(g, dtype=torch.bool)
     dup[:, 1:] = g[:, 1:] == g[:, :-1]
-    g = torch.where((g == big) | dup, -1, g)
-    return g.to(torch.int32).contiguous(), g.stride(0)
+    g = torch.where((g == big) | dup, -1, g).to(torch.int32).contiguous()
+    return g, (g.stride(0) if g.shape[0] > 1 else 0)  # a (1, G) table is shared by the batch
 
 
 _NO_GLOBALS: dict = {}
