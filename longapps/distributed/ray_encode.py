@@ -146,6 +146,15 @@ class _EncodeActor:
         return {"pos": batch["pos"], "vec": np.ascontiguousarray(vecs, dtype=np.float32)}
 
 
+def _actor_class(factory: Callable[[], "Encoder"]) -> type:
+    """`_EncodeActor` with the recipe built in: Ray then keeps no constructor arguments in the object store
+    (with restartable actors it prints a warning about those on every run)."""
+    def __init__(self: _EncodeActor) -> None:
+        _EncodeActor.__init__(self, factory)
+
+    return type("EncodeActor", (_EncodeActor,), {"__init__": __init__})
+
+
 class RayEncodeBackend:
     """Encodes texts on Ray workers; `encode_stream` yields (positions, vectors) as each batch returns."""
 
@@ -188,7 +197,7 @@ class RayEncodeBackend:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray 2.60 flags these two as "ray_remote_args", still honoured
             ds = ray.data.from_arrow(tables).map_batches(
-                _EncodeActor, fn_constructor_args=(self.factory,), batch_size=bs, batch_format="numpy",
+                _actor_class(self.factory), batch_size=bs, batch_format="numpy",
                 # start with what the cluster holds now; an autoscaling cluster may grow the pool to `workers`
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(int(plan["workers"]), len(tables))),
                                                    initial_size=max(1, min(int(plan["workers"]), int(plan["fits"]),
