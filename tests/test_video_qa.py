@@ -471,3 +471,22 @@ def test_reader_keeps_the_sentences_nearest_the_question_within_budget():
     both = Reader(_WordLM(), context_tokens=12, cut="relevant").fit(
         "Which rivers carry sediment?", [Context("a", "Short one."), Context("b", text)])
     assert both[0].text == "Short one." and "Rivers carry sediment to the sea." in both[1].text
+
+
+def test_speech_keeps_confident_text_even_when_no_speech_prob_is_high():
+    """Whisper's silence rule needs both a high no-speech probability and a poor transcript; clean
+    synthetic speech often scores no_speech_prob 0.8-0.9 yet is transcribed well."""
+    from types import SimpleNamespace
+
+    from longapps.adapters.video.describers.speech import SpeechDescriber
+
+    segs = [SimpleNamespace(start=0.0, end=2.0, text=" kept, clean speech", no_speech_prob=0.9, avg_logprob=-0.5),
+            SimpleNamespace(start=2.0, end=4.0, text=" dropped noise", no_speech_prob=0.9, avg_logprob=-1.5),
+            SimpleNamespace(start=4.0, end=6.0, text=" kept, unsure", no_speech_prob=0.1, avg_logprob=-1.5)]
+    fake = SimpleNamespace(model=SimpleNamespace(is_multilingual=False),
+                           transcribe=lambda audio, **kw: (iter(segs), None))
+    d = SpeechDescriber()
+    d._model = fake
+    out = d.describe_audio(Clip(1, 80.0, 160.0), np.full(16000 * 6, 0.1, np.float32), 16000)
+    assert [s.text for s in out] == ["kept, clean speech", "kept, unsure"]
+    assert out[0].start == 80.0 and out[1].end == 86.0
