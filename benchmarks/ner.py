@@ -135,16 +135,19 @@ def cmd_speed(args: argparse.Namespace) -> None:
     for ml in args.max_length:
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            before = ru0.ru_maxrss
             p = subprocess.run([exe, "ner", "predict", str(path), "--model", model, "--max-length", str(ml),
                                 "--json", "--timing"], capture_output=True, text=True)
             wall = time.perf_counter() - t0
-            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            rss = ru1.ru_maxrss
+            cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
             if p.returncode != 0:
                 raise SystemExit(p.stderr)
             timing = json.loads([ln for ln in p.stderr.splitlines() if ln.startswith("{")][-1])
             runs.append({"max_length": ml, "tokens": ntok, "wall_s": round(wall, 2),
-                         "predict_s": timing["predict_s"], "load_s": timing["load_s"],
+                         "predict_s": timing["predict_s"], "load_s": timing["load_s"], "cpu_s": round(cpu, 1),
                          "peak_rss_mb_upper_bound": round(max(rss, before) / 1024),
                          "spans": len(json.loads(p.stdout.splitlines()[0])["spans"])})
             print(json.dumps(runs[-1]), flush=True)
