@@ -202,6 +202,8 @@ def main() -> None:
     ap.add_argument("--pairs-epochs", type=int, default=3)
     ap.add_argument("--speed-docs", type=int, default=1000, help="0 = skip the speed part")
     ap.add_argument("--only-speed", action="store_true", help="run only the speed part (JSON to --out)")
+    ap.add_argument("--pairs-init", choices=["untrained", "ssl"], default="untrained",
+                    help="start of pair fine-tuning: the untrained (identity) model or the self-supervised one")
     ap.add_argument("--max-blocks", type=int, default=64, help="blocks of 32 tokens read per document (all methods "
                                                                 "read the same bounded text)")
     ap.add_argument("--models", default=str(ROOT / "benchmarks/data/match-models"))
@@ -273,7 +275,7 @@ def main() -> None:
         f"{r.seconds:.0f}s")
     smith_rows(Matcher.load(models / "ssl", config=mcfg()), "SMITH self-supervised")
 
-    # fine-tuned on pairs of the train packages (dev pairs: other packages), from the self-supervised model
+    # fine-tuned on pairs of the train packages (dev pairs: other packages), from --pairs-init
     def read_pairs(name: str) -> list[DocPair]:
         out = []
         for x in open(data / name):
@@ -284,9 +286,10 @@ def main() -> None:
     train_pairs, dev_pairs = read_pairs("pairs_train.jsonl"), read_pairs("pairs_dev.jsonl")
     for objective, label in [("pairs", "SMITH fine-tuned on pairs (siamese)"),
                              ("contrastive", "SMITH fine-tuned on pairs (contrastive)")]:
-        cfg = MatchTrainConfig(init=str(models / "ssl"), epochs=args.pairs_epochs, lr=1e-4,
+        init = str(models / "ssl") if args.pairs_init == "ssl" else None
+        cfg = MatchTrainConfig(init=init, epochs=args.pairs_epochs, lr=1e-4, max_blocks=args.max_blocks,
                                time_budget_s=args.pairs_minutes * 60 / 2, patience=3, seed=0)
-        tr = SmithTrainer(cfg, matcher=Matcher.load(models / "ssl", config=mcfg()))
+        tr = SmithTrainer(cfg, matcher=Matcher.load(init, config=mcfg()) if init else Matcher(mcfg()))
         r = tr.train_pairs(train_pairs, models / objective, objective, dev_pairs)
         train_info[label] = {k: v for k, v in r.__dict__.items() if k != "history"} | {"history": r.history}
         log(f"{label}: {r.steps} steps, {r.epochs} epochs ({r.stopped}), best dev AUC {r.best_dev:.3f}, "

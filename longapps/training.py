@@ -48,6 +48,8 @@ class TrainConfig:
     max_steps: Optional[int] = None            # stop after this many optimizer steps (budgeted runs)
     time_budget_s: Optional[float] = None      # stop after this much training time (checked every batch)
     progress: bool = False                     # show a progress bar on stderr
+    eval_before: bool = False                  # evaluate the starting weights too (epoch 0): when no epoch beats
+                                               # them, the start is kept (training never makes the dev metric worse)
     log_every: Optional[int] = None            # also print "step N/T loss L" to stderr every N steps (logs)
 
 
@@ -158,6 +160,13 @@ def fit(model: nn.Module, examples: Sequence[Any], collate: Callable[[list], dic
     best_state: Optional[dict] = None
     history: list[dict] = []
     step, bad_epochs, stopped = 0, 0, "epochs"
+    if evaluate is not None and config.eval_before:
+        model.eval()
+        with torch.no_grad():
+            best = float(evaluate(model))
+        best_epoch = 0
+        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        history.append({"epoch": 0, "steps": 0, metric_name: best})
     t0 = time.perf_counter()
     epoch = 0
     with Progress("training", total=total, enabled=config.progress) as bar:

@@ -269,7 +269,7 @@ class SmithTrainer:
         cfg = self.config
         tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
                          patience=cfg.patience, time_budget_s=cfg.time_budget_s, device=cfg.device,
-                         progress=cfg.progress, grad_checkpointing=False, warmup=0.1)
+                         progress=cfg.progress, grad_checkpointing=False, warmup=0.1, eval_before=True)
         self.matcher.smith.objective = objective
         history: list[dict] = []
 
