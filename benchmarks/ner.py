@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for name in names:
         c = CONFIGS[name]
         cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, lr=args.lr, batch_size=c["batch_size"],
-                          warmup=0.1, seed=0, device="cpu", patience=None, time_budget_s=args.time_budget,
+                          warmup=0.1, seed=0, device=args.device, patience=None, time_budget_s=args.time_budget,
                           log_every=1)
         t0 = time.perf_counter()
         ner, rep = NER.train(train, out=MODELS / name, max_length=c["max_length"], config=cfg, one_label=LABEL,
@@ -72,7 +72,7 @@ def _eval_one(model: str, max_length: int, gold: list, threads: int) -> dict:
     from longapps.pipelines.ner import NER
 
     torch.set_num_threads(threads)
-    ner = NER.load(model, max_length=max_length)
+    ner = NER.load(model, max_length=max_length, batch_size=8)
     t0 = time.perf_counter()
     res = ner.evaluate(gold, one_label=LABEL)
     res["seconds"] = round(time.perf_counter() - t0, 1)
@@ -159,7 +159,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: all epochs)")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda (GPU: bf16 autocast + checkpointing)")
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--threads", type=int, default=2)
