@@ -236,7 +236,7 @@ def run_policy(lm, memory: str, recent: int, args, data: dict) -> dict:
     out["rps"] = task_rps(chat, args.rounds, random.Random(2)) if args.rounds else None
     t2 = time.time()
     try:
-        out["selection"] = task_selection(chat, data["selection"])
+        out["selection"] = task_selection(chat, data["selection"]) if data["selection"] else {}
     except Exception as err:  # noqa: BLE001
         out["selection"] = {"error": str(err)[:160]}
     out["seconds"] = {"recall": round(t1 - t0, 1), "rps": round(t2 - t1, 1), "selection": round(time.time() - t2, 1)}
@@ -249,7 +249,7 @@ def run_policy(lm, memory: str, recent: int, args, data: dict) -> dict:
 def tasks(args: argparse.Namespace) -> None:
     """sirllm vs streaming vs full at one cache size, on (a) (b) (c), plus the --recent sweep, one run."""
     lm = load_lm(args.llm)
-    data = {"facts": read_jsonl("facts.jsonl")[:args.facts], "exchanges": read_jsonl("exchanges.jsonl"),
+    data = {"facts": read_jsonl("facts.jsonl")[args.fact_start:args.fact_start + args.facts], "exchanges": read_jsonl("exchanges.jsonl"),
             "selection": read_jsonl("selection.jsonl")[:args.selection]}
     rows = []
     t0 = time.time()
@@ -259,7 +259,7 @@ def tasks(args: argparse.Namespace) -> None:
         for recent in (args.recents if memory == "sirllm" else [None]):
             rows.append(run_policy(lm, memory, recent if recent is not None else 0, args, data))
     payload = {"llm": lm.name, "cache_size": args.cache_size, "sinks": args.sinks, "decay": args.decay,
-               "ns": args.ns, "facts": len(data["facts"]), "rounds": args.rounds, "selection": len(data["selection"]),
+               "ns": args.ns, "facts": len(data["facts"]), "fact_start": args.fact_start, "rounds": args.rounds, "selection": len(data["selection"]),
                "rows": rows, "wall_s": round(time.time() - t0, 1), "machine": machine()}
     out = save(args.tag or "tasks", payload)
     print(f"\n{'policy':<20} " + " ".join(f"{'N=' + str(n):>6}" for n in args.ns) + f" {'RPS win':>8} {'counter':>8}"
@@ -336,6 +336,7 @@ def main() -> None:
     t.add_argument("--recents", type=int, nargs="+", default=[0, 64, 128], help="sirllm --recent values to sweep")
     t.add_argument("--ns", type=int, nargs="+", default=[0, 8, 16, 32, 64])
     t.add_argument("--facts", type=int, default=12)
+    t.add_argument("--fact-start", type=int, default=0, help="first fact item (to run a second, disjoint set)")
     t.add_argument("--rounds", type=int, default=100)
     t.add_argument("--selection", type=int, default=40)
     t.add_argument("--max-new-tokens", type=int, default=16)
