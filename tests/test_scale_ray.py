@@ -282,3 +282,60 @@ def test_cli_joins_a_running_cluster_through_ray_address(ray_cluster, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.splitlines()[0])["name"] == "parse_duration"
     assert "33 encoded, 0 from cache" in res.stderr
+
+
+TOPICS = {"cats": "Cats sleep most of the day. A cat purrs when it is content and hunts mice at night.",
+          "ships": "Ships cross the ocean with cargo. The harbour pilot guides each ship past the rocks.",
+          "bread": "Bread needs flour, water, salt and yeast. The dough rises before it is baked."}
+
+
+@needs_ray
+def test_match_corpus_through_ray_same_index(ray_cluster, tmp_path, monkeypatch):
+    """`Matcher(ray=...)` (what `match --corpus --ray` uses): same encoded blocks, same related documents."""
+    from longapps.pipelines.doc_match import Matcher
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for topic, text in TOPICS.items():
+        for i in range(3):
+            (corpus / f"{topic}{i}.txt").write_text(f"{text} Note {i}: {text.split('.')[i % 2]}.")
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_local"))
+    local = Matcher(encoder=HashingEncoder(dim=64))
+    s1 = local.index(corpus, index_dir=tmp_path / "local")
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_ray"))
+    dist = Matcher(encoder=HashingEncoder(dim=64), ray=RayConfig(workers=2, batch_size=4))
+    s2 = dist.index(corpus, index_dir=tmp_path / "ray")
+    assert s1.encoded == s2.encoded == s2.blocks > 0 and s2.cached == 0
+    want = [(h.path, round(h.score, 5)) for h in local.related(corpus / "cats0.txt", k=4)]
+    assert [(h.path, round(h.score, 5)) for h in dist.related(corpus / "cats0.txt", k=4)] == want
+
+
+@needs_ray
+def test_video_index_through_ray_same_memory(ray_cluster, tmp_path, monkeypatch):
+    """`VideoIndexer(ray=...)` (what `video-index --ray` uses): clip texts encoded on Ray, same vectors."""
+    from longapps.adapters.video.synth import Part, write_video
+    from longapps.pipelines.video_qa import VideoIndexer, VideoQAConfig
+
+    video = tmp_path / "talk.mp4"
+    write_video(video, [Part(seconds=30)], audio=False)
+    (tmp_path / "talk.srt").write_text("1\n00:00:02,000 --> 00:00:05,000\nThe lighthouse keeper counted ships.\n\n"
+                                       "2\n00:00:21,000 --> 00:00:25,000\nBread needs flour and yeast.\n")
+    cfg = VideoQAConfig(describers=("subtitles",), clip_seconds=10)
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_local"))
+    a = VideoIndexer(cfg, encoder=HashingEncoder()).index(video)
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_ray"))
+    b = VideoIndexer(cfg, encoder=HashingEncoder(), ray=RayConfig(workers=1, batch_size=2)).index(video)
+    assert not b.cached and [c.text() for c in b.memory.clips] == [c.text() for c in a.memory.clips]
+    np.testing.assert_allclose(b.memory.vectors, a.memory.vectors, atol=1e-6)
+    assert np.abs(b.memory.vectors).sum() > 0
+
+
+def test_match_and_video_index_take_ray():
+    from click.testing import CliRunner
+
+    from longapps.cli import main
+
+    for cmd in ("match", "video-index"):
+        assert "--ray [ADDRESS]" in CliRunner().invoke(main, [cmd, "--help"]).output
+    res = CliRunner().invoke(main, ["match", "a.txt", "b.txt", "--ray"])
+    assert res.exit_code == 2 and "use it with --corpus" in res.output

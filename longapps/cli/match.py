@@ -8,19 +8,20 @@ from pathlib import Path
 import click
 
 from longapps.cli.errors import friendly_errors, show_progress
+from longapps.cli.ray_option import ray_option
 from longapps.resources import LongappsError
 
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _matcher(model: str | None, block_tokens: int | None, max_blocks: int | None, lexical_weight: float | None,
-             progress: bool):
+             progress: bool, ray: str | None = None):
     from longapps.pipelines.doc_match import Matcher, MatchConfig
 
     cfg = MatchConfig(model=model, block_tokens=block_tokens, max_blocks=max_blocks)
     if lexical_weight is not None:
         cfg.lexical_weight = lexical_weight
-    return Matcher(cfg, progress=progress)
+    return Matcher(cfg, progress=progress, ray=ray)
 
 
 def _note_dropped(name: str, emb, matcher) -> None:
@@ -57,10 +58,11 @@ def _note_dropped(name: str, emb, matcher) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per line).")
 @click.option("-v", "--verbose", is_flag=True, help="Print the indexing summary and every skipped file.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@ray_option
 def match_command(docs: tuple[Path, ...], pairs_file: Path | None, corpus: Path | None, query_doc: Path | None,
                   all_docs: bool, k: int, model: str | None, block_tokens: int | None, max_blocks: int | None,
                   lexical_weight: float | None, index_dir: Path | None, reindex: bool, as_json: bool, verbose: bool,
-                  no_progress: bool) -> None:
+                  no_progress: bool, ray: str | None) -> None:
     """How related are long documents? SMITH: sentence blocks -> block encoder -> document transformer.
 
     \b
@@ -69,18 +71,21 @@ def match_command(docs: tuple[Path, ...], pairs_file: Path | None, corpus: Path 
       longapps match --pairs pairs.jsonl --json      one score per pair
       longapps match --corpus DIR --doc X -k 10      the k documents of DIR most related to X
       longapps match --corpus DIR --all --json       ... for every document of DIR
+      longapps match --corpus DIR --all --ray        index the corpus on a Ray cluster
     """
     friendly_errors(_match)(docs, pairs_file, corpus, query_doc, all_docs, k, model, block_tokens, max_blocks,
-                            lexical_weight, index_dir, reindex, as_json, verbose, no_progress)
+                            lexical_weight, index_dir, reindex, as_json, verbose, no_progress, ray)
 
 
 def _match(docs, pairs_file, corpus, query_doc, all_docs, k, model, block_tokens, max_blocks, lexical_weight,
-           index_dir, reindex, as_json, verbose, no_progress) -> None:
+           index_dir, reindex, as_json, verbose, no_progress, ray=None) -> None:
     modes = sum([bool(docs), pairs_file is not None, corpus is not None])
     if modes != 1:
         raise LongappsError("give two documents A B, or --pairs FILE, or --corpus DIR (one of them); see --help")
     if corpus is None and (query_doc is not None or all_docs):
         raise LongappsError("--doc and --all need --corpus DIR")
+    if corpus is None and ray is not None:
+        raise LongappsError("--ray encodes a corpus index: use it with --corpus DIR")
     progress = show_progress(no_progress)
     if docs:
         if len(docs) != 2:
@@ -105,7 +110,7 @@ def _match(docs, pairs_file, corpus, query_doc, all_docs, k, model, block_tokens
         _pairs(pairs_file, model, block_tokens, max_blocks, as_json, progress)
         return
     _corpus(corpus, query_doc, all_docs, k, model, block_tokens, max_blocks, lexical_weight, index_dir, reindex,
-            as_json, verbose, progress)
+            as_json, verbose, progress, ray)
 
 
 def _pairs(pairs_file: Path, model, block_tokens, max_blocks, as_json: bool, progress: bool) -> None:
@@ -131,12 +136,12 @@ def _pairs(pairs_file: Path, model, block_tokens, max_blocks, as_json: bool, pro
 
 
 def _corpus(corpus, query_doc, all_docs, k, model, block_tokens, max_blocks, lexical_weight, index_dir, reindex,
-            as_json, verbose, progress) -> None:
+            as_json, verbose, progress, ray=None) -> None:
     if query_doc is None and not all_docs:
         raise LongappsError("with --corpus, say which document: --doc PATH, or --all")
     if query_doc is not None and all_docs:
         raise LongappsError("--doc and --all exclude each other")
-    m = _matcher(model, block_tokens, max_blocks, lexical_weight, progress)
+    m = _matcher(model, block_tokens, max_blocks, lexical_weight, progress, ray)
     s = m.index(corpus, index_dir=index_dir, reindex=reindex)
     if verbose or s.rebuilt:
         line = (f"indexed {s.docs} documents ({s.blocks} blocks): {s.parsed} re-blocked, {s.reused} unchanged, "

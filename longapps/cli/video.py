@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from longapps.cli.errors import friendly_errors, show_progress
+from longapps.cli.ray_option import ray_option
 from longapps.resources import LongappsError
 
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -74,8 +75,9 @@ def _rtf(seconds: dict[str, float], duration: float) -> str:
 @click.option("--force", is_flag=True, help="Index again even when the memory is cached.")
 @click.option("--show", is_flag=True, help="Print every clip's text.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per video.")
+@ray_option
 def video_index(videos: tuple[Path, ...], force: bool, show: bool, as_json: bool, no_progress: bool,
-                **opts: Any) -> None:
+                ray: str | None, **opts: Any) -> None:
     """Describe VIDEOS clip by clip (subtitles, speech, on-screen text) and store their memory.
 
     The memory is cached by the video's content: indexing again (or asking questions) does not decode or
@@ -87,14 +89,14 @@ def video_index(videos: tuple[Path, ...], force: bool, show: bool, as_json: bool
       longapps video-index *.mkv --clip-seconds 60 --whisper base.en
       longapps video-index talk.mp4 --caption-model HuggingFaceTB/SmolVLM-256M-Instruct
     """
-    friendly_errors(_index)(videos, force, show, as_json, no_progress, opts)
+    friendly_errors(_index)(videos, force, show, as_json, no_progress, opts, ray)
 
 
-def _index(videos, force, show, as_json, no_progress, opts) -> None:
+def _index(videos, force, show, as_json, no_progress, opts, ray=None) -> None:
     from longapps.pipelines.video_qa import VideoIndexer
 
     cfg = make_config(**opts)
-    indexer = VideoIndexer(cfg, progress=show_progress(no_progress))
+    indexer = VideoIndexer(cfg, progress=show_progress(no_progress), ray=ray)
     failed = 0
     for v in videos:
         try:

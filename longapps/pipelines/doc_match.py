@@ -105,7 +105,9 @@ class Matcher:
     """SMITH document matching: `score(a, b)`, `embed(docs)`, and `related(doc, k)` over an indexed corpus."""
 
     def __init__(self, config: MatchConfig | None = None, *, encoder: Encoder | None = None,
-                 corpus: str | Path | None = None, progress: bool = False) -> None:
+                 corpus: str | Path | None = None, progress: bool = False, ray: Any = None) -> None:
+        """`ray`: encode the corpus's new blocks on a Ray cluster (an address, True, or a
+        `longapps.distributed.RayConfig`); vectors land in the same embedding cache. None = in this process."""
         from longapps.models.smith import SmithConfig
 
         self.config = config or MatchConfig()
@@ -122,7 +124,8 @@ class Matcher:
                 raise LongappsError(f"--max-blocks {self.config.max_blocks} exceeds the model's "
                                     f"{self.smith.max_positions} block positions")
             self.smith.max_blocks = self.config.max_blocks
-        self._encoder = with_cache(encoder) if encoder is not None else None
+        self.ray = ray
+        self._encoder = with_cache(encoder, ray=ray) if encoder is not None else None
         self.show_progress = progress
         self.corpus: DocCorpus | None = None
         self._corpus_folder = corpus  # indexed on the first `related` call
@@ -149,7 +152,7 @@ class Matcher:
         if self._encoder is None:
             enc = SentenceTransformerEncoder(self.block_path, max_tokens=self.smith.block_tokens + 2, batch_size=64)
             enc.name = self.block_encoder_name
-            self._encoder = with_cache(enc)
+            self._encoder = with_cache(enc, ray=self.ray)
         return self._encoder
 
     def document_encoder(self) -> Any:

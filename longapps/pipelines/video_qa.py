@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from longapps.adapters.aggregate import hybrid_scores
-from longapps.adapters.encode import Encoder, UsesEncoder
+from longapps.adapters.encode import Encoder, UsesEncoder, with_cache
 from longapps.adapters.passages import chunk_passages, chunk_scores, fuse_first_best
 from longapps.adapters.video.clips import DEFAULT_CLIP_SECONDS, Clip, make_clips
 from longapps.adapters.video.decode import VideoError, content_hash, probe
@@ -170,9 +170,12 @@ class VideoIndexer(UsesEncoder):
     """Build (or load from the cache) the memory of a video."""
 
     def __init__(self, config: VideoQAConfig | None = None, *, encoder: Encoder | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, ray: Any = None) -> None:
+        """`ray`: encode the clip texts on a Ray cluster (an address, True, or a
+        `longapps.distributed.RayConfig`; None = in this process); vectors land in the same embedding cache."""
         self.config = config or VideoQAConfig()
-        self._encoder = encoder
+        self.ray = ray
+        self._encoder = with_cache(encoder, ray=ray) if encoder is not None and ray is not None else encoder
         self.progress = progress
 
     def index(self, video: str | Path, *, force: bool = False) -> IndexResult:
