@@ -20,6 +20,7 @@ from chat_models import char_tokenizer, fresh_logprobs, tiny_lm  # noqa: E402
 
 from longapps.adapters.turns import parse_turn, read_turns  # noqa: E402
 from longapps.cli import main  # noqa: E402
+from longapps.models.causal_lm import cache_kwarg  # noqa: E402
 from longapps.models.bounded_cache import (BoundedCache, ContextFullError, MemoryConfig, Rope,  # noqa: E402
                                            bounded_cache_for)
 from longapps.pipelines.dialogue import ChatFormat, StreamingChat  # noqa: E402
@@ -70,7 +71,7 @@ def test_first_layer_keys_match_recompute_multi_layer(family):
     assert chat.cache.evictions >= 2
     ref = DynamicCache(config=lm.model.config)
     with torch.no_grad():
-        lm.model(input_ids=chat.cache.ids[None], cache=ref, use_cache=True)
+        lm.model(input_ids=chat.cache.ids[None], **{cache_kwarg(lm.model): ref}, use_cache=True)
     layer = chat.cache.layers[0]
     assert torch.allclose(layer.keys, ref.layers[0].keys, atol=1e-5)
     assert torch.allclose(layer.values, ref.layers[0].values, atol=1e-6)

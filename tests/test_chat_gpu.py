@@ -62,6 +62,7 @@ def test_backend_decode_matches_sdpa_after_evictions(lm, monkeypatch):
 def test_eviction_first_layer_matches_recompute_on_gpu(lm):
     from transformers import DynamicCache
 
+    from longapps.models.causal_lm import cache_kwarg
     from longapps.pipelines.dialogue import StreamingChat
 
     chat = StreamingChat(lm, cache_size=128, recent=16, max_new_tokens=16)
@@ -70,7 +71,7 @@ def test_eviction_first_layer_matches_recompute_on_gpu(lm):
     assert chat.cache.evictions >= 2
     ref = DynamicCache(config=lm.model.config)
     with torch.inference_mode():
-        lm.model(input_ids=chat.cache.ids[None].cuda(), cache=ref, use_cache=True)
+        lm.model(input_ids=chat.cache.ids[None].cuda(), **{cache_kwarg(lm.model): ref}, use_cache=True)
     got, exp = chat.cache.layers[0].keys.float(), ref.layers[0].keys.float()
     assert ((got - exp).norm() / exp.norm()) < 2e-2  # bf16: one rounding of the re-rotated key
 

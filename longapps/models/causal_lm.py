@@ -84,6 +84,19 @@ class CausalLM:
         return self.tokenizer.decode(new, skip_special_tokens=True), len(new)
 
 
+def cache_kwarg(model: Any) -> str:
+    """The keyword a model's forward takes its KV cache by: ``cache`` (transformers >= 5.2x renamed it) or
+    ``past_key_values`` (older releases, which silently ignore an unknown ``cache=`` and run without one)."""
+    import inspect
+
+    fwd = getattr(model, "forward", model)
+    try:
+        params = inspect.signature(fwd).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _context_length(model: Any, tokenizer: Any) -> int:
     cfg = model.config
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
@@ -187,7 +200,8 @@ def _forget_quantizer(model: Any) -> None:
 
 def load_causal_lm(model: str | os.PathLike | None = None, *, dtype: str = "float32",
                    device: str | None = None) -> CausalLM:
-    """Load a causal LM by HF id, local folder, or `.gguf` file; None = packaged SmolLM2-135M-Instruct.
+    """Load a causal LM by HF id, local folder, or `.gguf` file; None = $LONGAPPS_LLM if set, else the packaged
+    SmolLM2-135M-Instruct.
 
     Raises ModelNotFoundError (one line) when nothing can be loaded offline.
     """
@@ -198,6 +212,8 @@ def load_causal_lm(model: str | os.PathLike | None = None, *, dtype: str = "floa
     set_cpu_threads()
     torch_dtype = getattr(torch, dtype)
     spec = None if model is None else str(model)
+    if spec in DEFAULT_ALIASES and os.environ.get("LONGAPPS_LLM"):
+        spec = os.environ["LONGAPPS_LLM"]  # the user's own default LLM (HF id, folder or .gguf)
     if spec in DEFAULT_ALIASES:
         gguf = default_llm_gguf()
         spec = str(gguf) if gguf is not None else DEFAULT_LLM_ID

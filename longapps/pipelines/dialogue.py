@@ -171,7 +171,7 @@ class StreamingChat:
 
     def __init__(self, llm: Any = None, memory: str | None = None, config: ChatConfig | None = None,
                  **options: Any) -> None:
-        from longapps.models.causal_lm import CausalLM, load_causal_lm
+        from longapps.models.causal_lm import CausalLM, cache_kwarg, load_causal_lm
 
         cfg = config or ChatConfig()
         if memory is not None:
@@ -191,6 +191,7 @@ class StreamingChat:
                                      device=device)
         self.config = cfg
         self.model, self.tok = self.lm.model, self.lm.tokenizer
+        self._cache_kw = cache_kwarg(self.model)
         self.format = ChatFormat(self.tok, cfg.system)
         self.notes: list[str] = []
         if self.format.plain:
@@ -223,7 +224,7 @@ class StreamingChat:
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         try:
             with torch.inference_mode():
-                out = self.model(input_ids=x, cache=cache, use_cache=True,
+                out = self.model(input_ids=x, **{self._cache_kw: cache}, use_cache=True,
                                  logits_to_keep=0 if (score or want_all) else 1)
             logp = torch.log_softmax(out.logits[0].float(), dim=-1)
         except BaseException:

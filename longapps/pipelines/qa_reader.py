@@ -170,12 +170,13 @@ class Reader:
         """Sum of log p(cont | prompt) under the model (the prompt's KV cache is kept for the next call)."""
         import torch
 
+        from longapps.models.causal_lm import cache_kwarg
+
         n = self._reuse(prompt)
         feed = list(prompt[n:]) + list(cont)
         ids = torch.tensor([feed], dtype=torch.long, device=self.lm.model.device)
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # `past_key_values` is renamed in newer transformers
-            out = self.lm.model(input_ids=ids, past_key_values=self._cache, use_cache=True)
+        with torch.inference_mode():
+            out = self.lm.model(input_ids=ids, **{cache_kwarg(self.lm.model): self._cache}, use_cache=True)
         self._cache = out.past_key_values
         logp = torch.log_softmax(out.logits[0].float(), dim=-1)
         first = len(prompt) - n - 1
