@@ -17,7 +17,6 @@ COMMANDS: dict[str, str] = {
     "rank": "longapps.cli.rank:rank_command",
     "rank-train": "longapps.cli.rank:rank_train_command",
     "bench": "longapps.cli.bench:bench",
-    "chat": "longapps.cli.chat:chat_command",
     "retrieve": "longapps.cli.retrieve:retrieve_command",
     "retrieve-train": "longapps.cli.retrieve:retrieve_train_command",
     "ner": "longapps.cli.ner:ner",
