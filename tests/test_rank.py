@@ -175,7 +175,7 @@ def test_huge_passage_is_capped(tmp_path, monkeypatch, hashing_encoder):
     # end to end: the CLI ranks a folder holding it, with a warning and no traceback
     import longapps.pipelines.ranking as ranking
 
-    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None: hashing_encoder)
+    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None, **kw: hashing_encoder)
     (tmp_path / "small.txt").write_text("a short passage about parsing options")
     r = run(["rank", "--query", "parsing options", str(tmp_path), "--stats"])
     assert r.exit_code == 0, r.output
@@ -243,7 +243,7 @@ def test_ranker_bad_input(hashing_encoder):
 def hashing_cli(monkeypatch, hashing_encoder):
     import longapps.pipelines.ranking as ranking
 
-    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None: hashing_encoder)
+    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None, **kw: hashing_encoder)
     return hashing_encoder
 
 
@@ -306,7 +306,7 @@ def test_cli_bad_input(hashing_cli, pdir, tmp_path, args, message):
 def _example_run(minilm, monkeypatch, extra):
     import longapps.pipelines.ranking as ranking
 
-    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None: minilm)
+    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None, **kw: minilm)
     r = run(["rank", str(EXAMPLE / "query.txt"), str(EXAMPLE / "passages"), "-k", "3", *extra])
     assert r.exit_code == 0, r.output
     top = [line.split()[1] for line in r.stdout.strip().splitlines()]

@@ -210,7 +210,7 @@ def run(args):
 def test_cli_rank_with_llm_folder(lm_dir, tmp_path, monkeypatch):
     import longapps.pipelines.ranking as ranking
 
-    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None: _Hash())
+    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None, **kw: _Hash())
     f = tmp_path / "p.jsonl"
     f.write_text("\n".join(json.dumps({"id": p.id, "text": p.text}) for p in passages(12)))
     for method in ("llm-full", "llm-window"):
@@ -224,7 +224,7 @@ def test_cli_rank_with_llm_folder(lm_dir, tmp_path, monkeypatch):
 def test_cli_rank_train_end_to_end(lm_dir, tmp_path, monkeypatch):
     import longapps.pipelines.ranking as ranking
 
-    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None: _Hash())
+    monkeypatch.setattr("longapps.adapters.encode.load_encoder", lambda model=None, **kw: _Hash())
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps({"query": ex.query, "passages": [{"id": p.id, "text": p.text}
                                                                            for p in ex.passages],
