@@ -209,26 +209,6 @@ def test_ray_missing_is_one_clear_line(monkeypatch, tmp_path):
         cs.index()
 
 
-@needs_ray
-def test_cli_search_code_ray(ray_cluster, tmp_path, monkeypatch):
-    """`search-code ... --ray`: the index is built through Ray (the cluster this module started) and searched."""
-    from click.testing import CliRunner
-
-    from longapps.cli import main
-
-    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "cache"))
-    args = ["search-code", str(DEMO), "parse a duration string like 1h30m", "-k", "3", "--json",
-            "--index-dir", str(tmp_path / "idx"), "--no-progress", "-v"]
-    res = CliRunner().invoke(main, args + ["--ray"])
-    assert res.exit_code == 0, res.output
-    hits = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    assert hits[0]["name"] == "parse_duration"
-    assert "0 from cache" in res.stderr and " 0 encoded" not in res.stderr
-    again = CliRunner().invoke(main, args + ["--ray=10.255.255.1:1"])  # all cached: the cluster is not needed
-    assert again.exit_code == 0 and [json.loads(x)["name"] for x in again.stdout.splitlines()] == \
-        [h["name"] for h in hits]
-
-
 def test_cli_ray_option_rejects_a_swallowed_path():
     from click.testing import CliRunner
 
