@@ -310,12 +310,35 @@ def test_video_index_through_ray_same_memory(ray_cluster, tmp_path, monkeypatch)
     assert np.abs(b.memory.vectors).sum() > 0
 
 
+@needs_ray
+def test_retrieve_through_ray_same_index(ray_cluster, tmp_path, monkeypatch):
+    """`Retriever(ray=...)` (what `retrieve --ray` uses): the chunks encoded on Ray, same hits as in-process."""
+    from longapps.pipelines.retriever import Retriever
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for topic, text in TOPICS.items():
+        for i in range(2):
+            (corpus / f"{topic}{i}.txt").write_text(f"{text} Note {i}: {text.split('.')[i % 2]}.")
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_local"))
+    local = Retriever(corpus, encoder=HashingEncoder(dim=64), hybrid=True, index_dir=tmp_path / "local")
+    s1 = local.index()
+    monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_ray"))
+    dist = Retriever(corpus, encoder=HashingEncoder(dim=64), hybrid=True, index_dir=tmp_path / "ray",
+                     ray=RayConfig(workers=1, batch_size=4))
+    s2 = dist.index()
+    assert s1.encoded == s2.encoded > 0 and s2.cached == 0
+    query = next(iter(TOPICS.values())).split(".")[0]
+    want = [(h.id, round(h.score, 5)) for h in local.search(query, k=4)]
+    assert [(h.id, round(h.score, 5)) for h in dist.search(query, k=4)] == want
+
+
 def test_match_and_video_index_take_ray():
     from click.testing import CliRunner
 
     from longapps.cli import main
 
-    for cmd in ("match", "video-index"):
+    for cmd in ("match", "video-index", "retrieve"):
         assert "--ray [ADDRESS]" in CliRunner().invoke(main, [cmd, "--help"]).output
     res = CliRunner().invoke(main, ["match", "a.txt", "b.txt", "--ray"])
     assert res.exit_code == 2 and "use it with --corpus" in res.output

@@ -7,6 +7,8 @@ content-hash embedding cache and the index store work unchanged.
 """
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import os
@@ -117,7 +119,15 @@ class MambaEmbedder:
         self.dim = int(self.model.config.hidden_size)
         self.tokens_per_batch = tokens_per_batch or (65536 if self.device != "cpu" else 8192)
         self.name = f"mamba-{folder.name}-{_folder_key(folder)}-{self.pooling}-{self.max_tokens}"
+        self._recipe = (str(folder), self.pooling, self.max_tokens, tokens_per_batch)
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+
+    def ray_factory(self) -> Callable[[], "MambaEmbedder"]:
+        """How a Ray actor builds its own copy (from the folder, on the actor's device) instead of being sent
+        the weights: see ``longapps.distributed.ray_encode.encoder_factory``."""
+        folder, pooling, max_tokens, tokens_per_batch = self._recipe
+        return functools.partial(MambaEmbedder, folder, pooling=pooling, max_tokens=max_tokens,
+                                 tokens_per_batch=tokens_per_batch)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import click
 
 from longapps.cli.errors import friendly_errors, show_progress as _show_progress
+from longapps.cli.ray_option import ray_option
 from longapps.resources import LongappsError
 
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -46,10 +47,12 @@ def _print_hits(hits: list[Any]) -> None:
 @click.option("--reindex", is_flag=True, help="Rebuild the index (cached embeddings are still reused).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@ray_option
 @friendly_errors
 def retrieve_command(corpus: Path, query: Optional[str], k: int, model: Optional[Path], queries: Optional[Path],
                      as_json: bool, pooling: Optional[str], max_tokens: Optional[int], lexical_weight: Optional[float],
-                     index_dir: Optional[Path], reindex: bool, device: Optional[str], no_progress: bool) -> None:
+                     index_dir: Optional[Path], reindex: bool, device: Optional[str], no_progress: bool,
+                     ray: Optional[str]) -> None:
     """Find the documents in CORPUS that answer QUERY.
 
     CORPUS is a folder of text files (one document each, read whole) or a JSONL file of
@@ -72,7 +75,7 @@ def retrieve_command(corpus: Path, query: Optional[str], k: int, model: Optional
     cfg = RetrieverConfig(model=str(model) if model else None, pooling=pooling, max_tokens=max_tokens,
                           lexical_weight=lexical_weight, device=device)
     show = _show_progress(no_progress)
-    r = Retriever(corpus, config=cfg, index_dir=index_dir, progress=show)
+    r = Retriever(corpus, config=cfg, index_dir=index_dir, progress=show, ray=ray)
     summary = r.index(reindex=reindex)
     for w in summary.warnings[:5]:
         click.echo(f"note: {w}", err=True)

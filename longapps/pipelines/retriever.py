@@ -92,8 +92,10 @@ class Retriever:
 
     def __init__(self, corpus: str | Path | Sequence[Any], *, model: Optional[str] = None,
                  config: Optional[RetrieverConfig] = None, encoder: Optional[Encoder] = None,
-                 index_dir: str | Path | None = None, progress: bool = False, hybrid: bool = False) -> None:
+                 index_dir: str | Path | None = None, progress: bool = False, hybrid: bool = False,
+                 ray: Any = None) -> None:
         self.config = config or RetrieverConfig()
+        self.ray = ray  # an address / True / RayConfig: cache misses are encoded on a Ray cluster
         if model is not None:
             self.config.model = model
         self.show_progress = progress
@@ -108,7 +110,7 @@ class Retriever:
             self._docs = as_passages(corpus)
             if not any(d.text.strip() for d in self._docs):
                 raise LongappsError("empty corpus: no document has any text")
-        self._encoder = with_cache(encoder) if encoder is not None else None
+        self._encoder = with_cache(encoder, ray=ray) if encoder is not None else None
         # an injected encoder stands for the whole-document encoder unless hybrid=True
         self.mode = "mamba" if (self.config.model or (encoder is not None and not hybrid)) else "hybrid"
         self._index_dir = Path(index_dir) if index_dir else None
@@ -123,9 +125,10 @@ class Retriever:
                 from longapps.adapters.mamba_encode import MambaEmbedder
 
                 self._encoder = with_cache(MambaEmbedder(self.config.model, pooling=self.config.pooling,
-                                                         max_tokens=self.config.max_tokens, device=self.config.device))
+                                                         max_tokens=self.config.max_tokens, device=self.config.device),
+                                           ray=self.ray)
             else:
-                self._encoder = load_encoder(self.config.teacher, device=self.config.device)
+                self._encoder = load_encoder(self.config.teacher, device=self.config.device, ray=self.ray)
         return self._encoder
 
     @property
