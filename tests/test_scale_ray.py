@@ -269,16 +269,22 @@ TOPICS = {"cats": "Cats sleep most of the day. A cat purrs when it is content an
           "bread": "Bread needs flour, water, salt and yeast. The dough rises before it is baked."}
 
 
+def _topic_corpus(tmp_path, per_topic: int):
+    """A folder of small documents, ``per_topic`` per topic of TOPICS."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for topic, text in TOPICS.items():
+        for i in range(per_topic):
+            (corpus / f"{topic}{i}.txt").write_text(f"{text} Note {i}: {text.split('.')[i % 2]}.")
+    return corpus
+
+
 @needs_ray
 def test_match_corpus_through_ray_same_index(ray_cluster, tmp_path, monkeypatch):
     """`Matcher(ray=...)` (what `match --corpus --ray` uses): same encoded blocks, same related documents."""
     from longapps.pipelines.doc_match import Matcher
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for topic, text in TOPICS.items():
-        for i in range(3):
-            (corpus / f"{topic}{i}.txt").write_text(f"{text} Note {i}: {text.split('.')[i % 2]}.")
+    corpus = _topic_corpus(tmp_path, per_topic=3)
     monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_local"))
     local = Matcher(encoder=HashingEncoder(dim=64))
     s1 = local.index(corpus, index_dir=tmp_path / "local")
@@ -315,11 +321,7 @@ def test_retrieve_through_ray_same_index(ray_cluster, tmp_path, monkeypatch):
     """`Retriever(ray=...)` (what `retrieve --ray` uses): the chunks encoded on Ray, same hits as in-process."""
     from longapps.pipelines.retriever import Retriever
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for topic, text in TOPICS.items():
-        for i in range(2):
-            (corpus / f"{topic}{i}.txt").write_text(f"{text} Note {i}: {text.split('.')[i % 2]}.")
+    corpus = _topic_corpus(tmp_path, per_topic=2)
     monkeypatch.setenv("LONGAPPS_CACHE", str(tmp_path / "c_local"))
     local = Retriever(corpus, encoder=HashingEncoder(dim=64), hybrid=True, index_dir=tmp_path / "local")
     s1 = local.index()
