@@ -243,20 +243,19 @@ class StreamingChat:
         self._last_logp = logp[-1]
         return logp
 
-    def _feed(self, ids: list[int], reserve: int = 0, want_all: bool = False) -> list[torch.Tensor]:
+    def _feed(self, ids: list[int], reserve: int = 0) -> None:
         """Feed ``ids`` in chunks that fit, evicting by policy first; ``reserve`` more slots are made free
-        up front when it costs no extra eviction pass (room for the reply)."""
+        up front when it costs no extra eviction pass (room for the reply). Nothing per chunk is kept (a
+        100k-token turn would otherwise hold 400 chunks' log-probs: ~20 GB for a 49k vocabulary)."""
         cache = self.cache
         chunk = max(1, min(self.config.chunk_size, cache.max_room()))
         need = min(len(ids) + reserve, cache.max_room())
         if cache.length + need > cache.capacity:
             cache.make_room(need)
-        outs = []
         for i in range(0, len(ids), chunk):
             part = ids[i:i + chunk]
             cache.make_room(len(part))
-            outs.append(self._forward(part, want_all))
-        return outs
+            self._forward(part, want_all=False)
 
     def _turn_ids(self, user: str) -> list[int]:
         text = self.format.turn_text(user, first=self.cache.seen == 0)
