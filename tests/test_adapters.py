@@ -96,3 +96,38 @@ def test_real_encoder_is_normalised_and_cached(minilm):
     assert v.shape == (2, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
     assert minilm.count_tokens(["hello world"]) == [2]
     assert minilm.max_tokens == 256
+
+
+def test_transformers_backend_gives_the_sentence_transformers_vectors(minilm):
+    """The packaged MiniLM runs on plain transformers (no sentence-transformers import): same vectors, same
+    cache key and token counts as sentence-transformers, including truncation, whitespace and empty text."""
+    from longapps.adapters.encode import SentenceTransformerEncoder, TransformersEncoder
+
+    fast = minilm.inner
+    assert isinstance(fast, TransformersEncoder)
+    ref = SentenceTransformerEncoder()
+    texts = ["  padded text  ", "", "word " * 400, "tabs\tand\nnewlines", "Ünïcödé café 東京", "x"]
+    assert np.abs(fast.encode(texts) - ref.encode(texts)).max() < 1e-5
+    assert np.abs(fast.encode(texts[:2]) - ref.encode(texts[:2])).max() < 1e-5  # the one-thread query path
+    assert fast.name == ref.name and fast.max_tokens == ref.max_tokens and fast.dim == ref.dim
+    assert fast.count_tokens(texts) == ref.count_tokens(texts)
+
+
+def test_simple_layout_only_takes_plain_pooling_folders(tmp_path):
+    import json
+    import shutil
+
+    from longapps.adapters.hf_encoder import simple_layout
+    from longapps.resources import default_encoder_path
+
+    src = default_encoder_path()
+    assert simple_layout(src).pooling == "mean"
+    folder = tmp_path / "m"
+    shutil.copytree(src, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    assert simple_layout(folder) is None   # a Dense head: left to sentence-transformers
+    (folder / "modules.json").write_text("{not json")
+    assert simple_layout(folder) is None
+    assert simple_layout(tmp_path / "missing") is None

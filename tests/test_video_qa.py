@@ -357,10 +357,10 @@ def test_video_without_text_answers_that_it_has_none(media, tmp_path, hashing_en
 
 
 # -- CLI -------------------------------------------------------------------------------------------
-def _run(*args: str):
+def _run(*args: str, stdin: str | None = None):
     from longapps.cli import main
 
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
 
 
 def test_cli_index_json_then_cached(media, tmp_path):
@@ -397,6 +397,26 @@ def test_cli_question_before_indexing_indexes_first(media, tmp_path):
     assert "was not indexed yet" in r.stderr
     hit = json.loads(r.stdout.strip().splitlines()[-1])
     assert hit["clips"][0]["label"] == "0:00-0:30" and "ships" in hit["clips"][0]["text"]
+
+
+def test_cli_questions_from_stdin_and_the_interactive_prompt(media, tmp_path):
+    video = tmp_path / "s.mp4"
+    shutil.copy(media / "subbed.mp4", video)
+    shutil.copy(media / "subbed.srt", tmp_path / "s.srt")
+    lines = json.dumps({"question": "How many ships were counted?", "id": 7}) + "\n"
+    r = _run("video-qa", str(video), "--questions", "-", "--describers", "subtitles", "--retrieve-only", stdin=lines)
+    assert r.exit_code == 0, r.output
+    hit = json.loads(r.stdout.strip().splitlines()[-1])
+    assert hit["id"] == 7 and hit["clips"][0]["label"] == "0:00-0:30"
+    r = _run("video-qa", str(video), "--questions", "-", "--describers", "subtitles", "--retrieve-only",
+             stdin=lines + "not json\n")
+    assert r.exit_code == 2 and "stdin:2: expected a JSON object" in r.stderr
+    r = _run("video-qa", str(video), "-i", "--describers", "subtitles", "--retrieve-only",
+             stdin="How many ships were counted?\n   \n")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("question> ") == 2 and "0:00-0:30" in r.stdout   # an empty line ends the session
+    r = _run("video-qa", str(video), "why?", "-i")
+    assert r.exit_code == 2 and "give one of" in r.stderr
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from longapps.cli.errors import friendly_errors
-from longapps.models.bounded_cache import DEFAULT_CACHE_SIZE, DEFAULT_DECAY, DEFAULT_RECENT, DEFAULT_SINKS, POLICIES
+from longapps.models.memory_defaults import DEFAULT_CACHE_SIZE, DEFAULT_DECAY, DEFAULT_RECENT, DEFAULT_SINKS, POLICIES
 from longapps.resources import LongappsError
 
 HELP = "commands: /stats (cache fill, kept key tokens, speed), /reset (new conversation), /quit; Ctrl-C stops a reply"

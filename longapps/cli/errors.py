@@ -16,7 +16,9 @@ def quiet_libraries() -> None:
     """Silence the progress bars and warnings of transformers / the hub client."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read by transformers at import too
+    if "transformers" not in sys.modules:
+        return  # the variables above are enough; importing transformers here would cost ~1 s per command
     try:
         from transformers.utils import logging as hf_logging
 

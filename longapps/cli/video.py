@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import click
 
@@ -134,9 +135,14 @@ def _index(videos, force, show, as_json, no_progress, opts, ray=None) -> None:
 @click.option("--choices", "choices", multiple=True,
               help="Answer choices, written after the question: --choices A B C D (the LLM picks one by "
                    "log-likelihood).")
-@click.option("--questions", "questions_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--questions", "questions_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              default=None,
               help='JSONL, one {"question": ..., "choices": [...]} per line (choices optional): many '
-                   "questions, one model load; prints JSON lines.")
+                   "questions, one model load; prints JSON lines. '-' reads stdin and answers each line as "
+                   "it arrives (a process that stays up for a script).")
+@click.option("-i", "--interactive", is_flag=True,
+              help="Ask questions one per line at a prompt, models loaded once ('question | choice A | "
+                   "choice B' for multiple choice; empty line or Ctrl-D quits).")
 @click.option("-k", "--top", "k", default=3, show_default=True, type=click.IntRange(1), help="Clips retrieved.")
 @click.option("--llm", default=None, help="Causal LM: HF id, folder or .gguf (default: packaged SmolLM2-135M).")
 @click.option("--lexical-weight", type=click.FloatRange(0, 1), default=None, help="BM25 share in the clip score.")
@@ -147,8 +153,8 @@ def _index(videos, force, show, as_json, no_progress, opts, ray=None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per question).")
 @click.option("--show-clips", is_flag=True, help="Print the retrieved clips' texts too.")
 @memory_options
-def video_qa(video: Path, question: tuple[str, ...], choices: tuple[str, ...], questions_file: Path | None, k: int,
-             llm: str | None, lexical_weight: float | None, max_new_tokens: int, context_tokens: int,
+def video_qa(video: Path, question: tuple[str, ...], choices: tuple[str, ...], questions_file: Path | None,
+             interactive: bool, k: int, llm: str | None, lexical_weight: float | None, max_new_tokens: int, context_tokens: int,
              retrieve_only: bool, as_json: bool, show_clips: bool, no_progress: bool, **opts: Any) -> None:
     """Answer QUESTION about VIDEO from its most relevant clips (indexing it first when needed).
 
@@ -160,8 +166,9 @@ def video_qa(video: Path, question: tuple[str, ...], choices: tuple[str, ...], q
       longapps video-qa talk.mp4 "What did the speaker say about BRCA1?"
       longapps video-qa talk.mp4 "Which gene was discussed first?" --choices BRCA1 TP53 APC MLH1
       longapps video-qa talk.mp4 --questions qs.jsonl -k 5
+      longapps video-qa talk.mp4 -i          # a prompt: each question answered in seconds
     """
-    friendly_errors(_qa)(video, question, choices, questions_file, k, llm, lexical_weight, max_new_tokens,
+    friendly_errors(_qa)(video, question, choices, questions_file, interactive, k, llm, lexical_weight, max_new_tokens,
                          context_tokens, retrieve_only, as_json, show_clips, no_progress, opts)
 
 
@@ -179,8 +186,15 @@ def read_questions(path: Path) -> list[tuple[str, list[str] | None, dict]]:
     """(question, choices, the whole record) per line of a JSONL file."""
     if not path.is_file():
         raise LongappsError(f"questions file not found: {path}")
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    out = list(parse_question_lines(path.read_text(encoding="utf-8", errors="replace").splitlines(), str(path)))
+    if not out:
+        raise LongappsError(f"{path}: no questions")
+    return out
+
+
+def parse_question_lines(lines: Iterable[str], source: str) -> Iterator[tuple[str, list[str] | None, dict]]:
+    """(question, choices, the whole record) per JSONL line, lazily (stdin is answered line by line)."""
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -189,14 +203,25 @@ def read_questions(path: Path) -> list[tuple[str, list[str] | None, dict]]:
         except (ValueError, KeyError):
             q = None
         if not isinstance(q, str) or not q.strip():
-            raise LongappsError(f"{path}:{n}: expected a JSON object with a \"question\" string")
+            raise LongappsError(f"{source}:{n}: expected a JSON object with a \"question\" string")
         ch = rec.get("choices")
         if ch is not None and (not isinstance(ch, list) or not all(isinstance(c, str) for c in ch) or not ch):
-            raise LongappsError(f"{path}:{n}: \"choices\" must be a non-empty list of strings")
-        out.append((q, ch, rec))
-    if not out:
-        raise LongappsError(f"{path}: no questions")
-    return out
+            raise LongappsError(f"{source}:{n}: \"choices\" must be a non-empty list of strings")
+        yield q, ch, rec
+
+
+def prompt_questions() -> Iterator[tuple[str, list[str] | None, dict]]:
+    """Questions typed at a prompt: 'question' or 'question | choice | choice ...'; empty line / Ctrl-D ends."""
+    while True:
+        try:
+            line = input("question> ")
+        except EOFError:
+            return
+        if not line.strip():
+            return
+        parts = [p.strip() for p in line.split("|")]
+        choices = [c for c in parts[1:] if c]
+        yield parts[0], (choices or None), {}
 
 
 def _print_answer(ans: Any, show_clips: bool) -> None:
@@ -212,14 +237,19 @@ def _print_answer(ans: Any, show_clips: bool) -> None:
             click.echo(c.text)
 
 
-def _qa(video, question, choices, questions_file, k, llm, lexical_weight, max_new_tokens, context_tokens,
+def _qa(video, question, choices, questions_file, interactive, k, llm, lexical_weight, max_new_tokens, context_tokens,
         retrieve_only, as_json, show_clips, no_progress, opts) -> None:
     from longapps.pipelines.video_qa import VideoQA
 
     q, ch = parse_question(question, choices)
-    if questions_file is not None:
-        if q:
-            raise LongappsError("give either a QUESTION or --questions FILE, not both")
+    batch: Iterable[tuple[str, list[str] | None, dict]]
+    if sum(bool(x) for x in (q, questions_file is not None, interactive)) > 1:
+        raise LongappsError("give one of a QUESTION, --questions FILE or --interactive")
+    if interactive:
+        batch = prompt_questions()
+    elif questions_file is not None and str(questions_file) == "-":
+        batch = parse_question_lines(sys.stdin, "stdin")
+    elif questions_file is not None:
         batch = read_questions(questions_file)
     elif not q.strip():
         raise LongappsError("no question given (usage: longapps video-qa VIDEO \"question\")")
@@ -236,6 +266,8 @@ def _qa(video, question, choices, questions_file, k, llm, lexical_weight, max_ne
     for note in res.notes:
         if not res.cached:
             click.echo(f"note: {note}", err=True)
+    if interactive:
+        qa.warm(llm=not retrieve_only)
     for qi, chi, rec in batch:
         if retrieve_only:
             used = qa.retrieve(qi)
@@ -245,8 +277,17 @@ def _qa(video, question, choices, questions_file, k, llm, lexical_weight, max_ne
                 for u in used:
                     click.echo(f"{u.label}  {u.score:.3f}  {u.text[:120]!r}")
             continue
-        ans = qa.ask(qi, chi)
+        try:
+            ans = qa.ask(qi, chi)
+        except LongappsError as err:
+            if not interactive:
+                raise
+            click.echo(f"error: {err}", err=True)
+            continue
         if as_json or questions_file is not None:
-            click.echo(json.dumps({**rec, **ans.to_dict()}))
+            click.echo(json.dumps({**rec, **ans.to_dict()}), nl=True)
+            sys.stdout.flush()
         else:
             _print_answer(ans, show_clips)
+            if interactive:
+                click.echo(click.style(f"({ans.seconds.get('total', 0.0):.1f} s)", dim=True))

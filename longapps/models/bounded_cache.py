@@ -28,14 +28,8 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from longapps.resources import LongappsError
 
-POLICIES = ("sirllm", "streaming", "full")
-DEFAULT_CACHE_SIZE = 1024
-DEFAULT_SINKS = 4
-# --recent default: None = a quarter of the cache (tuned on the dev tasks: benchmarks/chat.py, NOTES.md)
-DEFAULT_RECENT: int | None = None
-RECENT_FRACTION = 4
-DEFAULT_DECAY = 0.9
-EVICT_FRACTION = 16
+from longapps.models.memory_defaults import (DEFAULT_CACHE_SIZE, DEFAULT_DECAY, DEFAULT_RECENT,  # noqa: F401
+                                            DEFAULT_SINKS, EVICT_FRACTION, POLICIES, RECENT_FRACTION)
 
 
 class ContextFullError(LongappsError):

@@ -27,7 +27,7 @@ import numpy as np
 from longapps.adapters.aggregate import hybrid_scores
 from longapps.adapters.chunk import CHARS_PER_TOKEN, sentence_blocks
 from longapps.adapters.documents import DOC_EXTENSIONS, read_document
-from longapps.adapters.encode import Encoder, SentenceTransformerEncoder, _model_key, with_cache
+from longapps.adapters.encode import Encoder, _model_key, make_encoder, with_cache
 from longapps.index.dense import DenseIndex
 from longapps.index.files import SourceFile, read_source, walk_repo
 from longapps.index.incremental import encode_counted, fresh_manifest, reset_if_changed, sync_files
@@ -150,7 +150,7 @@ class Matcher:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            enc = SentenceTransformerEncoder(self.block_path, max_tokens=self.smith.block_tokens + 2, batch_size=64)
+            enc = make_encoder(self.block_path, max_tokens=self.smith.block_tokens + 2, batch_size=64)
             enc.name = self.block_encoder_name
             self._encoder = with_cache(enc, ray=self.ray)
         return self._encoder

@@ -113,7 +113,7 @@ class SmithTrainer:
         self.block_module = None
         if config.train_block_encoder:
             inner = getattr(matcher.encoder, "inner", matcher.encoder)
-            self.block_module = inner._model  # the SentenceTransformer (an nn.Module)
+            self.block_module = inner.sentence_transformer()  # an nn.Module
             self.module.blocks = self.block_module
 
     # -- data ----------------------------------------------------------------------------------------

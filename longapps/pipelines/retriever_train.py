@@ -197,7 +197,7 @@ def prepare_training_set(corpus: str | Path, folder: str | Path, *, pairs: Optio
 
 def _teacher_word_embeddings(encoder: Any) -> Optional[np.ndarray]:
     try:
-        auto = encoder._model[0].auto_model
+        auto = encoder.transformer
         return auto.get_input_embeddings().weight.detach().float().cpu().numpy()
     except Exception:  # noqa: BLE001 - not a transformer sentence-transformers model
         return None

@@ -301,6 +301,14 @@ class VideoQA(UsesEncoder):
                                   cut="relevant")
         return self._reader
 
+    def warm(self, llm: bool = True) -> None:
+        """Load the memory, the encoder and (with `llm`) the reader now, so the first question is as fast
+        as the rest (an interactive session)."""
+        _ = self.memory
+        _ = self.encoder
+        if llm:
+            _ = self.reader.lm
+
     def clip_scores(self, question: str) -> np.ndarray:
         """The fused retrieval score of every clip (-inf for clips without text)."""
         mem = self.memory
