@@ -84,16 +84,26 @@ def load_lm(llm: str | None, layers: int = 0, random_config: str | None = None):
     from longapps.models.causal_lm import CausalLM, load_causal_lm
 
     cuda = torch.cuda.is_available()
-    lm = load_causal_lm(llm, dtype="bfloat16" if cuda else "float32", device="cuda" if cuda else None)
+    if random_config and llm and Path(llm).is_dir():
+        # a folder with SmolLM2's tokenizer files only (the device cannot carry the 98 MB GGUF)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(llm)
+        eos = tokenizer.eos_token_id
+    else:
+        lm = load_causal_lm(llm, dtype="bfloat16" if cuda else "float32", device="cuda" if cuda else None)
+        tokenizer, eos = lm.tokenizer, lm.model.generation_config.eos_token_id
     if random_config:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        cfg = LlamaConfig(vocab_size=len(lm.tokenizer), max_position_embeddings=8192, rope_theta=100000.0,
+        cfg = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=8192, rope_theta=100000.0,
                           tie_word_embeddings=True, **RANDOM_CONFIGS[random_config])
         with torch.device("cuda" if cuda else "cpu"):
             model = LlamaForCausalLM(cfg).to(torch.bfloat16 if cuda else torch.float32).eval()
-        model.generation_config.eos_token_id = lm.model.generation_config.eos_token_id
-        return CausalLM(model, lm.tokenizer, f"random {random_config}", 8192)
+        model.generation_config.eos_token_id = eos
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return CausalLM(model, tokenizer, f"random {random_config}", 8192)
     if layers:
         lm.model.model.layers = lm.model.model.layers[:layers]
         lm.model.config.num_hidden_layers = layers
@@ -203,7 +213,10 @@ def task_rps(chat, rounds: int, rng: random.Random, favourite: str = "Rock", bia
 def _rps_summary(wins: list[bool], picks: list[str], favourite: str, block: int) -> dict:
     counter = BEATS[favourite]
     blocks = [round(sum(wins[i:i + block]) / len(wins[i:i + block]), 3) for i in range(0, len(wins), block)]
-    return {"win_rate": round(sum(wins) / max(1, len(wins)), 3), "win_rate_by_block": blocks,
+    counters = [round(sum(p == counter for p in picks[i:i + block]) / len(picks[i:i + block]), 3)
+                for i in range(0, len(picks), block)]
+    return {"win_rate": round(sum(wins) / max(1, len(wins)), 3), "win_rate_by_block": blocks, "block": block,
+            "counter_rate_by_block": counters, "picks": {m: picks.count(m) for m in MOVES},
             "counter_rate": round(sum(p == counter for p in picks) / max(1, len(picks)), 3),
             "last_block_counter_rate": round(sum(p == counter for p in picks[-block:]) / max(1, len(picks[-block:])), 3)}
 
@@ -228,17 +241,21 @@ def run_policy(lm, memory: str, recent: int, args, data: dict) -> dict:
                          decay=args.decay, max_new_tokens=args.max_new_tokens)
     out: dict = {"memory": memory, "recent": recent if memory == "sirllm" else None}
     t0 = time.time()
-    try:
-        out["recall"] = task_recall(chat, data["facts"], data["exchanges"], args.ns, random.Random(1))
-    except Exception as err:  # noqa: BLE001 - full policy past the context: recorded, not fatal
-        out["recall"] = {"error": str(err)[:160]}
+    out["recall"], out["rps"], out["selection"] = {}, None, {}
+    if "recall" in args.parts:
+        try:
+            out["recall"] = task_recall(chat, data["facts"], data["exchanges"], args.ns, random.Random(1))
+        except Exception as err:  # noqa: BLE001 - full policy past the context: recorded, not fatal
+            out["recall"] = {"error": str(err)[:160]}
     t1 = time.time()
-    out["rps"] = task_rps(chat, args.rounds, random.Random(2)) if args.rounds else None
+    if "rps" in args.parts and args.rounds:
+        out["rps"] = task_rps(chat, args.rounds, random.Random(2), block=max(25, args.rounds // 10))
     t2 = time.time()
-    try:
-        out["selection"] = task_selection(chat, data["selection"]) if data["selection"] else {}
-    except Exception as err:  # noqa: BLE001
-        out["selection"] = {"error": str(err)[:160]}
+    if "selection" in args.parts and data["selection"]:
+        try:
+            out["selection"] = task_selection(chat, data["selection"])
+        except Exception as err:  # noqa: BLE001
+            out["selection"] = {"error": str(err)[:160]}
     out["seconds"] = {"recall": round(t1 - t0, 1), "rps": round(t2 - t1, 1), "selection": round(time.time() - t2, 1)}
     print(f"  {memory:<9} recent={out['recent']}: recall {out['recall']}  rps "
           f"{(out['rps'] or {}).get('win_rate')}  selection {out['selection'].get('accuracy')}  {out['seconds']}",
@@ -341,6 +358,7 @@ def main() -> None:
     t.add_argument("--selection", type=int, default=40)
     t.add_argument("--max-new-tokens", type=int, default=16)
     t.add_argument("--tag", default=None, help="results file name (default: chat_tasks.json)")
+    t.add_argument("--parts", nargs="+", default=["recall", "rps", "selection"], choices=["recall", "rps", "selection"])
     sp = sub.add_parser("speed")
     sp.add_argument("--cache-size", type=int, default=1024)
     sp.add_argument("--policies", nargs="+", default=["sirllm"])
