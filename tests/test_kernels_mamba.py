@@ -78,6 +78,37 @@ def test_scan_forward(dt, L, segments, strided):
 
 
 @child
+@pytest.mark.parametrize("L,segments,strided", [(37, 1, True), (29, 3, False)])
+def test_scan_forward_tile_impl(L, segments, strided):
+    """The tile + associative-scan forward (the sequential walk is the default the other tests use)."""
+    from longapps.kernels.selective_scan import selective_scan_forward
+    args = _inputs(2, L, 6, 5, torch.float32, strided=strided)
+    y, hs, T = selective_scan_forward(*args, segments=segments, impl="tile", save_states=True)
+    y2, hs2, T2 = selective_scan_forward(*args, segments=segments, save_states=True)
+    ref = reference_selective_scan(*args, dtype=torch.float64)
+    assert rel(y, ref) < 1e-5 and rel(y2, ref) < 1e-5
+    # both save the same tile start states for the backward (the padded states past n are never read)
+    assert T == T2 and rel(hs[..., :5], hs2[..., :5]) < 1e-5
+
+
+@child
+def test_scan_seq_saves_tile_states_across_segments():
+    """The sequential walk with more segments than one tile each: the saved states (every T tokens) are the
+    reference's states at those tokens."""
+    from longapps.kernels.selective_scan import selective_scan_forward
+    args = _inputs(1, 41, 3, 4, torch.float32)
+    y, hs, T = selective_scan_forward(*args, segments=3, save_states=True, T=4)
+    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
+    u, delta, A, B, C, D, z, bias = [a.double() for a in args]
+    dt = torch.nn.functional.softplus(delta + bias)
+    h = torch.zeros(1, 3, 4, dtype=torch.float64)
+    for t in range(41):
+        if t % T == 0:
+            assert float((hs[:, t // T, :, :4].double() - h).abs().max()) < 1e-5 * (1 + float(h.abs().max())), t
+        h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
+
+
+@child
 def test_scan_forward_without_optional_inputs():
     from longapps.kernels.selective_scan import selective_scan_forward
     args = dict(zip(NAMES, _inputs(1, 29, 5, 3)))

@@ -36,8 +36,25 @@ def test_scan_forward(dt, L, segments):
     assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < TOL[dt]
 
 
+@pytest.mark.parametrize("cfg", [dict(impl="tile"), dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16),
+                                 dict(impl="seq", BD=128, num_warps=4, programs_per_sm=4),
+                                 dict(impl="seq", BD=64, num_warps=2, programs_per_sm=32)])
+def test_scan_forward_implementations(cfg):
+    """Both forward kernels (tile + associative scan, sequential walk) and several launch shapes: d_inner not a
+    multiple of the channel block, a length that is not a multiple of the save tile, many segments."""
+    from longapps.kernels.selective_scan import reference_selective_scan, selective_scan_forward
+    args = _inputs(3, 2111, 200, 16, torch.bfloat16)
+    ref = reference_selective_scan(*args, dtype=torch.float64)
+    y, hs, T = selective_scan_forward(*args, save_states=True, **cfg)
+    assert rel(y, ref) < TOL[torch.bfloat16]
+    assert hs.shape[:3] == (3, -(-2111 // T), 200)
+
+
+@pytest.mark.parametrize("impl", ["seq", "tile"])
 @pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16])
-def test_scan_backward(dt):
+def test_scan_backward(dt, impl, monkeypatch):
+    from longapps.kernels import selective_scan as S
+    monkeypatch.setattr(S, "SCAN_DEFAULTS", dict(S.SCAN_DEFAULTS if impl == "seq" else S.TILE_SCAN_DEFAULTS))
     from longapps.kernels.selective_scan import reference_selective_scan, selective_scan
     args = _inputs(2, 300, 48, 16, dt)
     leaves = [a.detach().clone().requires_grad_() for a in args]

@@ -31,7 +31,10 @@ import torch.nn.functional as F
 from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 
 # tile sizes and launch shape; the GPU benchmark (benchmarks/mamba_gpu.py) measures alternatives
-SCAN_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 4}
+# impl "seq": sequential in-register walk (`_scan_seq_kernel`); "tile": tiles of T tokens with an associative scan
+# (`_scan_fwd_kernel`). T is also the backward's tile (the forward saves the state every T tokens).
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 SCAN_BWD_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4}
 
 
@@ -271,6 +274,94 @@ if HAS_TRITON:
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
 
     @triton.jit
+    def _tok(X, base, cols, s_c, mask):
+        """One token's row of a (batch, length, channels) tensor at `base` (int64 offset), fp32."""
+        return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
+                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
+                         su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
+                         sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
+                         MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                         HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr):
+        """Sequential walk (mamba-ssm style): the program's (BD channels x NP states) state stays in registers
+        and is advanced one token at a time (no scan tree, no cross-token reductions); the next token's inputs
+        are loaded before the current one is computed. MODE 0: one segment from zero -> its end state and sum
+        of dt; MODE 1: fold the earlier segments' end states into the start state, walk, write y (fused
+        softplus(dt + bias), exp(dt A), D skip, silu(z) gate), and, if SAVE, the state at every TS-th token
+        (the backward's tile start states)."""
+        pid = tl.program_id(0)
+        seg = tl.program_id(1)
+        bi = pid // NDB
+        offs_d = (pid % NDB) * BD + tl.arange(0, BD)
+        offs_n = tl.arange(0, NP)
+        dmask = offs_d < Dm
+        nmask = offs_n < N
+        dn_mask = dmask[:, None] & nmask[None, :]
+        Anat, bias, dskip = _channel_params(A, DB, Dv, offs_d, offs_n, dmask, dn_mask, N, HAS_DB, HAS_D, BD)
+        A2 = Anat * 1.4426950408889634
+        bi64 = bi.to(tl.int64)
+        h = tl.zeros([BD, NP], dtype=tl.float32)
+        st_off = offs_d[:, None] * NP + offs_n[None, :]
+        if MODE == 1:
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=dn_mask, other=0.0)
+                h = tl.exp2(A2 * ds[:, None]) * h + hs
+        dsum = tl.zeros([BD], dtype=tl.float32)
+        start = seg * SEG_LEN
+        stop = tl.minimum(start + SEG_LEN, L)
+        # every segment is non-empty (the host makes S = cdiv(L, SEG_LEN)); the prefetch index is clamped to
+        # the segment's last token, so no load needs a token mask
+        t64 = bi64 * 0 + start
+        dt_n = _tok(DT, bi64 * sd_b + t64 * sd_l, offs_d, sd_d, dmask)
+        u_n = _tok(U, bi64 * su_b + t64 * su_l, offs_d, su_d, dmask)
+        b_n = _tok(Bm, bi64 * sb_b + t64 * sb_l, offs_n, sb_n, nmask)
+        c_n = b_n
+        z_n = u_n
+        if MODE == 1:
+            c_n = _tok(Cm, bi64 * sc_b + t64 * sc_l, offs_n, sc_n, nmask)
+            if HAS_Z:
+                z_n = _tok(Z, bi64 * sz_b + t64 * sz_l, offs_d, sz_d, dmask)
+        for t in range(start, stop):
+            dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
+            # prefetch token t + 1
+            tn = tl.minimum(bi64 * 0 + t + 1, stop - 1)
+            dt_n = _tok(DT, bi64 * sd_b + tn * sd_l, offs_d, sd_d, dmask)
+            u_n = _tok(U, bi64 * su_b + tn * su_l, offs_d, su_d, dmask)
+            b_n = _tok(Bm, bi64 * sb_b + tn * sb_l, offs_n, sb_n, nmask)
+            if MODE == 1:
+                c_n = _tok(Cm, bi64 * sc_b + tn * sc_l, offs_n, sc_n, nmask)
+                if HAS_Z:
+                    z_n = _tok(Z, bi64 * sz_b + tn * sz_l, offs_d, sz_d, dmask)
+            x = dt_raw
+            if HAS_DB:
+                x = x + bias
+            if SOFTPLUS:
+                x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+            dt = tl.where(dmask, x, 0.0)
+            if SAVE:
+                if t % TS == 0:
+                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=dn_mask)
+            h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * bv[None, :]
+            if MODE == 0:
+                dsum += dt
+            else:
+                y = tl.sum(h * cv[None, :], 1)
+                if HAS_D:
+                    y += dskip * u
+                if HAS_Z:
+                    y = y * zz * tl.sigmoid(zz)
+                tl.store(Y + bi64 * sy_b + (bi64 * 0 + t) * sy_l + offs_d * sy_d, y.to(Y.dtype.element_ty),
+                         mask=dmask)
+        if MODE == 0:
+            base = bi64 * S + seg
+            tl.store(Hend + base * Dm * NP + st_off, h, mask=dn_mask)
+            tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
+
+    @triton.jit
     def _scan_bwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, G, Hsave,
                          dU, dDT, dZ, dA, dBm, dCm, dDv, dDB,
                          L, Dm, N, NDB, n_tiles,
@@ -369,6 +460,10 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _blocks(u: torch.Tensor, defaults: dict, **over) -> dict:
+    """Launch config: `defaults` updated with the given overrides (the tile kernel's own defaults when
+    ``impl="tile"`` is asked for over the sequential default); small tiles under the interpreter."""
+    if defaults is SCAN_DEFAULTS and over.get("impl") == "tile" and SCAN_DEFAULTS.get("impl") != "tile":
+        defaults = TILE_SCAN_DEFAULTS
     cfg = dict(defaults)
     cfg.update({k: v for k, v in over.items() if v is not None})
     if interpreting() and not u.is_cuda:
@@ -407,11 +502,18 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
                  HAS_DB=delta_bias is not None, BD=BD, NP=NP, T=T, num_warps=cfg["num_warps"])
     if L == 0:
         return y, (hsave if save_states else None), T
+    if cfg.get("impl", "seq") == "seq":
+        flags.pop("T")
+        kern, extra = _scan_seq_kernel, (T,)
+    elif cfg["impl"] == "tile":
+        kern, extra = _scan_fwd_kernel, ()
+    else:
+        raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
     if S > 1:
-        _scan_fwd_kernel[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *strides,
-                                         MODE=0, SAVE=False, **flags)
-    _scan_fwd_kernel[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *strides,
-                                     MODE=1, SAVE=save_states, **flags)
+        kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+                             MODE=0, SAVE=False, **flags)
+    kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+                         MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T
 
 
