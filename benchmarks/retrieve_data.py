@@ -9,7 +9,8 @@ Distractors (documents no query points to): Vim's help files, npm packages' READ
 
     python benchmarks/retrieve_data.py            # -> benchmarks/data/retrieve/{corpus,queries}.jsonl
     python benchmarks/retrieve_data.py --bundle benchmarks/data/mamba_dev   # + a copy for the GPU device:
-        documents cut to 60k characters and the packaged MiniLM in fp16 (the device has neither)
+        documents cut to 60k characters, the distillation set and the teacher's eval vectors computed here
+        (MiniLM on the CPU), so the device needs neither the teacher nor bm25s (see ``bundle``)
 
 Documents shorter than 1,500 characters are left out (the set is about long documents).
 """
@@ -106,6 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "data" / "retrieve"))
     ap.add_argument("--bundle", help="also write a device bundle here (see the module docstring)")
+    ap.add_argument("--queries-per-doc", type=int, default=8, help="pseudo-queries per document (bundle)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,29 +125,86 @@ def main() -> None:
             f.write(json.dumps({"id": f"q{n}", "query": q, "doc": i}) + "\n")
     print(f"{len(ids)} documents ({len(known)} with a query), {len(known)} queries -> {out}")
     if args.bundle:
-        bundle(out, Path(args.bundle))
+        bundle(out, Path(args.bundle), queries_per_doc=args.queries_per_doc)
 
 
-def bundle(src: Path, dst: Path, max_chars: int = 60_000) -> None:
-    """Device copy: the dev set with documents cut to `max_chars`, and the teacher (MiniLM) in fp16."""
-    import shutil
+def bundle(src: Path, dst: Path, max_chars: int = 60_000, queries_per_doc: int = 8) -> None:
+    """Device copy, small enough to carry (< 20 MiB) because every teacher (MiniLM) computation is done here:
 
-    from safetensors.torch import load_file, save_file
+    - ``corpus.jsonl.gz`` (documents cut to `max_chars`) and ``queries.jsonl``;
+    - ``set/``: the distillation training set (``prepare_training_set``: pseudo-queries, BM25 hard negatives,
+      the teacher's best-chunk score matrix, its tokenizer) with ``docs.jsonl.gz`` and the teacher's word
+      embeddings only for the token ids that occur in the corpus/queries, int8 with a per-row scale
+      (``teacher_embeddings.npz``: the student's warm start);
+    - ``eval.npz``: the teacher's vectors (first 256 / 512 tokens, queries), its best-chunk scores for the dev
+      queries, BM25 scores and each document's length in teacher tokens (``retrieve_eval.py --data`` reads them).
+    """
+    import gzip
+    import os
+    import time
 
-    from longapps.resources import resolve_model
+    import numpy as np
 
+    from longapps.adapters.encode import load_encoder
+    from longapps.index.lexical import BM25Index, tokenize
+    from longapps.pipelines.retriever_train import RetrieverTrainConfig, prepare_training_set, teacher_scores
+
+    t0 = time.perf_counter()
     dst.mkdir(parents=True, exist_ok=True)
-    with open(src / "corpus.jsonl") as fi, open(dst / "corpus.jsonl", "w") as fo:
-        for line in fi:
-            d = json.loads(line)
-            fo.write(json.dumps({"id": d["id"], "text": d["text"][:max_chars]}) + "\n")
-    shutil.copy(src / "queries.jsonl", dst / "queries.jsonl")
-    teacher = Path(resolve_model(None))
-    tdst = dst / "minilm16"
-    shutil.copytree(teacher, tdst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "README.md"))
-    save_file({k: v.half() for k, v in load_file(str(teacher / "model.safetensors")).items()},
-              str(tdst / "model.safetensors"), metadata={"format": "pt"})
-    print(f"device bundle -> {dst}")
+    docs = [json.loads(x) for x in open(src / "corpus.jsonl")]
+    docs = [{"id": d["id"], "text": d["text"][:max_chars]} for d in docs]
+    queries = [json.loads(x) for x in open(src / "queries.jsonl")]
+    plain = dst / "corpus.jsonl"
+    with open(plain, "w") as fo:
+        fo.writelines(json.dumps(d) + "\n" for d in docs)
+    (dst / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    set_dir = dst / "set"
+    prepare_training_set(plain, set_dir, config=RetrieverTrainConfig(queries_per_doc=queries_per_doc, device="cpu",
+                                                                       progress=True))
+    print(f"training set prepared in {time.perf_counter() - t0:.0f} s", flush=True)
+    set_docs = [json.loads(x) for x in open(set_dir / "docs.jsonl")]
+    if [d["id"] for d in set_docs] != [d["id"] for d in docs]:
+        raise SystemExit("the training set's documents are not the corpus in order")
+    _gzip(set_dir / "docs.jsonl")
+    _gzip(plain)
+    # the student's warm start: the teacher's word embeddings of the token ids that occur, int8 per row
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(set_dir / "tokenizer"))
+    used = {tok.pad_token_id, tok.sep_token_id, tok.cls_token_id, tok.unk_token_id} - {None}
+    ex = [json.loads(x) for x in open(set_dir / "examples.jsonl")]
+    for ids in tok([d["text"] for d in docs] + [q["query"] for q in queries] + [e["query"] for e in ex],
+                   add_special_tokens=False)["input_ids"]:
+        used.update(ids)
+    emb = np.load(set_dir / "teacher_embeddings.npy").astype(np.float32)
+    rows = np.array(sorted(used), dtype=np.int32)
+    scale = np.abs(emb[rows]).max(1, keepdims=True) / 127.0 + 1e-12
+    np.savez(set_dir / "teacher_embeddings.npz", ids=rows, q=np.round(emb[rows] / scale).astype(np.int8),
+             scale=scale.astype(np.float32), shape=np.array(emb.shape))
+    os.remove(set_dir / "teacher_embeddings.npy")
+    # teacher eval vectors + BM25 for the dev queries
+    vec: dict[str, np.ndarray] = {}
+    for mt in (256, 512):
+        enc = load_encoder(None, device="cpu", cache=False, max_tokens=mt)
+        vec[f"teacher{mt}_docs"] = enc.encode([d["text"][:mt * 12] for d in docs])
+    vec["teacher_queries"] = enc.encode([q["query"] for q in queries])
+    vec["teacher_bestchunk_scores"] = teacher_scores(load_encoder(None, device="cpu"), [q["query"] for q in queries],
+                                                     [d["text"] for d in docs], progress=True)
+    bm25 = BM25Index().fit(tokenize(d["text"]) for d in docs)
+    vec["bm25_scores"] = np.stack([bm25.scores(tokenize(q["query"])) for q in queries]).astype(np.float32)
+    vec["doc_len"] = np.array([len(x) for x in tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"]])
+    np.savez(dst / "eval.npz", **vec)
+    size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+    print(f"device bundle -> {dst}: {size / 2**20:.1f} MiB in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _gzip(path: Path) -> None:
+    import gzip
+    import os
+
+    with open(path, "rb") as fi, gzip.open(str(path) + ".gz", "wb", compresslevel=9) as fo:
+        fo.write(fi.read())
+    os.remove(path)
 
 
 if __name__ == "__main__":

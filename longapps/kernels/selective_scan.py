@@ -23,6 +23,7 @@ All tensors are token-major (batch, length, channels), any strides:
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional
 
 import torch
@@ -35,6 +36,23 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # (`_scan_fwd_kernel`). T is also the backward's tile (the forward saves the state every T tokens).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
+
+
+def _env_scan_config(value: str) -> dict:
+    """``LONGAPPS_SCAN="impl=seq,BD=32,num_warps=1,programs_per_sm=16"`` -> the forward scan's launch config
+    (how a benchmark hands its measured best to other processes); ``impl=tile`` alone picks the tile defaults."""
+    over: dict = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        key, _, val = part.partition("=")
+        if key not in SCAN_DEFAULTS:
+            raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
+        over[key] = val if key == "impl" else int(val)
+    base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
+    return {**base, **over}
+
+
+if os.environ.get("LONGAPPS_SCAN"):
+    SCAN_DEFAULTS = _env_scan_config(os.environ["LONGAPPS_SCAN"])
 SCAN_BWD_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4}
 
 

@@ -58,6 +58,8 @@ class RetrieverTrainConfig:
     seed: int = 0
     progress: bool = False
     save_dtype: str = "float32"         # float32 | bfloat16 | float16 (smaller files)
+    grad_checkpointing: Optional[bool] = None  # None: on with CUDA (the shared loop's default)
+    log_every: Optional[int] = None     # print "step N loss L" to stderr every N steps
 
 
 # -- pseudo-queries ---------------------------------------------------------------------------------------
@@ -218,7 +220,7 @@ class TrainingSet:
         folder = Path(folder)
         try:
             meta = json.loads((folder / "set.json").read_text())
-            docs = [json.loads(x) for x in (folder / "docs.jsonl").read_text().splitlines() if x]
+            docs = [json.loads(x) for x in _read_text(folder / "docs.jsonl").splitlines() if x]
             examples = [json.loads(x) for x in (folder / "examples.jsonl").read_text().splitlines() if x]
         except (OSError, ValueError) as err:
             raise LongappsError(f"{folder} is not a retriever training set ({type(err).__name__})") from err
@@ -227,7 +229,34 @@ class TrainingSet:
                    meta)
 
     def split(self, name: str) -> list[tuple[int, dict]]:
+        """The (index, example) pairs of one split ("train" or "dev")."""
         return [(i, e) for i, e in enumerate(self.examples) if e["split"] == name]
+
+
+def _read_text(path: Path) -> str:
+    """A text file, or its gzip copy ``path.gz`` (device bundles are compressed)."""
+    if not path.exists() and Path(str(path) + ".gz").exists():
+        import gzip
+
+        with gzip.open(str(path) + ".gz", "rt", encoding="utf-8") as f:
+            return f.read()
+    return path.read_text()
+
+
+def teacher_word_embeddings(set_folder: Path) -> Optional[np.ndarray]:
+    """The teacher's word embeddings saved in a training set (fp32): ``teacher_embeddings.npy`` (full), or the
+    compact ``teacher_embeddings.npz`` of a device bundle (the rows of the token ids that occur, int8 with a
+    per-row scale; the other rows are zero: those tokens never occur in that corpus)."""
+    full = set_folder / "teacher_embeddings.npy"
+    if full.exists():
+        return np.load(full, allow_pickle=False).astype(np.float32)
+    part = set_folder / "teacher_embeddings.npz"
+    if not part.exists():
+        return None
+    z = np.load(part, allow_pickle=False)
+    emb = np.zeros(tuple(int(x) for x in z["shape"]), dtype=np.float32)
+    emb[z["ids"]] = z["q"].astype(np.float32) * z["scale"]
+    return emb
 
 
 def build_student(cfg: RetrieverTrainConfig, tokenizer: Any, set_folder: Path) -> torch.nn.Module:
@@ -240,9 +269,8 @@ def build_student(cfg: RetrieverTrainConfig, tokenizer: Any, set_folder: Path) -
                             eos_token_id=tokenizer.sep_token_id if tokenizer.eos_token_id is None else tokenizer.eos_token_id,
                             bos_token_id=tokenizer.cls_token_id or 0, **PRESETS[cfg.init])
         model = MambaEncoder.from_config(conf)
-        emb_file = set_folder / "teacher_embeddings.npy"
-        if emb_file.exists():
-            emb = np.load(emb_file, allow_pickle=False)
+        emb = teacher_word_embeddings(set_folder)
+        if emb is not None:
             if emb.shape == tuple(model.embeddings.weight.shape):
                 with torch.no_grad():
                     model.embeddings.weight.copy_(torch.from_numpy(emb.astype(np.float32)))
@@ -333,7 +361,8 @@ def train_from_set(set_folder: str | Path, out: str | Path, config: Optional[Ret
     fresh = cfg.init in PRESETS
     tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr or (1e-3 if fresh else 5e-5), batch_size=cfg.batch_size,
                      warmup=0.05, seed=cfg.seed, patience=cfg.patience, device=cfg.device, max_steps=cfg.max_steps,
-                     time_budget_s=cfg.time_budget_s, progress=cfg.progress, weight_decay=0.01)
+                     time_budget_s=cfg.time_budget_s, progress=cfg.progress, weight_decay=0.01,
+                     grad_checkpointing=cfg.grad_checkpointing, log_every=cfg.log_every)
 
     def evaluate(m: torch.nn.Module) -> float:
         dvec = encode_rows(m, collate.doc_tokens, collate.pad, cfg.pooling)
