@@ -104,6 +104,48 @@ def scan_section(out: dict) -> None:
     out["scan_bandwidth"] = rows
 
 
+def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
+    """Where one mamba-130m layer's time goes at 1 x L (bf16): each op of the layer timed alone on the
+    layer's real intermediate tensors (the sum is close to the graph replay's per-layer time)."""
+    import torch.nn.functional as F
+
+    from longapps.kernels.causal_conv1d import causal_conv1d
+    from longapps.kernels.rmsnorm import add_rmsnorm
+    from longapps.kernels.selective_scan import selective_scan
+
+    model, cfg = mamba_130m(device=device)
+    layer = model.layers[0]
+    mx = layer.mixer
+    r = torch.randn(1, L, cfg.hidden_size, device=device)
+    y = torch.randn(1, L, cfg.hidden_size, device=device, dtype=torch.bfloat16)
+    rows = {}
+    with torch.no_grad():
+        h, _ = add_rmsnorm(r, y, layer.norm.weight, layer.norm.eps, layer.norm.weight.dtype)
+        xz = mx.in_proj(h)
+        x, z = xz[..., :mx.d_inner], xz[..., mx.d_inner:]
+        xc = causal_conv1d(x, mx.conv1d.weight.squeeze(1), mx.conv1d.bias, "silu")
+        xdbl = mx.x_proj(xc)
+        dt = F.linear(xdbl[..., :mx.rank], mx.dt_proj.weight)
+        B, C = xdbl[..., mx.rank:mx.rank + mx.n], xdbl[..., mx.rank + mx.n:]
+        ys = selective_scan(xc, dt, mx.A(), B, C, mx.D, z, mx.dt_proj.bias, True)
+        ops = {"add_rmsnorm": lambda: add_rmsnorm(r, y, layer.norm.weight, layer.norm.eps, layer.norm.weight.dtype),
+               "in_proj (768->3072)": lambda: mx.in_proj(h),
+               "conv1d+silu": lambda: causal_conv1d(x, mx.conv1d.weight.squeeze(1), mx.conv1d.bias, "silu"),
+               "x_proj (1536->80)": lambda: mx.x_proj(xc),
+               "dt_proj (48->1536)": lambda: F.linear(xdbl[..., :mx.rank], mx.dt_proj.weight),
+               "selective scan": lambda: selective_scan(xc, dt, mx.A(), B, C, mx.D, z, mx.dt_proj.bias, True),
+               "out_proj (1536->768)": lambda: mx.out_proj(ys)}
+        for name, fn in ops.items():
+            ms, _ = measure(fn, iters=30, budget_s=0.5)
+            rows[name] = ms
+            log(f"  layer op 1x{L} {name}: {ms * 1e3:.1f} us")
+    total = sum(rows.values())
+    out["layer_breakdown_1x4096_us"] = {k: v * 1e3 for k, v in rows.items()}
+    log(f"  layer ops sum {total * 1e3:.1f} us -> x{cfg.num_hidden_layers} layers = {total * cfg.num_hidden_layers:.2f} ms "
+        f"(scan {rows['selective scan'] / total:.0%})")
+    del model
+
+
 def mamba_section(out: dict, lengths) -> None:
     model, cfg = mamba_130m()
     rows = []
@@ -112,7 +154,7 @@ def mamba_section(out: dict, lengths) -> None:
         with torch.no_grad():
             g = model.cuda_graph(ids)
             ms, mem = measure(g.replay, iters=30, budget_s=2.0)
-            eager, _ = measure(lambda: model(ids), iters=5, budget_s=1.0) if L <= 16384 else (float("nan"), None)
+            eager, _ = measure(lambda: model(ids), iters=5, budget_s=1.0) if L <= 4096 else (float("nan"), None)
         rows.append({"L": L, "ms": ms, "ns_per_token": ms * 1e6 / L, "eager_ms": eager, "peak_mb": mem})
         log(f"  ours mamba-130m b=1 L={L}: graph {ms:.3f} ms ({ms * 1e6 / L:.0f} ns/token), eager {eager:.2f} ms")
         del g
@@ -197,7 +239,8 @@ def speed(args) -> None:
     import triton
     import transformers
     out["triton"], out["transformers"] = triton.__version__, transformers.__version__
-    for name, fn in (("scan", lambda: scan_section(out)), ("mamba", lambda: mamba_section(out, args.lengths)),
+    for name, fn in (("scan", lambda: scan_section(out)), ("breakdown", lambda: breakdown_section(out)),
+                     ("mamba", lambda: mamba_section(out, args.lengths)),
                      ("peers", lambda: peers_section(out, args.lengths))):
         if name in args.skip:
             continue
