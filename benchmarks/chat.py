@@ -67,7 +67,9 @@ def save(part: str, payload: dict) -> Path:
     return out
 
 
-RANDOM_CONFIGS = {  # bigger Llama-family shapes with random weights, for speed only (no quality meaning)
+RANDOM_CONFIGS = {  # Llama-family shapes with random weights, for speed / boundedness only (no quality meaning)
+    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3, head_dim=64),
     "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                      num_key_value_heads=8, head_dim=64),
     "llama-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
@@ -103,7 +105,7 @@ def load_lm(llm: str | None, layers: int = 0, random_config: str | None = None):
         model.generation_config.eos_token_id = eos
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        return CausalLM(model, tokenizer, f"random {random_config}", 8192)
+        lm = CausalLM(model, tokenizer, f"random {random_config}", 8192)
     if layers:
         lm.model.model.layers = lm.model.model.layers[:layers]
         lm.model.config.num_hidden_layers = layers
@@ -119,7 +121,7 @@ def bounded(args: argparse.Namespace) -> None:
     from longapps.pipelines.dialogue import StreamingChat
 
     users = [e["user"] for e in read_jsonl("exchanges.jsonl")]
-    lm = load_lm(args.llm, args.layers)
+    lm = load_lm(args.llm, args.layers, random_config=args.random_config)
     chat = StreamingChat(lm, memory=args.memory, cache_size=args.cache_size, max_new_tokens=args.max_new_tokens)
     marks = sorted({10, 1000, args.turns} | set(range(500, args.turns + 1, 500)))
     per_turn: list[tuple[float, float, int, float]] = []  # wall ms, rss MB, reply tokens, CPU ms
@@ -345,6 +347,8 @@ def main() -> None:
     b.add_argument("--max-new-tokens", type=int, default=4)
     b.add_argument("--window", type=int, default=10, help="turns in each latency median")
     b.add_argument("--layers", type=int, default=0, help="keep only the LLM's first N layers (0: all)")
+    b.add_argument("--random-config", choices=sorted(RANDOM_CONFIGS), default=None,
+                   help="random weights of this shape (with --llm a tokenizer folder; where the weights cannot go)")
     t = sub.add_parser("tasks")
     t.add_argument("--cache-size", type=int, default=512)
     t.add_argument("--sinks", type=int, default=4)
