@@ -110,3 +110,32 @@ def test_missing_or_corrupt_model_folder(tmp_path: Path) -> None:
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(ModelNotFoundError, match="cannot load a model from"):
         TokenClassifier.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("n,window,block,pad_from", [(1100, 256, None, None), (1100, 256, None, 700),
+                                                    (1029, 256, 128, 1000), (300, 64, 48, 250), (97, 200, None, 60)])
+def test_banded_attention_equals_dense_on_fresh_inputs(n: int, window: int, block: int | None,
+                                                       pad_from: int | None) -> None:
+    """The blocked CPU path (SDPA per query block over its key band, [CLS] global) against the dense-mask
+    reference on new random q/k/v every run (the NER shapes: head dim 32, window 256, padding in one row)."""
+    from longapps.attention import WindowGlobal, reference_attention
+    from longapps.attention.banded import banded_attention
+
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 4, n, 32, generator=g) for _ in range(3))
+    kpm = None
+    if pad_from is not None:
+        kpm = torch.ones(2, n, dtype=torch.bool)
+        kpm[1, pad_from:] = False
+    pat = WindowGlobal(window, global_idx=[0])
+    got = banded_attention(q, k, v, pat, kpm, block=block)
+    ref = reference_attention(q, k, v, pat, kpm)
+    err = float((got - ref).abs().max())
+    assert err < 2e-5, f"seed {seed}: max abs {err}"
+    if kpm is not None:  # the real tokens of the padded row do not depend on what the padding holds
+        q2, k2, v2 = (t.clone() for t in (q, k, v))
+        for t in (q2, k2, v2):
+            t[1, :, pad_from:] = torch.randn(4, n - pad_from, 32, generator=g)
+        got2 = banded_attention(q2, k2, v2, pat, kpm, block=block)
+        assert torch.allclose(got2[1, :, :pad_from], got[1, :, :pad_from], atol=1e-6), f"seed {seed}"
