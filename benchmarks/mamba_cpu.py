@@ -22,13 +22,14 @@ CONFIGS = {"tiny": dict(hidden_size=64, num_hidden_layers=4), "small": dict(hidd
            "medium": dict(hidden_size=256, num_hidden_layers=4)}
 
 
-def timed(fn, reps: int) -> float:
-    best = float("inf")
+def timed(fn, reps: int) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds of this process) over `reps` calls."""
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    return best, best_cpu
 
 
 def main() -> None:
@@ -37,10 +38,16 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--chunk", type=int, default=None, help="tokens per closed-form scan chunk")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from longapps.kernels import selective_scan as S
+    if args.chunk:
+        S.CPU_CHUNK = args.chunk
+    print("| config | tokens | ours wall (s) | HF slow wall (s) | speed-up wall | ours CPU (s) | HF CPU (s) | "
+          "speed-up CPU time | max abs diff | load |", flush=True)
     import logging
 
     from transformers import MambaModel
@@ -57,12 +64,16 @@ def main() -> None:
         with torch.no_grad():
             ref = hf(ids).last_hidden_state
             diff = float((ours(ids) - ref).abs().max())
-            t_ours = timed(lambda: ours(ids), args.reps)
-            t_hf = timed(lambda: hf(ids), args.reps)
+            load0 = os.getloadavg()
+            t_ours, c_ours = timed(lambda: ours(ids), args.reps)
+            t_hf, c_hf = timed(lambda: hf(ids), args.reps)
         rows.append({"config": name, **CONFIGS[name], "tokens": args.tokens, "ours_s": t_ours, "hf_slow_s": t_hf,
-                     "speedup": t_hf / t_ours, "max_abs_diff": diff})
+                     "speedup": t_hf / t_ours, "ours_cpu_s": c_ours, "hf_slow_cpu_s": c_hf,
+                     "speedup_cpu_time": c_hf / c_ours, "max_abs_diff": diff, "loadavg": [load0, os.getloadavg()],
+                     "scan_chunk": S.CPU_CHUNK})
         print(f"| {name} (hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers) | {args.tokens} | {t_ours:.3f} | "
-              f"{t_hf:.3f} | {t_hf / t_ours:.1f}x | {diff:.1e} |", flush=True)
+              f"{t_hf:.3f} | {t_hf / t_ours:.1f}x | {c_ours:.3f} | {c_hf:.3f} | {c_hf / c_ours:.1f}x | {diff:.1e} | "
+              f"{load0[0]:.1f} |", flush=True)
     out = {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "loadavg": os.getloadavg(), "rows": rows}
     if args.json:
         with open(args.json, "w") as f:

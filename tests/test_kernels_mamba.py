@@ -36,11 +36,58 @@ def _grads(fn, args, g):
     return fn(*leaves), torch.autograd.grad(fn(*leaves), leaves, g)
 
 
+@pytest.mark.parametrize("method", ["auto", "steps", "closed"])
 @pytest.mark.parametrize("L,chunk", [(1, None), (37, 4), (100, 16), (257, None)])
-def test_chunked_torch_scan_matches_reference(L, chunk):
+def test_chunked_torch_scan_matches_reference(L, chunk, method):
     args = _inputs(2, L, 6, 5)
     ref = reference_selective_scan(*args, dtype=torch.float64)
-    assert rel(chunked_selective_scan(*args, chunk=chunk, block=64), ref) < 1e-5
+    assert rel(chunked_selective_scan(*args, chunk=chunk, block=64, method=method), ref) < 1e-5
+
+
+def test_closed_form_scan_large_decays_and_gradients():
+    """The closed-form chunks stay finite and exact when dt * |A| over a chunk far exceeds the float range
+    (the plan cuts such chunks), and are differentiable."""
+    from longapps.kernels.selective_scan import _chunk_plan
+    args = _inputs(1, 300, 8, 16)
+    args[1] = args[1] * 4 + 3                                      # dt up to ~15, |A| up to ~3
+    ref = reference_selective_scan(*args, dtype=torch.float64)
+    assert rel(chunked_selective_scan(*args, method="closed"), ref) < 1e-5
+    plan = _chunk_plan(torch.nn.functional.softplus(args[1] + args[7]), args[2], 64)
+    assert plan[0][0] == 0 and plan[-1][1] == 300 and all(a[1] == b[0] for a, b in zip(plan, plan[1:]))
+    assert len(plan) > 300 // 64 + 1                               # some chunks were cut
+    d64 = [a.double() for a in _inputs(1, 45, 4, 3)]
+    g = torch.randn(1, 45, 4, dtype=torch.float64)
+    _, g1 = _grads(lambda *a: chunked_selective_scan(*a, chunk=8, method="closed"), d64, g)
+    _, g2 = _grads(lambda *a: reference_selective_scan(*a, dtype=torch.float64), d64, g)
+    for name, a, b in zip(NAMES, g1, g2):
+        assert rel(a, b) < 1e-9, name
+
+
+def test_fused_cpu_scan_kernel():
+    """The compiled C kernel (inference): strided views, bf16 inputs, no D/z, no softplus/bias, last state."""
+    from longapps.kernels import selective_scan_cpu as cpu
+    if not cpu.available():
+        pytest.skip(f"no CPU scan kernel here: {cpu.ERROR}")
+    args = _inputs(2, 203, 70, 16, strided=True)                  # 70 channels: one full + one partial block
+    ref = reference_selective_scan(*args, dtype=torch.float64)
+    y, h = cpu.selective_scan_cpu(*args, return_last_state=True)
+    assert y.dtype == torch.float32 and rel(y, ref) < 1e-5
+    u, delta, A, B, C, D, z, bias = [a.double() for a in args]
+    dt = torch.nn.functional.softplus(delta + bias)
+    hh = torch.zeros(2, 70, 16, dtype=torch.float64)
+    for t in range(203):
+        hh = torch.exp(dt[:, t, :, None] * A) * hh + (dt[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
+    assert rel(h, hh) < 1e-5
+    bf = [a.to(torch.bfloat16) if a.dim() == 3 else a for a in args]
+    yb = cpu.selective_scan_cpu(*bf)
+    assert yb.dtype == torch.bfloat16 and rel(yb, reference_selective_scan(*bf, dtype=torch.float64)) < 2e-2
+    full = dict(zip(NAMES, args))
+    for kw in ({"D": None, "z": None}, {"delta_bias": None, "delta_softplus": False}):
+        assert rel(cpu.selective_scan_cpu(**(full | kw)), reference_selective_scan(**(full | kw), dtype=torch.float64)) < 1e-5
+    # the dispatcher uses it only without autograd
+    leaves = [a.detach().requires_grad_() for a in args]
+    y2 = chunked_selective_scan(*leaves)
+    assert y2.requires_grad and rel(y2, ref) < 1e-5
 
 
 def test_chunked_torch_scan_options_and_gradients():

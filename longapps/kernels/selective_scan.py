@@ -9,15 +9,17 @@ All tensors are token-major (batch, length, channels), any strides:
     y_t  = (sum_n C_t h_t + D * u_t) * silu(z_t)        (D and z optional)
 
 - ``reference_selective_scan``: the recurrence one token at a time (the definition tests compare against).
-- ``chunked_selective_scan``: PyTorch, two-level (a loop over ``chunk`` positions that runs every chunk of a
+- ``chunked_selective_scan``: the CPU path. Without autograd the fused C kernel of ``selective_scan_cpu`` (one
+  pass, state in L1; built once with the system compiler). Otherwise (or without a compiler) PyTorch,
+  two-level (a loop over ``chunk`` positions that runs every chunk of a
   block at once, twice, and a loop over the block's chunks for the carry); about ``2 chunk + block/chunk``
   Python steps per block instead of one per token, and no (length, d, n) tensor. Differentiable by autograd.
-  The CPU path.
-- Triton (CUDA, or CPU under ``TRITON_INTERPRET=1``): each program owns ``BD`` channels x all states and walks
-  tiles of ``T`` tokens; inside a tile the recurrence is a ``tl.associative_scan`` over (decay, input) pairs.
-  At small batch the sequence is also cut into segments: a first launch scans every segment from a zero
-  state and keeps only its end state, the second folds the earlier segments' end states into its start
-  state and writes ``y``. The backward walks the tiles in reverse with a reverse scan for the adjoint state,
+- Triton (CUDA, or CPU under ``TRITON_INTERPRET=1``), forward ``impl="seq"`` (default): each program owns
+  ``BD`` channels x all states in registers and walks its tokens one by one (the next token's inputs loaded
+  before the current one is computed); ``impl="tile"``: tiles of ``T`` tokens with a ``tl.associative_scan``
+  over (decay, input) pairs. Either way the sequence is also cut into segments so that small batches fill
+  the GPU: a first launch runs every segment from a zero state and keeps only its end state, the second
+  folds the earlier segments' end states into its start state and writes ``y``. The backward walks the tiles in reverse with a reverse scan for the adjoint state,
   recomputing each tile's states from the tile-start states the forward saved.
 """
 from __future__ import annotations
@@ -85,16 +87,38 @@ def reference_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     return _finish(y, uu, None if D is None else D.to(dtype), None if z is None else z.to(dtype))
 
 
+CPU_CHUNK = 64          # tokens per closed-form chunk (benchmarks/mamba_cpu.py --chunk measures others)
+CPU_SPAN_LIMIT = 40.0   # max |A| * (sum of dt) inside a chunk: exp(+-40) stays far inside fp32's range
+
+
 def chunked_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
-                           chunk: Optional[int] = None, block: int = 8192) -> torch.Tensor:
-    """Fast PyTorch scan (fp32 math, output in u's dtype); see the module docstring."""
+                           chunk: Optional[int] = None, block: int = 8192, method: str = "auto") -> torch.Tensor:
+    """Fast CPU scan (fp32 math, output in u's dtype); see the module docstring.
+
+    method "auto": the fused C kernel (``selective_scan_cpu``) on CPU when no gradient is wanted and it could be
+    built, else "steps"; "steps": the two-pass position loop over blocks (PyTorch, differentiable);
+    "closed": chunks of ``chunk`` tokens, each in closed form at once (cumsum of the log decays, one cumsum of
+    the rescaled inputs, the contraction with C), a chunk cut shorter where its decay span would leave the
+    float range (PyTorch, differentiable; measured slower than "steps" on one core: kept as an alternative)."""
     bsz, L, d = u.shape
     n = A.shape[1]
     ct = torch.float64 if u.dtype == torch.float64 else torch.float32
+    if method == "auto" and ct == torch.float32 and u.device.type == "cpu" and n <= 64 and not (
+            torch.is_grad_enabled() and any(x is not None and x.requires_grad
+                                            for x in (u, delta, A, B, C, D, z, delta_bias))):
+        from . import selective_scan_cpu as cpu
+
+        if cpu.available():  # the fused C kernel (inference); see selective_scan_cpu.py
+            return cpu.selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     A = A.to(ct)
     dt = _dt(delta, delta_bias, delta_softplus).to(ct) if ct == torch.float32 else \
         _dt(delta.to(ct), None if delta_bias is None else delta_bias.to(ct), delta_softplus)
     h = u.new_zeros(bsz, d, n, dtype=ct)
+    if method == "closed":
+        y = _closed_form_scan(u.to(ct), dt, A, B.to(ct), C.to(ct), h, chunk or CPU_CHUNK)
+        return _finish(y, u.to(ct), D, z).to(u.dtype)
+    if method not in ("auto", "steps"):
+        raise ValueError(f"method: unknown '{method}' (auto, steps, closed)")
     outs = []
     for s in range(0, L, block):
         e = min(L, s + block)
@@ -102,6 +126,57 @@ def chunked_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         outs.append(y)
     y = torch.cat(outs, 1) if outs else u.new_zeros(u.shape, dtype=ct)
     return _finish(y, u.to(ct), D, z).to(u.dtype)
+
+
+def _chunk_plan(dt: torch.Tensor, A: torch.Tensor, chunk: int, limit: float = CPU_SPAN_LIMIT) -> list[tuple[int, int]]:
+    """Chunk boundaries [(start, stop)]: ``chunk`` tokens, halved (repeatedly) where the chunk's decay span
+    max_{b,d} max_n |A| * sum(dt over the chunk's tokens after its first) exceeds `limit` (one token always
+    fits: its own decay never enters an exponent). One host sync per halving round."""
+    L = dt.shape[1]
+    if L == 0:
+        return []
+    cum = torch.cumsum(dt, 1)                                   # (b, L, d) inclusive
+    amax = A.abs().amax(1)                                      # (d,)
+    todo = [(s, min(L, s + chunk)) for s in range(0, L, chunk)]
+    done: list[tuple[int, int]] = []
+    while todo:
+        st = torch.tensor([a for a, _ in todo])
+        en = torch.tensor([b - 1 for _, b in todo])
+        span = ((cum[:, en] - cum[:, st]) * amax).amax(dim=(0, 2)).tolist()   # (chunks,)
+        nxt = []
+        for (a, b), sp in zip(todo, span):
+            if sp <= limit or b - a == 1:
+                done.append((a, b))
+            else:
+                mid = a + (b - a) // 2
+                nxt += [(a, mid), (mid, b)]
+        todo = nxt
+    return sorted(done)
+
+
+def _closed_form_scan(u, dt, A, B, C, h, chunk):
+    """y (b, L, d) without D/z. Per chunk, with c_t = A * (dt_1 + .. + dt_t) (t counted from the chunk's first
+    token, so c_0 = 0) and v_t = dt_t u_t B_t:
+
+        h_t = exp(c_t) * (exp(A dt_0) h_in + sum_{s<=t} v_s exp(-c_s))
+
+    exp(-c_s) <= exp(span) by the plan, and the weights of the sum grow with s, so the rounding stays that of a
+    plain sum. Work is on (b, d, n, T) tensors with the chunk's tokens innermost (PyTorch's cumsum is ~5x
+    faster along the last dimension): a dozen Python steps per chunk, none per token, and the (L, d, n) tensor
+    of the whole sequence is never built."""
+    ys = []
+    l2e = 1.4426950408889634
+    A2 = (A * l2e)[None, :, :, None]                              # (1, d, n, 1), exp2 is faster than exp
+    uT, dtT, BT, CT = (x.transpose(1, 2) for x in (u, dt, B, C))   # (b, d|n, L) views
+    for s, e in _chunk_plan(dt.detach(), A.detach(), chunk):
+        dtc = dtT[..., s:e]                                       # (b, d, T)
+        cum = torch.cumsum(dtc, -1) - dtc[..., :1]                # 0 at the chunk's first token
+        E = torch.exp2(cum[:, :, None, :] * A2)                   # (b, d, n, T) <= 1
+        v = (dtc * uT[..., s:e])[:, :, None, :] * BT[:, None, :, s:e]
+        H = E * (torch.cumsum(v / E, -1) + (torch.exp2(dtc[:, :, None, :1] * A2) * h[..., None]))
+        ys.append((H * CT[:, None, :, s:e]).sum(2))              # (b, d, T)
+        h = H[..., -1]
+    return torch.cat(ys, -1).transpose(1, 2) if ys else u.new_zeros(u.shape)
 
 
 def _scan_block(u, dt, A, B, C, h0, chunk):

@@ -1,0 +1,234 @@
+"""Fused CPU selective scan (inference): a small C kernel compiled once with the system C compiler.
+
+PyTorch's eager ops cannot fuse the scan: every formulation makes several passes over a (tokens x channels x
+states) tensor, and those memory passes (not the arithmetic) set the speed. This kernel walks the tokens
+with each block of channels' states in L1 and does softplus(dt + bias), exp(dt A), the state update, the C
+contraction, the D skip and the silu(z) gate in one pass, vectorised over channels (gcc/clang with
+``-O3 -ffast-math``: the exp/log calls become SIMD calls of glibc's libmvec), OpenMP over (batch, channel
+blocks).
+
+It is built on first use into the longapps cache (keyed by the source, the compiler and this CPU's flags,
+since ``-march=native`` code must not run on another CPU) and loaded with ctypes: no torch headers, about a
+second to compile. Without a compiler, or if the build fails, ``available()`` is False and callers use the
+PyTorch chunked scan. Forward only (no autograd): ``chunked_selective_scan`` uses it when no gradient is
+wanted. Disable with ``LONGAPPS_CPU_SCAN=0``.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DB 64
+
+int longapps_scan_f32(const float* u, const float* delta, const float* A /* (n, d): row k = A[:, k] */,
+                      const float* B, const float* C, const float* D, const float* z, const float* bias,
+                      float* y, float* hlast /* (b, d, n) or NULL */,
+                      int64_t bsz, int64_t L, int64_t d, int64_t n,
+                      int64_t su_b, int64_t su_l, int64_t sd_b, int64_t sd_l, int64_t sB_b, int64_t sB_l,
+                      int64_t sC_b, int64_t sC_l, int64_t sz_b, int64_t sz_l, int64_t sy_b, int64_t sy_l,
+                      int softplus, int has_d, int has_z, int has_bias, int threads)
+{
+    int64_t nblk = (d + DB - 1) / DB;
+    int failed = 0;
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+#endif
+    for (int64_t b = 0; b < bsz; b++) {
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t d0 = blk * DB;
+            int64_t w = d - d0 < DB ? d - d0 : DB;
+            float* h = (float*)calloc((size_t)(n * DB), sizeof(float));
+            float dt[DB], x[DB], acc[DB], Ab[64 * DB];
+            if (!h || n > 64) { failed = 1; free(h); continue; }
+            for (int64_t k = 0; k < n; k++)
+                for (int64_t i = 0; i < w; i++) Ab[k * DB + i] = A[k * d + d0 + i];
+            for (int64_t t = 0; t < L; t++) {
+                const float* restrict ur = u + b * su_b + t * su_l + d0;
+                const float* restrict dr = delta + b * sd_b + t * sd_l + d0;
+                const float* restrict Br = B + b * sB_b + t * sB_l;
+                const float* restrict Cr = C + b * sC_b + t * sC_l;
+                float* restrict yr = y + b * sy_b + t * sy_l + d0;
+                for (int64_t i = 0; i < w; i++) {
+                    float v = dr[i] + (has_bias ? bias[d0 + i] : 0.0f);
+                    if (softplus) {
+                        float sp = logf(1.0f + expf(fminf(v, 20.0f)));
+                        v = v > 20.0f ? v : sp;
+                    }
+                    dt[i] = v;
+                    x[i] = v * ur[i];
+                    acc[i] = 0.0f;
+                }
+                for (int64_t k = 0; k < n; k++) {
+                    const float bk = Br[k], ck = Cr[k];
+                    float* restrict hk = h + k * DB;
+                    const float* restrict Ak = Ab + k * DB;
+                    for (int64_t i = 0; i < w; i++) {
+                        float hv = expf(dt[i] * Ak[i]) * hk[i] + x[i] * bk;
+                        hk[i] = hv;
+                        acc[i] += hv * ck;
+                    }
+                }
+                if (has_z) {
+                    const float* restrict zr = z + b * sz_b + t * sz_l + d0;
+                    for (int64_t i = 0; i < w; i++) {
+                        float o = acc[i] + (has_d ? D[d0 + i] * ur[i] : 0.0f);
+                        yr[i] = o * zr[i] / (1.0f + expf(-zr[i]));
+                    }
+                } else {
+                    for (int64_t i = 0; i < w; i++) yr[i] = acc[i] + (has_d ? D[d0 + i] * ur[i] : 0.0f);
+                }
+            }
+            if (hlast)
+                for (int64_t i = 0; i < w; i++)
+                    for (int64_t k = 0; k < n; k++) hlast[(b * d + d0 + i) * n + k] = h[k * DB + i];
+            free(h);
+        }
+    }
+    return failed;
+}
+"""
+
+_LOCK = threading.Lock()
+_LIB: Optional[ctypes.CDLL] = None
+_TRIED = False
+ERROR: Optional[str] = None   # why the kernel is unavailable (compiler missing, build failed), for messages
+
+
+def _cpu_key() -> str:
+    """Compiler + CPU identity (the build uses -march=native)."""
+    info = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                info += line
+                if line.startswith("flags"):
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def _compiler() -> Optional[str]:
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def _build() -> Optional[ctypes.CDLL]:
+    global ERROR
+    cc = _compiler()
+    if cc is None:
+        ERROR = "no C compiler (cc/gcc/clang) found"
+        return None
+    from ..resources import cache_dir
+
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        ERROR = f"{cc} --version failed: {err}"
+        return None
+    key = hashlib.sha1((SOURCE + version + _cpu_key()).encode()).hexdigest()[:16]
+    folder = cache_dir("cpu_kernels")
+    folder.mkdir(parents=True, exist_ok=True)
+    lib = folder / f"selective_scan_{key}.so"
+    if not lib.exists():
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            src = Path(tmp) / "scan.c"
+            src.write_text(SOURCE)
+            out = Path(tmp) / "scan.so"
+            base = [cc, "-O3", "-ffast-math", "-fPIC", "-shared", "-std=c99", str(src), "-o", str(out), "-lm"]
+            msg = ""
+            for flags in (["-march=native", "-fopenmp"], ["-march=native"], []):
+                try:
+                    r = subprocess.run(base[:1] + flags + base[1:], capture_output=True, text=True, timeout=120)
+                except (OSError, subprocess.SubprocessError) as err:
+                    msg = str(err)
+                    continue
+                if r.returncode == 0:
+                    break
+                msg = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"rc {r.returncode}"
+            else:
+                ERROR = f"building the CPU scan failed: {msg[:200]}"
+                return None
+            os.replace(out, lib)
+    try:
+        handle = ctypes.CDLL(str(lib))
+    except OSError as err:
+        ERROR = f"loading the CPU scan failed: {err}"
+        return None
+    fn = handle.longapps_scan_f32
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 16 + [ctypes.c_int] * 5
+    return handle
+
+
+def available() -> bool:
+    """True when the compiled kernel can be used (built on the first call)."""
+    global _LIB, _TRIED
+    if os.environ.get("LONGAPPS_CPU_SCAN", "1") == "0":
+        return False
+    with _LOCK:
+        if not _TRIED:
+            _TRIED = True
+            _LIB = _build()
+    return _LIB is not None
+
+
+def _f32_rows(x: torch.Tensor) -> torch.Tensor:
+    """fp32 with unit stride on the last dim (a view when it already is)."""
+    x = x.float() if x.dtype != torch.float32 else x
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+@torch.no_grad()
+def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus: bool = True,
+                       return_last_state: bool = False, threads: Optional[int] = None):
+    """The fused scan on CPU tensors (any float dtype; math in fp32, output in u's dtype). Same arguments as
+    ``selective_scan``; with ``return_last_state`` also the final state (b, d, n) fp32."""
+    if not available():
+        raise RuntimeError(ERROR or "the CPU scan kernel is disabled")
+    bsz, L, d = u.shape
+    n = A.shape[1]
+    if n > 64:
+        raise ValueError("the CPU scan kernel supports d_state <= 64")
+    uu, dd, BB, CC = _f32_rows(u), _f32_rows(delta), _f32_rows(B), _f32_rows(C)
+    zz = _f32_rows(z) if z is not None else uu
+    At = A.float().t().contiguous()                                  # (n, d)
+    Dv = D.float().contiguous() if D is not None else At
+    bias = delta_bias.float().contiguous() if delta_bias is not None else At
+    y = torch.empty((bsz, L, d), dtype=torch.float32)
+    hlast = torch.empty((bsz, d, n), dtype=torch.float32) if return_last_state else None
+    if L:
+        rc = _LIB.longapps_scan_f32(
+            uu.data_ptr(), dd.data_ptr(), At.data_ptr(), BB.data_ptr(), CC.data_ptr(), Dv.data_ptr(), zz.data_ptr(),
+            bias.data_ptr(), y.data_ptr(), hlast.data_ptr() if hlast is not None else None,
+            bsz, L, d, n, uu.stride(0), uu.stride(1), dd.stride(0), dd.stride(1), BB.stride(0), BB.stride(1),
+            CC.stride(0), CC.stride(1), zz.stride(0), zz.stride(1), y.stride(0), y.stride(1),
+            int(bool(delta_softplus)), int(D is not None), int(z is not None), int(delta_bias is not None),
+            int(threads or torch.get_num_threads()))
+        if rc:
+            raise MemoryError("the CPU scan kernel could not allocate its state")
+    elif hlast is not None:
+        hlast.zero_()
+    y = y.to(u.dtype) if u.dtype != torch.float32 else y
+    return (y, hlast) if return_last_state else y
+
+
+__all__ = ["selective_scan_cpu", "available", "SOURCE"]
