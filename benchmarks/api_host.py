@@ -4,6 +4,7 @@ kernel entry point it wraps, and the eager Longformer forward; plus a cProfile o
 change has a target.
 
     python benchmarks/api_host.py --json out.json
+    python benchmarks/api_host.py --cpu-stub      # no GPU: the Python path alone (see cpu_stub)
 """
 from __future__ import annotations
 
@@ -17,21 +18,28 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+if "--cpu-stub" in sys.argv:  # the interpreter must be chosen before triton is imported
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def host_us(fn, calls: int = 200) -> float:
     """Median over 5 rounds of (host seconds for ``calls`` calls issued back to back) / calls, in us."""
     fn()
-    torch.cuda.synchronize()
+    _sync()
     rounds = []
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
         rounds.append((time.perf_counter() - t0) / calls * 1e6)
-        torch.cuda.synchronize()
+        _sync()
     rounds.sort()
     return rounds[2]
 
@@ -42,7 +50,7 @@ def profile_text(fn, calls: int = 100, top: int = 18) -> str:
     for _ in range(calls):
         fn()
     pr.disable()
-    torch.cuda.synchronize()
+    _sync()
     s = io.StringIO()
     pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(top)
     return s.getvalue()
@@ -69,6 +77,56 @@ def longformer_host(res: dict) -> None:
         print(f"  longformer host profile failed: {e!r}"[:300])
 
 
+def cpu_stub(calls: int = 2000) -> dict:
+    """The Python part of ``attention()`` without a GPU: Triton path under ``TRITON_INTERPRET=1`` on CPU
+    tensors (B1 H16 N4096 D64 fp16) with every kernel launch replaced by a no-op (``KernelLauncher.__call__``),
+    so what is timed is validation, planning/caching, allocations and argument set-up. CUDA-only work (stream
+    fork/join, Triton's C launcher) is not in it. Reports load average and CPU time next to wall time."""
+    from longapps.attention import Linear, SinksWindow, SlidingWindow, WindowGlobal, attention
+    from longapps.kernels import _common
+    launches = [0]
+
+    def no_launch(self, *a, **kw):  # the stub: count, do not run
+        launches[0] += 1
+
+    _common.KernelLauncher.__call__ = no_launch
+    N = 4096
+    q, k, v = [torch.randn(1, 16, N, 64, dtype=torch.float16) for _ in range(3)]
+    pats = {"window_global": WindowGlobal(256, [0]), "sliding": SlidingWindow(256), "sinks": SinksWindow(4, 512),
+            "linear": Linear()}
+    res: dict = {"mode": "cpu-stub", "load_before": os.getloadavg(), "us_per_call": {}, "cpu_us_per_call": {},
+                 "launches_per_call": {}}
+    for name, p in pats.items():
+        fn = (lambda p=p: attention(q, k, v, p, backend="triton"))  # CPU tensors: "auto" would pick "banded"
+        n0 = launches[0]
+        fn()
+        res["launches_per_call"][name] = launches[0] - n0
+        for _ in range(50):
+            fn()
+        walls, cpus = [], []
+        for _ in range(5):
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                fn()
+            walls.append((time.perf_counter() - t0) / calls * 1e6)
+            cpus.append((time.process_time() - c0) / calls * 1e6)
+        res["us_per_call"][name] = sorted(walls)[2]
+        res["cpu_us_per_call"][name] = sorted(cpus)[2]
+        print(f"  cpu-stub attention/{name:14s} {res['us_per_call'][name]:7.1f} us/call wall, "
+              f"{res['cpu_us_per_call'][name]:7.1f} us CPU, {res['launches_per_call'][name]} launch(es)", flush=True)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        torch.empty(1, 16, N, 64, dtype=torch.float16)
+    res["us_per_call"]["torch.empty (reference point)"] = (time.perf_counter() - t0) / calls * 1e6
+    print(f"  cpu-stub torch.empty (reference)       {res['us_per_call']['torch.empty (reference point)']:7.1f} us")
+    res["profile_window_global"] = profile_text(lambda: attention(q, k, v, pats["window_global"], backend="triton"),
+                                                calls=500, top=14)
+    print(res["profile_window_global"][:2500])
+    res["load_after"] = os.getloadavg()
+    print(f"  load average before {res['load_before']}, after {res['load_after']}")
+    return res
+
+
 def main() -> None:
     from longapps.attention import Linear, SinksWindow, SlidingWindow, WindowGlobal, attention
     from longapps.attention.prepared import global_table
@@ -76,7 +134,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-longformer", action="store_true", help="skip the eager Longformer forward's host cost")
+    ap.add_argument("--cpu-stub", action="store_true", help="no GPU: time the Python path with launches stubbed")
     a = ap.parse_args()
+    if a.cpu_stub:
+        res = cpu_stub()
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
+        return
     res: dict = {"device": torch.cuda.get_device_name(), "us_per_call": {}}
     N = 4096  # short: the GPU part is small, so the host part shows
     q, k, v = [torch.randn(1, 16, N, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
@@ -86,9 +151,25 @@ def main() -> None:
     g = global_table(pats["window_global"], q.device)
     fns["kernel/window_global"] = lambda: window_global_forward(q, k, v, 256, g, False, gidx_prepared=True)
     fns["torch.empty (reference point)"] = lambda: torch.empty(1, 16, N, 64, device="cuda")
+    from longapps.attention.dispatch import clear_plans
+    from longapps.kernels import _common
+    res["load_before"], c0 = os.getloadavg(), time.process_time()
     for name, fn in fns.items():
         res["us_per_call"][name] = host_us(fn)
         print(f"  host {name:34s} {res['us_per_call'][name]:8.1f} us/call", flush=True)
+    res["raw_launch_stats"] = dict(_common._RAW_STATS)
+    print(f"  direct C launches (RAW_LAUNCH={_common.RAW_LAUNCH}): {res['raw_launch_stats']}", flush=True)
+    if _common.RAW_LAUNCH:  # A/B in the same run: the planned calls through CompiledKernel.run instead
+        _common.RAW_LAUNCH = False
+        clear_plans()
+        for name, p in pats.items():
+            key = f"attention/{name} (no direct C launch)"
+            res["us_per_call"][key] = host_us(lambda p=p: attention(q, k, v, p))
+            print(f"  host {key:34s} {res['us_per_call'][key]:8.1f} us/call", flush=True)
+        _common.RAW_LAUNCH = True
+        clear_plans()
+    res["load_after"], res["cpu_s"] = os.getloadavg(), time.process_time() - c0
+    print(f"  load average {res['load_before']} -> {res['load_after']}, CPU {res['cpu_s']:.1f} s", flush=True)
     worst = max((n for n in fns if n.startswith("attention/")), key=lambda n: res["us_per_call"][n])
     res["profile_" + worst] = profile_text(fns[worst])
     print(res["profile_" + worst][:3500])

@@ -1,6 +1,8 @@
 """One entry point: ``attention(q, k, v, pattern, ...)`` dispatching to Triton / Flex / SDPA / reference."""
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Optional
 
 import torch
@@ -61,9 +63,95 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Patter
     per pattern and device, launch set-ups are cached), so it can be captured in a CUDA graph; under
     ``torch.compile`` the call is one graph break, run eagerly.
     """
-    if torch.compiler.is_compiling():
+    if _is_compiling():
         return _attention_not_traced(q, k, v, pattern, key_padding_mask, scale, backend)
-    return _attention(q, k, v, pattern, key_padding_mask, scale, backend)
+    try:  # the call's signature: everything validation and planning depend on (not the data)
+        key = (pattern, scale, backend, q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype,
+               k.dtype, v.dtype, q.device, k.device, v.device, None if key_padding_mask is None else
+               (key_padding_mask.shape, key_padding_mask.stride(), key_padding_mask.dtype, key_padding_mask.device))
+        run = _CALLS.get(key)
+    except (AttributeError, TypeError):  # not tensors / an unhashable pattern: the checked path says why
+        return _attention(q, k, v, pattern, key_padding_mask, scale, backend)
+    grad = _grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if run and not grad:
+        return run(q, k, v, key_padding_mask)
+    out = _attention(q, k, v, pattern, key_padding_mask, scale, backend)
+    if run is None and not grad:  # a valid call (it ran): plan its signature for the next ones
+        _plan_call(key, q, k, v, pattern, key_padding_mask, scale, backend)
+    return out
+
+
+# call signature -> planned call (validated once; see make_plan), or False (not planned: the checked path).
+# Patterns are immutable, so the pattern object (by value for the dataclasses compared by value) is in the key.
+_CALLS: dict = {}
+
+
+def _plan_call(key: tuple, q, k, v, pattern, kpm, scale, backend) -> None:
+    if q.is_cuda and torch.cuda.is_current_stream_capturing():
+        return  # planned on an eager call (a runner's placeholders must be filled)
+    try:
+        run = make_plan(q, k, v, pattern, kpm, scale, backend)
+    except Exception as err:  # noqa: BLE001 (never fail a call that worked: keep the checked path for it)
+        warnings.warn(f"attention(): could not plan this call signature ({err!r:.200}); using the checked path",
+                      RuntimeWarning, stacklevel=3)
+        run = None
+    if len(_CALLS) >= MAX_PLANS:
+        _CALLS.clear()
+    _CALLS[key] = run if run is not None else False
+MAX_PLANS = 256
+_is_compiling = torch.compiler.is_compiling
+_grad_enabled = torch.is_grad_enabled
+
+
+def clear_plans() -> None:
+    """Forget every planned call (they are rebuilt on the next calls)."""
+    _CALLS.clear()
+
+
+def make_plan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern,
+              kpm: Optional[torch.Tensor], scale: Optional[float], backend: str):
+    """A callable ``run(q, k, v, kpm) -> out`` for later calls with the same signature as this (valid, already
+    made) one, doing no validation or dispatch: a ``WindowRunner`` / ``LightningRunner`` (launches planned
+    once) for the Triton kernels on CUDA, the chosen backend's function otherwise. None when the call should
+    not be planned (under CUDA-graph capture: a runner's placeholders must be filled eagerly; the sinks decode
+    kernel; padding masks that are not bool with a contiguous last dimension)."""
+    if q.is_cuda and torch.cuda.is_current_stream_capturing():
+        return None
+    be = choose_backend(q, k, pattern, backend)
+    if be != "triton":
+        return functools.partial(_run_backend, be, pattern, scale)
+    if not q.is_cuda and not interpreting():  # pragma: no cover (the checked path raised already)
+        return None
+    if kpm is not None and (kpm.dtype != torch.bool or kpm.stride(-1) != 1):
+        return None
+    if isinstance(pattern, Linear):
+        from ..kernels.lightning import LightningRunner
+        r = LightningRunner(q, k, v, pattern.scale)
+        return lambda q, k, v, kpm: r(q, k, v)
+    if q.shape[-1] not in (16, 32, 64, 128) or q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
+        return None
+    from ..kernels.window_global import WindowRunner
+    if isinstance(pattern, WindowGlobal):
+        return WindowRunner(q, k, v, pattern.window, global_table(pattern, q.device), pattern.causal, kpm, scale)
+    if isinstance(pattern, SlidingWindow):
+        return WindowRunner(q, k, v, pattern.window, None, pattern.causal, kpm, scale)
+    if isinstance(pattern, SinksWindow) and q.shape[2] == k.shape[2]:
+        return WindowRunner(q, k, v, pattern.window, None, True, kpm, scale, sinks=pattern.sinks)
+    return None
+
+
+def _run_backend(be: str, pattern: Pattern, scale: Optional[float], q, k, v, kpm):
+    """A validated call's backend (not the Triton kernels)."""
+    if be == "flex":
+        return flex_path(q, k, v, pattern, kpm, scale)
+    if be == "sdpa":
+        return sdpa_path(q, k, v, pattern, kpm, scale)
+    if be == "banded":
+        return banded_attention(q, k, v, pattern, kpm, scale)
+    if isinstance(pattern, Linear):
+        from ..kernels.lightning import chunked_lightning_torch
+        return chunked_lightning_torch(q, k, v, pattern.scale)
+    return reference_attention(q, k, v, pattern, kpm, scale)
 
 
 def _attention(q, k, v, pattern, key_padding_mask, scale, backend):

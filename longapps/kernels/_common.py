@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 
@@ -112,6 +113,205 @@ class KernelLauncher:
                 self.compiled[key] = kern
 
 
+class BoundLaunch:
+    """One launch of ``launcher``'s kernel for a fixed call signature: grid, options and the trailing arguments
+    (``tail``: strides, sizes, constexprs) are fixed; a call passes only the leading arguments (``head``:
+    tensors) and the raw CUDA stream. ``descs``: {head slot: (rows, cols, row stride, block rows, block cols)}
+    for the slots that the kernel takes as TMA tensor descriptors; the head holds the plain tensor there and
+    the descriptor is made here (only on a cache miss on the direct path). Used by the planned entry points
+    behind ``attention()`` (``window_global.WindowRunner``, ``lightning.LightningRunner``).
+
+    ``key`` is the ``KernelLauncher`` key (None: always Triton's own path). Once the kernel is compiled, a
+    call goes to the compiled kernel's launcher: by default straight to Triton's C launch function with the
+    arguments flattened here (``_RawLaunch``: TMA descriptors encoded once per data pointer), skipping
+    Triton's Python wrapper (``LONGAPPS_RAW_LAUNCH=0`` turns that off); else ``CompiledKernel.run``.
+    """
+    __slots__ = ("launcher", "key", "grid", "g", "tail", "options", "kern", "raw", "descs")
+
+    def __init__(self, launcher: "KernelLauncher", key, grid: tuple, tail: tuple, options: dict,
+                 descs: Optional[dict] = None) -> None:
+        self.launcher, self.key, self.grid, self.tail, self.options = launcher, key, grid, tail, options
+        self.g = (grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1)
+        self.descs = descs or {}
+        self.kern = None
+        self.raw = None
+
+    def with_descs(self, head: tuple) -> tuple:
+        """``head`` with the descriptor slots turned into ``TensorDescriptor`` objects."""
+        if not self.descs:
+            return head
+        h = list(head)
+        for i, geo in self.descs.items():
+            h[i] = make_desc(h[i], *geo)
+        return tuple(h)
+
+    def __call__(self, head: tuple, raw_stream: Optional[int], stream=None) -> None:
+        """Launch on ``raw_stream`` (an int from ``cuda_stream``; None off CUDA) = ``stream`` (the
+        ``torch.cuda.Stream`` object, or None for the current stream: used by Triton's own path)."""
+        kern = self.kern
+        if kern is not None and _no_launch_hooks():
+            raw = self.raw
+            if raw is not None:
+                raw(self.g, raw_stream, head, self.tail)
+                return
+            g = self.g
+            kern.run(g[0], g[1], g[2], raw_stream, kern.function, kern.packed_metadata, None, None, None,
+                     *self.with_descs(head), *self.tail)
+            return
+        self.launcher(self.key, self.grid, self.with_descs(head) + self.tail, self.options, stream)
+        if self.key is not None and kern is None:
+            kern = self.launcher.compiled.get(self.key)
+            if kern is not None:
+                self.raw = _RawLaunch.make(kern, self.g, raw_stream, head, self.tail, self.descs) if RAW_LAUNCH \
+                    else None
+                self.kern = kern
+
+
+def make_desc(t: torch.Tensor, rows: int, cols: int, sn: int, block: int, bcols: int):
+    """A Triton ``TensorDescriptor`` over ``t`` viewed as (rows, cols) with row stride ``sn``, tiles
+    (block, bcols), built without the dataclass's checks (the caller's plan checked the layout once)."""
+    d = _TensorDescriptor.__new__(_TensorDescriptor)
+    d.base, d.shape, d.strides, d.block_shape, d.padding = t, [rows, cols], [sn, 1], [block, bcols], "zero"
+    return d
+
+
+RAW_LAUNCH = os.environ.get("LONGAPPS_RAW_LAUNCH", "1") != "0"
+_RAW_STATS = {"made": 0, "refused": 0, "why": ""}
+
+
+class _RawLaunch:
+    """Triton's C launch function of one compiled kernel, called without Triton's Python wrapper.
+
+    Triton (3.4-3.6 NVIDIA backend) launches a compiled kernel through ``CudaLauncher.__call__`` (scratch
+    allocation) and, for kernels with tensor-descriptor arguments, a Python closure that loops over every
+    argument and encodes each descriptor into a CUtensorMap (``make_tensordesc_arg``) before calling the C
+    ``launch``: tens of microseconds per launch on a slow host. Here the flattened argument list is built
+    from a fixed prefix, the call's head arguments and the fixed tail, and the encoded descriptors are kept
+    per (argument slot, data pointer) (a CUtensorMap holds only the address and the fixed geometry).
+
+    ``make`` checks the layout once against Triton's own path: it runs Triton's wrapper with the C function
+    swapped for a recorder (no launch) and compares the recorded arguments with the ones built here
+    (same length, same objects or equal values, same types for encoded descriptors). Anything unexpected
+    (another Triton version's layout, scratch memory, hooks) -> None, and the caller keeps ``CompiledKernel.run``.
+    """
+    __slots__ = ("c_launch", "base", "desc", "maps")
+
+    def __init__(self, c_launch, base: tuple, desc: dict) -> None:
+        self.c_launch, self.base, self.desc, self.maps = c_launch, base, desc, {}
+
+    def __call__(self, g: tuple, raw_stream: int, head: tuple, tail: tuple) -> None:
+        desc = self.desc
+        if not desc:
+            self.c_launch(g[0], g[1], g[2], raw_stream, *self.base, *head, *tail)
+            return
+        flat = []
+        for i, a in enumerate(head):
+            d = desc.get(i)
+            if d is None:
+                flat.append(a)
+            else:
+                key = (i, a.data_ptr())
+                enc = self.maps.get(key)
+                if enc is None:
+                    if len(self.maps) > 256:
+                        self.maps.clear()
+                    enc = self.maps[key] = tuple(d[0](make_desc(a, *d[2]), d[1]))
+                flat.extend(enc)
+        self.c_launch(g[0], g[1], g[2], raw_stream, *self.base, *flat, *tail)
+
+    @staticmethod
+    def make(kern, g: tuple, raw_stream: int, head: tuple, tail: tuple, descs: dict) -> Optional["_RawLaunch"]:
+        try:
+            r = _RawLaunch._make(kern, g, raw_stream, head, tail, descs)
+        except Exception as err:  # noqa: BLE001 (an unexpected layout: keep Triton's path)
+            r, why = None, repr(err)[:200]
+        else:
+            why = "" if r is not None else "layout check failed"
+        _RAW_STATS["made" if r is not None else "refused"] += 1
+        if why:
+            _RAW_STATS["why"] = why
+        return r
+
+    @staticmethod
+    def _make(kern, g, raw_stream, head, tail, descs) -> Optional["_RawLaunch"]:
+        import sys
+        run = kern.run
+        mod = sys.modules.get(type(run).__module__)
+        launch = getattr(run, "launch", None)
+        if mod is None or launch is None or getattr(mod, "_BASE_ARGS_FORMAT_LEN", None) != 13:
+            return None
+        if getattr(run, "global_scratch_size", 1) or getattr(run, "profile_scratch_size", 0):
+            return None
+        base = (kern.function, run.launch_cooperative_grid, run.launch_pdl, None, None, kern.packed_metadata,
+                None, None, None)
+        desc: dict = {}
+        cell = None
+        if getattr(launch, "__name__", "") != "inner" and not hasattr(launch, "__code__"):  # the C function itself
+            c_launch = launch
+        elif getattr(launch, "__name__", "") == "inner" and launch.__closure__:
+            fv = launch.__code__.co_freevars
+            if set(fv) != {"launcher", "tensordesc_indices", "tensordesc_meta"}:
+                return None
+            cells = dict(zip(fv, launch.__closure__))
+            cell = cells["launcher"]
+            c_launch = cell.cell_contents
+            idx, meta = cells["tensordesc_indices"].cell_contents, cells["tensordesc_meta"].cell_contents
+            mk = getattr(mod, "make_tensordesc_arg", None)
+            if mk is None or not callable(c_launch):
+                return None
+            nd = 0
+            for i in range(len(head) + len(tail)):
+                if i in idx:
+                    if i not in descs or meta[nd] is None:  # descriptors only where planned, TMA-lowered
+                        return None
+                    desc[i] = (mk, meta[nd], descs[i])
+                    nd += 1
+            if nd != len(descs):
+                return None
+        else:
+            return None
+        if descs and not desc:
+            return None
+        full = list(head)  # what Triton's own path gets: descriptor objects in their slots
+        for i, geo in descs.items():
+            full[i] = make_desc(head[i], *geo)
+        # what Triton's own path would hand to the C function, recorded instead of launched
+        rec: list = []
+
+        def recorder(*a):
+            rec.append(a)
+
+        if cell is not None:
+            cell.cell_contents = recorder
+            try:
+                run(g[0], g[1], g[2], raw_stream, kern.function, kern.packed_metadata, None, None, None, *full, *tail)
+            finally:
+                cell.cell_contents = c_launch
+        else:
+            run.launch = recorder
+            try:
+                run(g[0], g[1], g[2], raw_stream, kern.function, kern.packed_metadata, None, None, None, *full, *tail)
+            finally:
+                run.launch = c_launch
+        r = _RawLaunch(c_launch, base, desc)
+        mine: list = []
+        r.c_launch = lambda *a: mine.append(a)
+        r(g, raw_stream, head, tail)
+        r.c_launch = c_launch
+        r.maps.clear()
+        if len(rec) != 1 or len(mine) != 1 or len(rec[0]) != len(mine[0]):
+            return None
+        for x, y in zip(rec[0], mine[0]):
+            if x is y:
+                continue
+            if isinstance(x, (int, float, bool, str, type(None))) and type(x) is type(y) and x == y:
+                continue
+            if type(x).__name__ == "PyCUtensorMap" and type(y) is type(x):
+                continue
+            return None
+        return r
+
+
 def _no_launch_hooks() -> bool:
     """No Triton launch hook set (triton >= 3.5 keeps an empty ``HookChain`` there instead of None)."""
     rt = _knobs.runtime
@@ -171,7 +371,12 @@ def run_tests_under_interpreter(test_file: str, timeout: float = 600.0) -> tuple
     return p.returncode, (p.stdout + p.stderr)[-6000:]
 
 
+_TensorDescriptor = None
 if HAS_TRITON:
+    try:
+        from triton.tools.tensor_descriptor import TensorDescriptor as _TensorDescriptor
+    except Exception:  # pragma: no cover (older triton: no TMA descriptors)
+        pass
     try:
         from triton import knobs as _knobs
     except ImportError:  # pragma: no cover (older triton: no hooks to honour)

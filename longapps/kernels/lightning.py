@@ -34,7 +34,7 @@ from typing import Optional
 
 import torch
 
-from ._common import HAS_TRITON, KernelLauncher, default_blocks, dot_dtype, interpreting
+from ._common import HAS_TRITON, BoundLaunch, KernelLauncher, default_blocks, dot_dtype, interpreting
 
 if HAS_TRITON:
     import triton
@@ -375,6 +375,57 @@ def lightning_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
     _WALK_LAUNCH(key, (B * H, ns), (q, k, v, o, S, *strides, o.stride(0), o.stride(1), o.stride(2), H, N, CS, sc,
                                     reverse, BL, D, DT), ex)
     return o
+
+
+class LightningRunner:
+    """``lightning_forward(q, k, v, scale)`` (two-launch path, default settings) bound to one call signature
+    (shapes, strides, dtype, device): super-chunk split, grids and every non-tensor argument fixed when it is
+    made; a call allocates the output (the chunk-state scratch is cached per stream outside graph capture)
+    and launches (``BoundLaunch``). Unaligned data pointers, or settings other than the two-launch default,
+    go to ``lightning_forward``."""
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float]) -> None:
+        B, H, N, D = q.shape
+        self.scale = scale
+        self.fused = bool(LIGHTNING_DEFAULTS["fused"])
+        BL = default_blocks(q, LIGHTNING_DEFAULTS["block"], 64)[0]
+        DT = dot_dtype(q.dtype)
+        nblocks = -(-N // BL)
+        ns = _n_super(B * H, nblocks, q.device, LIGHTNING_DEFAULTS["max_blocks_per_chunk"])
+        CS = -(-nblocks // ns) * BL
+        ns = -(-N // CS)
+        sc = 1.0 if scale is None else float(scale)
+        ex = {} if interpreting() else {"num_warps": LIGHTNING_DEFAULTS["num_warps"],
+                                        "num_stages": LIGHTNING_DEFAULTS["num_stages"]}
+        strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3])
+        o_strides = (H * N * D, N * D, D)
+        key = (q.device.index, q.dtype, q.shape, strides, ns, CS, False, BL, tuple(ex.items()))
+        self.shape, self.dtype, self.device = (B, H, N, D), q.dtype, q.device
+        self.s_shape = (B * H, ns, D, D)
+        self.is_cuda = q.is_cuda
+        self.index = (q.device.index if q.device.index is not None else torch.cuda.current_device()) if q.is_cuda else 0
+        self.state = BoundLaunch(_STATE_LAUNCH, key, (B * H, ns), (*strides[3:], H, N, CS, BL, D, DT), ex)
+        self.walk = BoundLaunch(_WALK_LAUNCH, key, (B * H, ns), (*strides, *o_strides, H, N, CS, sc, False, BL, D, DT),
+                                ex)
+        self.scratch: dict = {}
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.fused or (q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15:
+            return lightning_forward(q, k, v, self.scale)
+        o = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        if self.is_cuda:
+            raw = torch._C._cuda_getCurrentRawStream(self.index)
+            capturing = torch._C._cuda_isCurrentStreamCapturing()
+        else:
+            raw, capturing = None, False
+        S = None if capturing else self.scratch.get(raw)
+        if S is None:  # written by the state launch, read by the walk launch: per stream, calls run in order
+            S = torch.empty(self.s_shape, dtype=torch.float32, device=self.device)
+            if not capturing:
+                self.scratch[raw] = S
+        self.state((k, v, S), raw)
+        self.walk((q, k, v, o, S), raw)
+        return o
 
 
 class _LightningFn(torch.autograd.Function):

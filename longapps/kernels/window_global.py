@@ -30,8 +30,8 @@ from typing import Optional, Tuple, Union
 import torch
 
 from ..attention.reference import dense_global_rows, gather_positions
-from ._common import (HAS_TRITON, LOG2E, KernelLauncher, default_blocks, dot_dtype, fork_to, interpreting, join_from,
-                      side_stream)
+from ._common import (HAS_TRITON, LOG2E, BoundLaunch, KernelLauncher, default_blocks, dot_dtype, fork_to, interpreting,
+                      join_from, side_stream)
 
 if HAS_TRITON:
     import triton
@@ -872,6 +872,159 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     elif has_grows and not plan.ahead:  # after the band launch (overwrites the global rows)
         _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, None)
     return o, lse
+
+
+_STREAM_OBJS: dict = {}
+
+
+def _stream_obj(raw: int, index: int) -> "torch.cuda.Stream":
+    """The ``torch.cuda.Stream`` of the current raw stream (cached by handle: no Stream object per call)."""
+    s = _STREAM_OBJS.get(raw)
+    if s is None:
+        s = torch.cuda.current_stream(index)
+        if s.cuda_stream != raw:  # pragma: no cover (the current stream changed in between)
+            return s
+        if len(_STREAM_OBJS) > 64:
+            _STREAM_OBJS.clear()
+        _STREAM_OBJS[raw] = s
+    return s
+
+
+class WindowRunner:
+    """``window_global_forward(q, k, v, window, table, causal, kpm, scale, sinks)[0]`` bound to one call
+    signature (shapes, strides, dtype, device, padding-mask layout; defaults of every launch knob): the plan,
+    the launch grids and every argument but the tensors are fixed when it is made, so a call only allocates
+    the output (scratch: cached per stream outside graph capture), builds the TMA descriptors and launches
+    (``BoundLaunch``). The caller guarantees the signature (``attention()`` keys its plan cache on it); data
+    pointers not 16-byte aligned go to ``window_global_forward``. ``table``: ``prepare_global_idx``'s output
+    or None. Make one outside CUDA-graph capture (its placeholders must be filled)."""
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, table: Optional[torch.Tensor],
+                 causal: bool, kpm: Optional[torch.Tensor], scale: Optional[float], sinks: int = 0) -> None:
+        B, H, N, D = q.shape
+        _check_last_dim(q, k, v)
+        dev = q.device
+        self.args = (window, table, causal, scale, sinks)
+        self.is_cuda = q.is_cuda
+        self.index = dev.index if dev.index is not None else (torch.cuda.current_device() if q.is_cuda else 0)
+        self.shape, self.lse_shape, self.dtype, self.device = (B, H, N, D), (B, H, N), q.dtype, dev
+        kpm8, skpb = _kpm_arg(kpm, q)
+        self.has_kpm = kpm is not None
+        if self.has_kpm and kpm8 is not kpm and kpm8.data_ptr() != kpm.data_ptr():
+            raise ValueError("WindowRunner needs a bool key_padding_mask on q's device with a contiguous last dim")
+        self.kpm0 = None if self.has_kpm else kpm8  # the placeholder (cached, never written)
+        if sinks:
+            gidx, sgb, G, has_gk, prefix, has_grows = _zeroed(dev, torch.int32, 1), 0, sinks, True, True, False
+        elif table is not None:
+            gidx, sgb, G = table, (table.stride(0) if table.shape[0] > 1 else 0), table.shape[1]
+            has_gk = has_grows = G > 0
+            prefix = False
+        else:
+            gidx, sgb = _no_globals(dev), 0
+            G, has_gk, has_grows, prefix = 1, False, False, False
+        self.gidx = gidx
+        o = torch.empty(B, H, N, D, dtype=q.dtype, device=dev)
+        key = (dev.index, q.dtype, q.shape, q.stride(), k.stride(), v.stride(), o.stride(), q.shape,
+               q.stride(), k.stride(), v.stride(), window, G, sgb, skpb, causal, self.has_kpm, scale, sinks,
+               has_gk, prefix, has_grows, None, None, None, None, None, None, None, None, True, interpreting(),
+               tuple(FWD_DEFAULTS.values()))
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = _PLANS[key] = _make_plan(key, q, k, v, q, k, v, window, G, causal, self.has_kpm, scale, has_gk,
+                                            prefix, has_grows, None, None, None, None, None, None, None, None)
+        self.plan = plan
+        self.side = side_stream(dev, plan.side_priority) if plan.side else None
+        self.side_raw = self.side.cuda_stream if self.side is not None else None
+        sq, sk, sv, so = q.stride(), k.stride(), v.stride(), o.stride()
+        descs = None
+        if plan.tma is not None:  # q, k, v tiles through TMA descriptors (head slots 7, 8, 9)
+            rows, cols, sn, rb, rh, ch = plan.tma
+            descs = {7: (rows, cols, sn, plan.BM, D), 8: (rows, cols, sn, plan.BN, D), 9: (rows, cols, sn, plan.BN, D)}
+        else:
+            rb = rh = ch = 0
+        self.band = BoundLaunch(_BAND_LAUNCH, key, plan.grid, (
+            sq[0], sq[1], sq[2], sk[0], sk[1], sk[2], sv[0], sv[1], sv[2], so[0], so[1], so[2], sgb, skpb,
+            H, N, window, G, plan.const[0], rb, rh, ch, *plan.const[1:]), plan.options, descs)
+        self.grow = None
+        self.ahead = bool(has_grows and plan.ahead)
+        if has_grows:
+            g = plan.grow
+            gdescs = None
+            if g.tma is not None:  # k, v through TMA descriptors (head slots 10, 11)
+                nrow, ncol, gsn, grb, grh, gch = g.tma
+                gdescs = {10: (nrow, ncol, gsn, g.bn_g, D), 11: (nrow, ncol, gsn, g.bn_g, D)}
+            else:
+                grb = grh = gch = 0
+            self.grow = BoundLaunch(_GROW_LAUNCH, key, g.grid, (
+                sq[0], sq[1], sq[2], sk[0], sk[1], sk[2], sv[0], sv[1], sv[2], so[0], so[1], so[2], sgb, skpb,
+                H, N, G, g.GP, plan.const[0], g.keys_per_split, g.nsplit, grb, grh, gch, *g.const), g.options,
+                gdescs)
+            self.scratch_rows = B * H * g.GP * g.nsplit
+        self.scratch: dict = {}
+
+    def _scratch(self, raw: Optional[int], capturing: bool) -> tuple:
+        """(lse, po, pml, cnt): per-call scratch, cached per stream (calls on one stream run in order); fresh
+        while capturing a CUDA graph (the ticket counters' zero fill on the side stream, as ``_zeroed``)."""
+        sc = None if capturing else self.scratch.get(raw)
+        if sc is None:
+            dev, D = self.device, self.shape[3]
+            lse = torch.empty(self.lse_shape, dtype=torch.float32, device=dev)
+            po = pml = cnt = None
+            if self.grow is not None:
+                po = torch.empty(self.scratch_rows, D, dtype=torch.float32, device=dev)
+                pml = torch.empty(self.scratch_rows, 2, dtype=torch.float32, device=dev)
+                cnt = _zeroed(dev, torch.int32, self.plan.grow.cnt, self.side)
+            sc = (lse, po, pml, cnt)
+            if not capturing:
+                self.scratch[raw] = sc
+        return sc
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 kpm: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if kpm is None:
+            kpm8 = self.kpm0
+            unaligned = (q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15
+        else:
+            kpm8 = kpm.view(torch.int8)
+            unaligned = (q.data_ptr() | k.data_ptr() | v.data_ptr() | kpm8.data_ptr()) & 15
+        if unaligned:
+            window, table, causal, scale, sinks = self.args
+            return window_global_forward(q, k, v, window, table, causal, kpm, scale, sinks,
+                                         gidx_prepared=table is not None)[0]
+        o = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        if self.is_cuda:
+            raw = _raw_stream(self.index)
+            capturing = _capturing()
+        else:
+            raw, capturing = None, False
+        side = self.side
+        if side is not None:  # fork first: while capturing, the scratch's zero fill goes on the side stream
+            main = _stream_obj(raw, self.index)
+            fork_to(side, main)
+        lse, po, pml, cnt = self._scratch(raw, capturing)
+        gidx = self.gidx
+        grow = self.grow
+        if grow is not None:  # (descriptor slots hold the tensors: BoundLaunch makes the descriptors)
+            ghead = (q, k, v, gidx, kpm8, po, pml, cnt, o, lse, k, v)
+        if side is not None:
+            if self.ahead:
+                grow(ghead, self.side_raw, side)
+            self.band((q, k, v, o, lse, gidx, kpm8, q, k, v), raw)
+            if not self.ahead:
+                grow(ghead, self.side_raw, side)
+            join_from(main, side)
+        else:
+            self.band((q, k, v, o, lse, gidx, kpm8, q, k, v), raw)
+            if grow is not None:
+                grow(ghead, raw)
+        return o
+
+
+if HAS_TRITON and hasattr(torch._C, "_cuda_getCurrentRawStream"):
+    _raw_stream = torch._C._cuda_getCurrentRawStream
+    _capturing = torch._C._cuda_isCurrentStreamCapturing
+else:  # CPU-only torch (the interpreter): never called with is_cuda
+    _raw_stream = _capturing = None  # type: ignore[assignment]
 
 
 def _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, has_kpm, scale, has_gk, prefix, has_grows,
