@@ -7,15 +7,16 @@
 #            with the automatic graphs, batch 1 and 4, HF for reference
 #   tests  : GPU tests of the attention API (no sync, fresh inputs between graph replays, misaligned views,
 #            torch.compile) and the Longformer automatic graphs
+#   prof   : GPU time per kernel of the eager Longformer at batch 4 (where the 8 ms go), if time is left
 #   cli    : `longapps bench attention` (the ours_api row next to the kernel), 4k only, if time is left
 # Each part has its own timeout inside a global budget (BUDGET_S, default 285 s); logs/JSON go to $OUT,
-# a summary is printed last. Usage: bash benchmarks/device_s7_issue11.sh [host] [attn] [lf] [tests] [cli]
+# a summary is printed last. Usage: bash benchmarks/device_s7_issue11.sh [host] [attn] [lf] [tests] [prof] [cli]
 set -u
 set -x
 OUT=${OUT:-/tmp/longapps_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
-PARTS="${*:-host attn lf tests cli}"
+PARTS="${*:-host attn lf tests prof cli}"
 BUDGET_S=${BUDGET_S:-285}
 START=$SECONDS
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -42,6 +43,8 @@ has lf && step longformer "${T_LF:-65}" "$OUT/longformer.log" python3 benchmarks
 has tests && step tests "${T_TESTS:-60}" "$OUT/gpu_tests.log" python3 -m pytest -q -x -p no:cacheprovider --durations=6 \
   tests/test_attention_fastpath.py tests/test_kernels_gpu.py \
   -k "${TEST_K:-(fastpath or plan or api or automatic_graphs or rows_in_graph) and not interpreter}"
+has prof && step profile "${T_PROF:-35}" "$OUT/longformer_profile_b4.log" python3 benchmarks/longformer.py --profile \
+  --batch 4
 has cli && step cli "${T_CLI:-40}" "$OUT/cli_bench.log" python3 -m longapps.cli bench attention --n 4096 --no-flex \
   --json "$OUT/cli_bench.json"
 
@@ -54,5 +57,6 @@ cat "$OUT/gpu.txt"
 [ -f "$OUT/longformer.log" ] && sed -n '/^## Longformer/,$p' "$OUT/longformer.log"
 [ -f "$OUT/longformer.log" ] && grep -E "rc=|failed|Error" "$OUT/longformer.log"
 [ -f "$OUT/gpu_tests.log" ] && grep -E "passed|failed|rc=|FAILED|Error" "$OUT/gpu_tests.log" | tail -15
+[ -f "$OUT/longformer_profile_b4.log" ] && head -32 "$OUT/longformer_profile_b4.log"
 [ -f "$OUT/cli_bench.log" ] && grep -E "ours|rc=" "$OUT/cli_bench.log" | tail -8
 exit 0
