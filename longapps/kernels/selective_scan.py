@@ -378,12 +378,13 @@ if HAS_TRITON:
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr):
-        """Sequential walk (mamba-ssm style): the program's (BD channels x NP states) state stays in registers
-        and is advanced one token at a time (no scan tree, no cross-token reductions); the next token's inputs
-        are loaded before the current one is computed. MODE 0: one segment from zero -> its end state and sum
-        of dt; MODE 1: fold the earlier segments' end states into the start state, walk, write y (fused
-        softplus(dt + bias), exp(dt A), D skip, silu(z) gate), and, if SAVE, the state at every TS-th token
-        (the backward's tile start states)."""
+        """Sequential walk (mamba-ssm style): the program's state, held as an (NP states x BD channels) tile so
+        that the channels spread over the threads and each thread keeps all states of its channels (the C
+        contraction is then a reduction inside a thread), stays in registers and is advanced one token at a
+        time (no scan tree); the next token's inputs are loaded before the current one is computed.
+        MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
+        states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
+        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
@@ -391,18 +392,24 @@ if HAS_TRITON:
         offs_n = tl.arange(0, NP)
         dmask = offs_d < Dm
         nmask = offs_n < N
-        dn_mask = dmask[:, None] & nmask[None, :]
-        Anat, bias, dskip = _channel_params(A, DB, Dv, offs_d, offs_n, dmask, dn_mask, N, HAS_DB, HAS_D, BD)
-        A2 = Anat * 1.4426950408889634
+        nd_mask = nmask[:, None] & dmask[None, :]
+        A2 = tl.load(A + offs_d[None, :] * N + offs_n[:, None], mask=nd_mask, other=0.0).to(tl.float32) \
+            * 1.4426950408889634                                  # (NP, BD)
+        bias = tl.zeros([BD], dtype=tl.float32)
+        dskip = tl.zeros([BD], dtype=tl.float32)
+        if HAS_DB:
+            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        if HAS_D:
+            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
         bi64 = bi.to(tl.int64)
-        h = tl.zeros([BD, NP], dtype=tl.float32)
-        st_off = offs_d[:, None] * NP + offs_n[None, :]
+        h = tl.zeros([NP, BD], dtype=tl.float32)
+        st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
         if MODE == 1:
             for s in range(0, seg):  # fold the end states of the earlier segments
                 base = (bi64 * S + s)
                 ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                hs = tl.load(Hend + base * Dm * NP + st_off, mask=dn_mask, other=0.0)
-                h = tl.exp2(A2 * ds[:, None]) * h + hs
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
@@ -437,12 +444,12 @@ if HAS_TRITON:
             dt = tl.where(dmask, x, 0.0)
             if SAVE:
                 if t % TS == 0:
-                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=dn_mask)
-            h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * bv[None, :]
+                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=nd_mask)
+            h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
             if MODE == 0:
                 dsum += dt
             else:
-                y = tl.sum(h * cv[None, :], 1)
+                y = tl.sum(h * cv[:, None], 0)
                 if HAS_D:
                     y += dskip * u
                 if HAS_Z:
@@ -451,7 +458,7 @@ if HAS_TRITON:
                          mask=dmask)
         if MODE == 0:
             base = bi64 * S + seg
-            tl.store(Hend + base * Dm * NP + st_off, h, mask=dn_mask)
+            tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
 
     @triton.jit
