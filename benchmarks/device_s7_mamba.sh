@@ -20,8 +20,8 @@ T_SPEED=${T_SPEED:-105}
 T_TESTS=${T_TESTS:-100}
 TRAIN_S=${TRAIN_S:-140}
 # the two training runs (extra arguments of mamba_gpu.py train)
-RUN_A=${RUN_A:---lr 1e-3 --max-tokens 2048 --batch-size 32}
-RUN_B=${RUN_B:---lr 3e-3 --max-tokens 1024 --batch-size 32}
+RUN_A=${RUN_A:---lr 1e-3 --max-tokens 2048 --batch-size 32 --epochs 5}
+RUN_B=${RUN_B:---lr 2e-3 --max-tokens 1024 --batch-size 32 --epochs 8}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
        LONGAPPS_CACHE=/tmp/longapps_cache TOKENIZERS_PARALLELISM=false
 T0=$(date +%s)
