@@ -155,6 +155,74 @@ def cmd_speed(args: argparse.Namespace) -> None:
     (RESULTS / "ner_speed.json").write_text(json.dumps({"runs": runs, "machine": _machine()}, indent=1))
 
 
+def cmd_gpu(args: argparse.Namespace) -> None:
+    """Device run: the default encoder (``--base``, e.g. restored by ner_device_data.py) trained on NCBI
+    train+devel as long documents with 512- and 4,096-token windows, the same budget (epochs, tokens per
+    optimizer step, lr), evaluated on NCBI test and the long test set; JSON to ``--json``."""
+    import torch
+
+    from longapps.adapters.ner_formats import read_jsonl
+    from longapps.pipelines.ner import NER
+    from longapps.training import TrainConfig
+
+    data = Path(args.data)
+    train = read_jsonl(data / "long_train.jsonl") + read_jsonl(data / "long_devel.jsonl")
+    sets = {"ncbi-test": read_jsonl(data / "ncbi_test.jsonl"), "long-test": read_jsonl(data / "long_test.jsonl")}
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    res = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__,
+           "base": args.base, "epochs": args.epochs, "lr": args.lr, "tokens_per_step": args.tokens_per_step,
+           "train_documents": len(train), "configs": {}, "rows": []}
+    t_all = time.perf_counter()
+    for name in args.configs or list(CONFIGS):
+        ml = CONFIGS[name]["max_length"]
+        bs = max(1, args.tokens_per_step // ml)
+        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=bs, warmup=0.1, seed=0, device=dev,
+                          patience=None, time_budget_s=args.time_budget, grad_checkpointing=False,
+                          log_every=args.log_every)
+        t0 = time.perf_counter()
+        ner, rep = NER.train(train, out=None, model=args.base, max_length=ml, config=cfg, one_label=LABEL,
+                             batch_size=bs)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        secs = time.perf_counter() - t0
+        info = {"max_length": ml, "batch_size": bs, "windows": rep.windows, "steps": rep.result.steps,
+                "epochs_run": rep.result.epochs, "stopped": rep.result.stopped, "train_seconds": round(secs, 1),
+                "final_loss": (rep.result.history[-1] if rep.result.history else None)}
+        res["configs"][name] = info
+        print(json.dumps({"config": name, **info}), flush=True)
+        ner.batch_size = 8
+        for eval_ml in sorted({ml, 4096}) if name == "w512" else [ml]:
+            if eval_ml != ner.max_length:
+                ner.max_length = eval_ml
+                ner.clf.ensure_length(eval_ml)
+            for set_name, gold in sets.items():
+                t1 = time.perf_counter()
+                r = ner.evaluate(gold, one_label=LABEL)
+                row = {"model": name, "trained_max_length": ml, "eval_max_length": eval_ml, "set": set_name,
+                       "f1": r["micro"]["f1"], "precision": r["micro"]["precision"], "recall": r["micro"]["recall"],
+                       "gold": r["micro"]["gold"], "predicted": r["micro"]["predicted"],
+                       "eval_seconds": round(time.perf_counter() - t1, 1), "train_steps": rep.result.steps,
+                       "epochs_run": rep.result.epochs}
+                res["rows"].append(row)
+                print(json.dumps(row), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+        del ner
+        if dev == "cuda":
+            torch.cuda.empty_cache()
+    res["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    print(f"\n## NER (NCBI-disease, one type, strict F1), {res['device']}: {args.epochs} epochs max, lr {args.lr}, "
+          f"{args.tokens_per_step} tokens per step\n")
+    print("| model (trained windows) | steps | epochs | train s | windows at inference | set | P | R | F1 |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    for r in res["rows"]:
+        c = res["configs"][r["model"]]
+        print(f"| {r['model']} | {c['steps']} | {c['epochs_run']} | {c['train_seconds']} | {r['eval_max_length']} | "
+              f"{r['set']} | {r['precision']:.3f} | {r['recall']:.3f} | **{r['f1']:.3f}** |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -177,8 +245,18 @@ def main() -> None:
     s.add_argument("--tokens", type=int, default=16384)
     s.add_argument("--max-length", type=int, nargs="+", default=[4096, 512])
     s.add_argument("--repeat", type=int, default=1)
+    g = sub.add_parser("gpu", help="train w512 and w4096 with the same budget and evaluate (the device run)")
+    g.add_argument("--data", default=str(DATA / "ner_s7"), help="bundle built by ner_device_data.py build")
+    g.add_argument("--base", default=None, help="encoder folder (default: the packaged MiniLM)")
+    g.add_argument("--epochs", type=int, default=8)
+    g.add_argument("--lr", type=float, default=3e-4)
+    g.add_argument("--tokens-per-step", type=int, default=4096, help="w512: 8 windows per step, w4096: 1")
+    g.add_argument("--time-budget", type=float, default=None, help="training seconds per config")
+    g.add_argument("--log-every", type=int, default=None)
+    g.add_argument("--configs", nargs="*", choices=list(CONFIGS))
+    g.add_argument("--json", default=None)
     args = ap.parse_args()
-    {"train": cmd_train, "eval": cmd_eval, "speed": cmd_speed}[args.cmd](args)
+    {"train": cmd_train, "eval": cmd_eval, "speed": cmd_speed, "gpu": cmd_gpu}[args.cmd](args)
 
 
 if __name__ == "__main__":
