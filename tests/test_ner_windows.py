@@ -127,3 +127,24 @@ def test_control_without_enough_overlap_the_edges_show(tokenizer, monkeypatch) -
     ref = NER(tagger, max_length=10_000).predict(text)
     monkeypatch.setattr(ner_mod, "window_overlap", lambda size: 1)
     assert NER(tagger, max_length=32).predict(text) != ref
+
+
+def test_even_windows_fewest_equal_windows_with_the_overlap() -> None:
+    from longapps.adapters.token_windows import even_windows
+
+    rng = np.random.default_rng(0)
+    cases = [(16645, 4094, 512), (5, 10, 2), (10, 10, 2), (11, 10, 2), (4094 * 3, 4094, 512)]
+    cases += [(int(rng.integers(1, 3000)), int(rng.integers(8, 300)), 0) for _ in range(100)]
+    for n, size, ov in cases + [(n, size, int(rng.integers(0, size))) for n, size, _ in cases[5:]]:
+        starts, length = even_windows(n, size, ov)
+        assert length <= size and starts[0] == 0 and starts[-1] + length == max(n, length)
+        covered = np.zeros(n, bool)
+        for s in starts:
+            covered[s:s + length] = True
+        assert covered.all()
+        shared = [length - (b - a) for a, b in zip(starts, starts[1:])]
+        assert all(x >= ov for x in shared), (n, size, ov)
+        # the fewest: one window fewer of `size` tokens cannot cover n with that overlap
+        k = len(starts)
+        assert k == 1 or (k - 1) * size - (k - 2) * ov < n, (n, size, ov)
+    assert even_windows(16645, 4094, 512) == ([0, 3226, 6453, 9679, 12906], 3739)

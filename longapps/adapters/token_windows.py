@@ -73,6 +73,20 @@ def window_starts(n_tokens: int, size: int, stride: int) -> list[int]:
     return starts
 
 
+def even_windows(n_tokens: int, size: int, overlap: int) -> tuple[list[int], int]:
+    """The fewest windows of at most ``size`` tokens that cover ``n_tokens`` with neighbours sharing at least
+    ``overlap`` tokens, all of one length, starts spread evenly: (starts, length). For 16,645 tokens, size
+    4,094 and overlap 512 that is 5 windows of 3,739 tokens (18.7k tokens run) instead of 5 x 4,094 with the
+    last one ending at the end (20.5k)."""
+    if size <= 0 or overlap < 0 or overlap >= size:
+        raise ValueError("need size > overlap >= 0")
+    if n_tokens <= size:
+        return [0], max(n_tokens, 0)
+    k = -(-(n_tokens - overlap) // (size - overlap))
+    length = -(-(n_tokens + (k - 1) * overlap) // k)  # <= size; k * length >= n + (k-1) * overlap
+    return [(i * (n_tokens - length)) // (k - 1) for i in range(k)], length
+
+
 def default_stride(size: int) -> int:
     """Windows overlap by a quarter (at least one token): every token has >= size/8 context on both sides
     in the window it is taken from."""
@@ -176,5 +190,5 @@ def word_labels(enc: Encoded, spans: Sequence[tuple[int, int, str]], label2id: d
     return labels
 
 
-__all__ = ["Encoded", "segment_bounds", "encode_segment", "iter_segments", "window_starts", "default_stride",
-           "stitch", "word_tags", "decode_spans", "word_labels", "SEGMENT_CHARS"]
+__all__ = ["Encoded", "segment_bounds", "encode_segment", "iter_segments", "window_starts", "even_windows",
+           "default_stride", "stitch", "word_tags", "decode_spans", "word_labels", "SEGMENT_CHARS"]

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..adapters.ner_formats import Document, Span, resolve_overlaps
-from ..adapters.token_windows import (Encoded, decode_spans, iter_segments, stitch, window_starts, word_labels,
-                                      word_tags)
+from ..adapters.token_windows import (Encoded, decode_spans, even_windows, iter_segments, stitch, window_starts,
+                                      word_labels, word_tags)
 from ..models.token_classifier import TokenClassifier
 from ..resources import LongappsError
 from ..training import TrainConfig, TrainResult, fit, resolve_device
@@ -114,7 +114,10 @@ class NER:
     def _windows(self, enc: Encoded, labels: Optional[np.ndarray] = None,
                  overlap: Optional[int] = None) -> tuple[list[int], list[Window]]:
         size = self._content()
-        starts = window_starts(len(enc.ids), size, size - (window_overlap(size) if overlap is None else overlap))
+        if overlap is None:  # inference: the fewest equal windows with >= window_overlap shared tokens
+            starts, size = even_windows(len(enc.ids), size, window_overlap(size))
+        else:
+            starts = window_starts(len(enc.ids), size, size - overlap)
         wins = [Window(enc.ids[s:s + size], None if labels is None else labels[s:s + size]) for s in starts]
         return starts, wins
 
