@@ -771,12 +771,13 @@ def _check_last_dim(*ts: torch.Tensor) -> None:
 
 class _GrowPlan:
     """Launch set-up of the global-row split-K pass for one call signature."""
-    __slots__ = ("grid", "options", "const", "GP", "keys_per_split", "nsplit", "tma", "bn_g", "cnt")
+    __slots__ = ("grid", "options", "const", "GP", "keys_per_split", "nsplit", "tma", "bn_g", "cnt", "rows")
 
 
 class _FwdPlan:
     """Launch set-up of ``window_global_forward`` for one call signature (shapes, strides, flags, defaults)."""
-    __slots__ = ("grid", "options", "const", "tma", "BM", "BN", "grow", "side", "ahead", "side_priority", "key")
+    __slots__ = ("grid", "options", "const", "tma", "BM", "BN", "grow", "side", "ahead", "side_priority", "key",
+                 "band_b", "grow_b", "side_s")
 
 
 _PLANS: dict = {}
@@ -846,31 +847,23 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         plan = _PLANS[key] = _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, key_padding_mask is not None,
                                         scale, has_gk, prefix, has_grows, block_m, block_n, num_warps, num_stages,
                                         split, tile_major, grows, tma)
-    lkey = key if aligned else None
+    if plan.band_b is None:  # the launches of this signature, every non-tensor argument fixed (the key pins them)
+        _bind(plan, key if aligned else None, q, k, v, o, qg, kg, vg, window, G, sgb, skpb)
+    raw = _raw_stream(dev.index) if q.is_cuda else None
     main = side = None
     if plan.side:
-        side = side_stream(dev, plan.side_priority)
-        main = torch.cuda.current_stream(dev)
+        side = plan.side_s
+        main = _stream_obj(raw, dev.index)
         fork_to(side, main)
     if has_grows and plan.ahead:
-        _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, side)
-    if plan.tma is not None:
-        rows, cols, sn, rb, rh, ch = plan.tma
-        dq, dk, dv = _desc(q, rows, cols, sn, plan.BM, D), _desc(k, rows, cols, sn, plan.BN, D), \
-            _desc(v, rows, cols, sn, plan.BN, D)
-    else:
-        dq, dk, dv, rb, rh, ch = q, k, v, 0, 0, 0
-    _BAND_LAUNCH(lkey, plan.grid, (
-        q, k, v, o, lse, gidx, kpm, dq, dk, dv,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, window, G, plan.const[0], rb, rh, ch, *plan.const[1:]), plan.options)
+        _run_grow(plan, qg, kg, vg, gidx, kpm, o, lse, side)
+    plan.band_b((q, k, v, o, lse, gidx, kpm, q, k, v), raw)
     if has_grows and side is not None:  # concurrent with the band launch, joined before returning
         if not plan.ahead:
-            _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, side)
+            _run_grow(plan, qg, kg, vg, gidx, kpm, o, lse, side)
         join_from(main, side)
     elif has_grows and not plan.ahead:  # after the band launch (overwrites the global rows)
-        _run_grow(plan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, None)
+        _run_grow(plan, qg, kg, vg, gidx, kpm, o, lse, None)
     return o, lse
 
 
@@ -933,33 +926,14 @@ class WindowRunner:
             plan = _PLANS[key] = _make_plan(key, q, k, v, q, k, v, window, G, causal, self.has_kpm, scale, has_gk,
                                             prefix, has_grows, None, None, None, None, None, None, None, None)
         self.plan = plan
-        self.side = side_stream(dev, plan.side_priority) if plan.side else None
+        if plan.band_b is None:
+            _bind(plan, key, q, k, v, o, q, k, v, window, G, sgb, skpb)
+        self.side = plan.side_s
         self.side_raw = self.side.cuda_stream if self.side is not None else None
-        sq, sk, sv, so = q.stride(), k.stride(), v.stride(), o.stride()
-        descs = None
-        if plan.tma is not None:  # q, k, v tiles through TMA descriptors (head slots 7, 8, 9)
-            rows, cols, sn, rb, rh, ch = plan.tma
-            descs = {7: (rows, cols, sn, plan.BM, D), 8: (rows, cols, sn, plan.BN, D), 9: (rows, cols, sn, plan.BN, D)}
-        else:
-            rb = rh = ch = 0
-        self.band = BoundLaunch(_BAND_LAUNCH, key, plan.grid, (
-            sq[0], sq[1], sq[2], sk[0], sk[1], sk[2], sv[0], sv[1], sv[2], so[0], so[1], so[2], sgb, skpb,
-            H, N, window, G, plan.const[0], rb, rh, ch, *plan.const[1:]), plan.options, descs)
-        self.grow = None
+        self.band, self.grow = plan.band_b, plan.grow_b
         self.ahead = bool(has_grows and plan.ahead)
         if has_grows:
-            g = plan.grow
-            gdescs = None
-            if g.tma is not None:  # k, v through TMA descriptors (head slots 10, 11)
-                nrow, ncol, gsn, grb, grh, gch = g.tma
-                gdescs = {10: (nrow, ncol, gsn, g.bn_g, D), 11: (nrow, ncol, gsn, g.bn_g, D)}
-            else:
-                grb = grh = gch = 0
-            self.grow = BoundLaunch(_GROW_LAUNCH, key, g.grid, (
-                sq[0], sq[1], sq[2], sk[0], sk[1], sk[2], sv[0], sv[1], sv[2], so[0], so[1], so[2], sgb, skpb,
-                H, N, G, g.GP, plan.const[0], g.keys_per_split, g.nsplit, grb, grh, gch, *g.const), g.options,
-                gdescs)
-            self.scratch_rows = B * H * g.GP * g.nsplit
+            self.scratch_rows = plan.grow.rows
         self.scratch: dict = {}
 
     def _scratch(self, raw: Optional[int], capturing: bool) -> tuple:
@@ -1059,6 +1033,7 @@ def _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, has_kpm, scale, has_
     overlap = has_grows and grows in ("overlap", "first")
     p = _FwdPlan()
     p.key = key
+    p.band_b = p.grow_b = p.side_s = None
     p.side = overlap and q.is_cuda
     p.side_priority = FWD_DEFAULTS["side_priority"]
     p.ahead = has_grows and p.side and grows == "first"  # global rows ahead of the band, beside it
@@ -1112,31 +1087,54 @@ def _grow_plan(qg, kg, vg, G, causal, has_kpm, qg_compact, DT, BN, first) -> _Gr
     g.options = extra
     g.GP, g.keys_per_split, g.nsplit, g.tma, g.bn_g = GP, keys_per_split, nsplit, geo, bn_g
     g.cnt = B * H * (GP // BG)
+    g.rows = B * H * GP * nsplit  # split-K partial rows
     g.const = (causal, has_kpm, BG, bn_g, D, DT, qg_compact, min(64, max(16, triton.next_power_of_2(nsplit))),
                geo is not None)
     return g
 
 
-def _run_grow(plan: _FwdPlan, lkey, qg, kg, vg, gidx, kpm, o, lse, sgb, skpb, G, stream) -> None:
+def _bind(plan: _FwdPlan, lkey, q, k, v, o, qg, kg, vg, window: int, G: int, sgb: int, skpb: int) -> None:
+    """The plan's ``BoundLaunch`` objects: the band launch and the global-row launch with every argument that
+    the plan's key fixes (strides, sizes, constexprs) bound; ``lkey``: the launcher key (None: unaligned)."""
+    B, H, N, D = q.shape
+    sq, sk, sv, so = q.stride(), k.stride(), v.stride(), o.stride()
+    descs = None
+    if plan.tma is not None:  # q, k, v tiles through TMA descriptors (head slots 7, 8, 9)
+        rows, cols, sn, rb, rh, ch = plan.tma
+        descs = {7: (rows, cols, sn, plan.BM, D), 8: (rows, cols, sn, plan.BN, D), 9: (rows, cols, sn, plan.BN, D)}
+    else:
+        rb = rh = ch = 0
+    if plan.side and plan.side_s is None:
+        plan.side_s = side_stream(q.device, plan.side_priority)
+    g = plan.grow
+    if g is not None:
+        sqg, skg, svg = qg.stride(), kg.stride(), vg.stride()
+        gdescs = None
+        if g.tma is not None:  # k, v through TMA descriptors (head slots 10, 11)
+            nrow, ncol, gsn, grb, grh, gch = g.tma
+            gdescs = {10: (nrow, ncol, gsn, g.bn_g, D), 11: (nrow, ncol, gsn, g.bn_g, D)}
+        else:
+            grb = grh = gch = 0
+        plan.grow_b = BoundLaunch(_GROW_LAUNCH, lkey, g.grid, (
+            sqg[0], sqg[1], sqg[2], skg[0], skg[1], skg[2], svg[0], svg[1], svg[2], so[0], so[1], so[2], sgb, skpb,
+            H, N, G, g.GP, plan.const[0], g.keys_per_split, g.nsplit, grb, grh, gch, *g.const), g.options, gdescs)
+    plan.band_b = BoundLaunch(_BAND_LAUNCH, lkey, plan.grid, (
+        sq[0], sq[1], sq[2], sk[0], sk[1], sk[2], sv[0], sv[1], sv[2], so[0], so[1], so[2], sgb, skpb,
+        H, N, window, G, plan.const[0], rb, rh, ch, *plan.const[1:]), plan.options, descs)
+
+
+def _run_grow(plan: _FwdPlan, qg, kg, vg, gidx, kpm, o, lse, stream) -> None:
     """Launch the planned global-row pass (on ``stream``, or the current stream when None). Its scratch is
     allocated on the current stream: the caller joins ``stream`` back before returning."""
     g = plan.grow
-    B, H, N, D = kg.shape
-    rows = B * H * g.GP * g.nsplit
+    D = kg.shape[3]
+    rows = g.rows
     po = torch.empty(rows, D, dtype=torch.float32, device=kg.device)
     pml = torch.empty(rows, 2, dtype=torch.float32, device=kg.device)
     cnt = _zeroed(kg.device, torch.int32, g.cnt, stream)
-    if g.tma is not None:
-        nrow, ncol, sn, rb, rh, ch = g.tma
-        dkg, dvg = _desc(kg, nrow, ncol, sn, g.bn_g, D), _desc(vg, nrow, ncol, sn, g.bn_g, D)
-    else:
-        dkg, dvg, rb, rh, ch = kg, vg, 0, 0, 0
-    c = g.const
-    _GROW_LAUNCH(lkey, g.grid, (
-        qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse, dkg, dvg,
-        qg.stride(0), qg.stride(1), qg.stride(2), kg.stride(0), kg.stride(1), kg.stride(2),
-        vg.stride(0), vg.stride(1), vg.stride(2), o.stride(0), o.stride(1), o.stride(2), sgb, skpb,
-        H, N, G, g.GP, plan.const[0], g.keys_per_split, g.nsplit, rb, rh, ch, *c), g.options, stream)
+    plan.grow_b((qg, kg, vg, gidx, kpm, po, pml, cnt, o, lse, kg, vg),
+                stream.cuda_stream if stream is not None else (_raw_stream(kg.device.index) if kg.is_cuda else None),
+                stream)
 
 
 def _global_rows_dense(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor, gidx: torch.Tensor,

@@ -40,6 +40,13 @@ def _side_stream(x: torch.Tensor) -> Optional["torch.cuda.Stream"]:
     return side_stream(x.device) if x.is_cuda else None
 
 
+def _current_stream(x: torch.Tensor) -> "torch.cuda.Stream":
+    """The current CUDA stream of ``x``'s device (a cached Stream object: no Python Stream per call)."""
+    from ..kernels.window_global import _stream_obj
+    i = x.device.index
+    return _stream_obj(torch._C._cuda_getCurrentRawStream(i), i)
+
+
 def _load_hf(hf_cls: type, name_or_path: str, kwargs: dict) -> nn.Module:
     """``hf_cls.from_pretrained`` from a local folder, or a hub id offline-first; one-line ModelNotFoundError."""
     if os.path.isdir(os.path.expanduser(str(name_or_path))):
@@ -114,7 +121,7 @@ class _FastLayer(nn.Module):
         # inference: the global rows' small, latency-bound work (their query projection, or in
         # "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel
         side = _side_stream(x) if (has_g and not train and backend == "triton") else None
-        main = torch.cuda.current_stream(x.device) if side is not None else None
+        main = _current_stream(x) if side is not None else None
         qg = og = None
         if side is not None:
             fork_to(side, main)
