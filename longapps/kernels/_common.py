@@ -159,9 +159,9 @@ class BoundLaunch:
                      *self.with_descs(head), *self.tail)
             return
         self.launcher(self.key, self.grid, self.with_descs(head) + self.tail, self.options, stream)
-        if self.key is not None and kern is None:
+        if self.key is not None and kern is None and not (raw_stream is not None and _capturing()):
             kern = self.launcher.compiled.get(self.key)
-            if kern is not None:
+            if kern is not None:  # (not while capturing a graph: the check's probe launch would be captured)
                 self.raw = _RawLaunch.make(kern, self.g, raw_stream, head, self.tail, self.descs) if RAW_LAUNCH \
                     else None
                 self.kern = kern
@@ -176,6 +176,7 @@ def make_desc(t: torch.Tensor, rows: int, cols: int, sn: int, block: int, bcols:
 
 
 RAW_LAUNCH = os.environ.get("LONGAPPS_RAW_LAUNCH", "1") != "0"
+_capturing = getattr(torch._C, "_cuda_isCurrentStreamCapturing", lambda: False)
 _RAW_STATS = {"made": 0, "refused": 0, "why": ""}
 
 
@@ -189,10 +190,16 @@ class _RawLaunch:
     from a fixed prefix, the call's head arguments and the fixed tail, and the encoded descriptors are kept
     per (argument slot, data pointer) (a CUtensorMap holds only the address and the fixed geometry).
 
+    Pointers go in as ints (the C function takes an int as the address as is, instead of calling
+    ``data_ptr()`` and checking it with the driver for every tensor argument).
+
     ``make`` checks the layout once against Triton's own path: it runs Triton's wrapper with the C function
     swapped for a recorder (no launch) and compares the recorded arguments with the ones built here
-    (same length, same objects or equal values, same types for encoded descriptors). Anything unexpected
-    (another Triton version's layout, scratch memory, hooks) -> None, and the caller keeps ``CompiledKernel.run``.
+    (same length, same objects or equal values, ints equal to the tensors' addresses, same types for encoded
+    descriptors), then launches once for real with the arguments built here (``probe``: the caller's launch
+    was just made, the kernels here are idempotent: same inputs, same outputs). Anything unexpected
+    (another Triton version's layout, scratch memory, an error) -> None, and the caller keeps
+    ``CompiledKernel.run``.
     """
     __slots__ = ("c_launch", "base", "desc", "maps")
 
@@ -202,13 +209,13 @@ class _RawLaunch:
     def __call__(self, g: tuple, raw_stream: int, head: tuple, tail: tuple) -> None:
         desc = self.desc
         if not desc:
-            self.c_launch(g[0], g[1], g[2], raw_stream, *self.base, *head, *tail)
+            self.c_launch(g[0], g[1], g[2], raw_stream, *self.base, *[a.data_ptr() for a in head], *tail)
             return
         flat = []
         for i, a in enumerate(head):
             d = desc.get(i)
             if d is None:
-                flat.append(a)
+                flat.append(a.data_ptr())
             else:
                 key = (i, a.data_ptr())
                 enc = self.maps.get(key)
@@ -220,9 +227,10 @@ class _RawLaunch:
         self.c_launch(g[0], g[1], g[2], raw_stream, *self.base, *flat, *tail)
 
     @staticmethod
-    def make(kern, g: tuple, raw_stream: int, head: tuple, tail: tuple, descs: dict) -> Optional["_RawLaunch"]:
+    def make(kern, g: tuple, raw_stream: int, head: tuple, tail: tuple, descs: dict,
+             probe: bool = True) -> Optional["_RawLaunch"]:
         try:
-            r = _RawLaunch._make(kern, g, raw_stream, head, tail, descs)
+            r = _RawLaunch._make(kern, g, raw_stream, head, tail, descs, probe)
         except Exception as err:  # noqa: BLE001 (an unexpected layout: keep Triton's path)
             r, why = None, repr(err)[:200]
         else:
@@ -233,7 +241,7 @@ class _RawLaunch:
         return r
 
     @staticmethod
-    def _make(kern, g, raw_stream, head, tail, descs) -> Optional["_RawLaunch"]:
+    def _make(kern, g, raw_stream, head, tail, descs, probe) -> Optional["_RawLaunch"]:
         import sys
         run = kern.run
         mod = sys.modules.get(type(run).__module__)
@@ -306,9 +314,13 @@ class _RawLaunch:
                 continue
             if isinstance(x, (int, float, bool, str, type(None))) and type(x) is type(y) and x == y:
                 continue
+            if isinstance(x, torch.Tensor) and type(y) is int and y == x.data_ptr():  # pointers as ints
+                continue
             if type(x).__name__ == "PyCUtensorMap" and type(y) is type(x):
                 continue
             return None
+        if probe:  # one real launch of the same (idempotent) work: an argument the C function refuses shows here
+            r(g, raw_stream, head, tail)
         return r
 
 
