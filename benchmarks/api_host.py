@@ -96,8 +96,13 @@ def cpu_stub(calls: int = 2000) -> dict:
             "linear": Linear()}
     res: dict = {"mode": "cpu-stub", "load_before": os.getloadavg(), "us_per_call": {}, "cpu_us_per_call": {},
                  "launches_per_call": {}}
-    for name, p in pats.items():
-        fn = (lambda p=p: attention(q, k, v, p, backend="triton"))  # CPU tensors: "auto" would pick "banded"
+    from longapps.attention.prepared import global_table
+    from longapps.kernels.window_global import window_global_forward
+    g = global_table(pats["window_global"], q.device)
+    fns = {name: (lambda p=p: attention(q, k, v, p, backend="triton"))  # CPU tensors: "auto" would pick "banded"
+           for name, p in pats.items()}
+    fns["kernel entry window_global"] = lambda: window_global_forward(q, k, v, 256, g, False, gidx_prepared=True)
+    for name, fn in fns.items():
         n0 = launches[0]
         fn()
         res["launches_per_call"][name] = launches[0] - n0
@@ -112,7 +117,7 @@ def cpu_stub(calls: int = 2000) -> dict:
             cpus.append((time.process_time() - c0) / calls * 1e6)
         res["us_per_call"][name] = sorted(walls)[2]
         res["cpu_us_per_call"][name] = sorted(cpus)[2]
-        print(f"  cpu-stub attention/{name:14s} {res['us_per_call'][name]:7.1f} us/call wall, "
+        print(f"  cpu-stub {name:28s} {res['us_per_call'][name]:7.1f} us/call wall, "
               f"{res['cpu_us_per_call'][name]:7.1f} us CPU, {res['launches_per_call'][name]} launch(es)", flush=True)
     t0 = time.perf_counter()
     for _ in range(calls):
