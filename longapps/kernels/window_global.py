@@ -935,6 +935,7 @@ class WindowRunner:
         if has_grows:
             self.scratch_rows = plan.grow.rows
         self.scratch: dict = {}
+        self.events: dict = {}  # raw main stream -> (fork, join) events
 
     def _scratch(self, raw: Optional[int], capturing: bool) -> tuple:
         """(lse, po, pml, cnt): per-call scratch, cached per stream (calls on one stream run in order); fresh
@@ -974,7 +975,11 @@ class WindowRunner:
         side = self.side
         if side is not None:  # fork first: while capturing, the scratch's zero fill goes on the side stream
             main = _stream_obj(raw, self.index)
-            fork_to(side, main)
+            ev = self.events.get(raw)
+            if ev is None:
+                ev = self.events[raw] = (torch.cuda.Event(), torch.cuda.Event())
+            _ev_record(ev[0], main)
+            _ev_wait(ev[0], side)
         lse, po, pml, cnt = self._scratch(raw, capturing)
         gidx = self.gidx
         grow = self.grow
@@ -986,7 +991,8 @@ class WindowRunner:
             self.band((q, k, v, o, lse, gidx, kpm8, q, k, v), raw)
             if not self.ahead:
                 grow(ghead, self.side_raw, side)
-            join_from(main, side)
+            _ev_record(ev[1], side)
+            _ev_wait(ev[1], main)
         else:
             self.band((q, k, v, o, lse, gidx, kpm8, q, k, v), raw)
             if grow is not None:
@@ -997,8 +1003,10 @@ class WindowRunner:
 if HAS_TRITON and hasattr(torch._C, "_cuda_getCurrentRawStream"):
     _raw_stream = torch._C._cuda_getCurrentRawStream
     _capturing = torch._C._cuda_isCurrentStreamCapturing
+    _ev_record = torch._C._CudaEventBase.record  # (event, stream): no Python wrapper per call
+    _ev_wait = torch._C._CudaEventBase.wait
 else:  # CPU-only torch (the interpreter): never called with is_cuda
-    _raw_stream = _capturing = None  # type: ignore[assignment]
+    _raw_stream = _capturing = _ev_record = _ev_wait = None  # type: ignore[assignment]
 
 
 def _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, has_kpm, scale, has_gk, prefix, has_grows,
