@@ -1003,8 +1003,9 @@ class WindowRunner:
 if HAS_TRITON and hasattr(torch._C, "_cuda_getCurrentRawStream"):
     _raw_stream = torch._C._cuda_getCurrentRawStream
     _capturing = torch._C._cuda_isCurrentStreamCapturing
-    _ev_record = torch._C._CudaEventBase.record  # (event, stream): no Python wrapper per call
-    _ev_wait = torch._C._CudaEventBase.wait
+    _EVB = getattr(torch._C, "_CudaEventBase", None)  # (event, stream): no Python wrapper per call
+    _ev_record = getattr(_EVB, "record", None) or (lambda e, s: e.record(s))
+    _ev_wait = getattr(_EVB, "wait", None) or (lambda e, s: e.wait(s))
 else:  # CPU-only torch (the interpreter): never called with is_cuda
     _raw_stream = _capturing = _ev_record = _ev_wait = None  # type: ignore[assignment]
 
