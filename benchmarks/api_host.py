@@ -164,15 +164,18 @@ def main() -> None:
         print(f"  host {name:34s} {res['us_per_call'][name]:8.1f} us/call", flush=True)
     res["raw_launch_stats"] = dict(_common._RAW_STATS)
     print(f"  direct C launches (RAW_LAUNCH={_common.RAW_LAUNCH}): {res['raw_launch_stats']}", flush=True)
+    from longapps.kernels import window_global as wg
     if _common.RAW_LAUNCH:  # A/B in the same run: the planned calls through CompiledKernel.run instead
         _common.RAW_LAUNCH = False
         clear_plans()
+        wg._PLANS.clear()  # (the plans hold their bound launches)
         for name, p in pats.items():
             key = f"attention/{name} (no direct C launch)"
             res["us_per_call"][key] = host_us(lambda p=p: attention(q, k, v, p))
             print(f"  host {key:34s} {res['us_per_call'][key]:8.1f} us/call", flush=True)
         _common.RAW_LAUNCH = True
         clear_plans()
+        wg._PLANS.clear()
     res["load_after"], res["cpu_s"] = os.getloadavg(), time.process_time() - c0
     print(f"  load average {res['load_before']} -> {res['load_after']}, CPU {res['cpu_s']:.1f} s", flush=True)
     worst = max((n for n in fns if n.startswith("attention/")), key=lambda n: res["us_per_call"][n])
