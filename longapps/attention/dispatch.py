@@ -104,7 +104,9 @@ _grad_enabled = torch.is_grad_enabled
 
 
 def clear_plans() -> None:
-    """Forget every planned call (they are rebuilt on the next calls)."""
+    """Forget every planned call (they are rebuilt on the next calls). A plan keeps the launch settings of
+    the time it was made: after changing ``window_global.FWD_DEFAULTS`` or ``lightning.LIGHTNING_DEFAULTS``
+    call this (``window_global_forward`` itself reads them on every call)."""
     _CALLS.clear()
 
 
