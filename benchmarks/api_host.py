@@ -44,6 +44,46 @@ def host_us(fn, calls: int = 200) -> float:
     return rounds[2]
 
 
+def back_to_back_ms(fn, calls: int = 200) -> float:
+    """GPU milliseconds per call of ``calls`` calls queued back to back with no cache flush or host sync
+    between them (CUDA events around the whole loop): a call's end-to-end cost in a loop, host included
+    whenever the host is the slower side."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(calls):
+        fn()
+    e1.record()
+    torch.cuda.synchronize()
+    return e0.elapsed_time(e1) / calls
+
+
+def end_to_end(res: dict, ns=(4096, 16384)) -> None:
+    """attention() called in a loop vs the kernel's CUDA-graph replay in a loop (same inputs), B1 H16 D64
+    bf16: the ratio is what the host adds end to end when nothing else hides it (no L2 flush between)."""
+    from longapps.attention import Linear, SinksWindow, SlidingWindow, WindowGlobal, attention
+    from longapps.attention.bench import _ours, graph_of
+    out = res.setdefault("back_to_back_ms", {})
+    for n in ns:
+        q, k, v = [torch.randn(1, 16, n, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
+        for name, p in (("window_global", WindowGlobal(256, [0])), ("sliding", SlidingWindow(256)),
+                        ("sinks", SinksWindow(4, 512)), ("linear", Linear())):
+            qq, kk = (q * 0.1, k * 0.1) if name == "linear" else (q, k)
+            try:
+                api = back_to_back_ms(lambda: attention(qq, kk, v, p))
+                rep = graph_of(_ours(p, qq, kk, v))
+                ker = back_to_back_ms(rep) if rep is not None else float("nan")
+            except Exception as e:  # noqa: BLE001
+                print(f"  back-to-back {name} n={n} failed: {e!r}"[:300], flush=True)
+                continue
+            out[f"{name}/{n}"] = {"attention": api, "kernel_graph": ker, "ratio": api / ker}
+            print(f"  back-to-back n={n:6d} {name:14s} attention() {api:.4f} ms/call, kernel graph {ker:.4f}: "
+                  f"{api / ker:.2f}x", flush=True)
+        del q, k, v
+
+
 def profile_text(fn, calls: int = 100, top: int = 18) -> str:
     pr = cProfile.Profile()
     pr.enable()
@@ -178,6 +218,7 @@ def main() -> None:
         wg._PLANS.clear()
     res["load_after"], res["cpu_s"] = os.getloadavg(), time.process_time() - c0
     print(f"  load average {res['load_before']} -> {res['load_after']}, CPU {res['cpu_s']:.1f} s", flush=True)
+    end_to_end(res)
     worst = max((n for n in fns if n.startswith("attention/")), key=lambda n: res["us_per_call"][n])
     res["profile_" + worst] = profile_text(fns[worst])
     print(res["profile_" + worst][:3500])

@@ -52,7 +52,7 @@ has cli && step cli "${T_CLI:-40}" "$OUT/cli_bench.log" python3 -m longapps.cli 
 set +x
 echo "===== summary (t=$((SECONDS - START))s) ====="
 cat "$OUT/gpu.txt"
-[ -f "$OUT/api_host.log" ] && grep -E "host |rc=|direct C|load" "$OUT/api_host.log"
+[ -f "$OUT/api_host.log" ] && grep -E "host |rc=|direct C|load|back-to-back" "$OUT/api_host.log"
 [ -f "$OUT/attention.log" ] && grep -E "eager / kernel|rc=|failed" "$OUT/attention.log"
 [ -f "$OUT/attention.log" ] && sed -n '/^| scenario/,$p' "$OUT/attention.log"
 [ -f "$OUT/longformer.log" ] && sed -n '/^## Longformer/,$p' "$OUT/longformer.log"
