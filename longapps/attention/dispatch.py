@@ -89,6 +89,8 @@ _CALLS: dict = {}
 def _plan_call(key: tuple, q, k, v, pattern, kpm, scale, backend) -> None:
     if q.is_cuda and torch.cuda.is_current_stream_capturing():
         return  # planned on an eager call (a runner's placeholders must be filled)
+    if (q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15:
+        return  # planned on an aligned call (the plan's TMA layout is chosen from the first call's tensors)
     try:
         run = make_plan(q, k, v, pattern, kpm, scale, backend)
     except Exception as err:  # noqa: BLE001 (never fail a call that worked: keep the checked path for it)
