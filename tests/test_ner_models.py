@@ -139,3 +139,31 @@ def test_banded_attention_equals_dense_on_fresh_inputs(n: int, window: int, bloc
             t[1, :, pad_from:] = torch.randn(4, n - pad_from, 32, generator=g)
         got2 = banded_attention(q2, k2, v2, pat, kpm, block=block)
         assert torch.allclose(got2[1, :, :pad_from], got[1, :, :pad_from], atol=1e-6), f"seed {seed}"
+
+
+def test_banded_inference_and_autograd_paths_agree() -> None:
+    """banded_attention has a no-grad CPU path (strided key views + log-sum-exp merge of the global keys) and
+    an autograd path (key blocks copied, global keys in the same softmax): same outputs, both = dense."""
+    from longapps.attention import SinksWindow, SlidingWindow, WindowGlobal, reference_attention
+    from longapps.attention.banded import banded_attention
+
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    g = torch.Generator().manual_seed(seed)
+    n = 613
+    x = [torch.randn(3, n, 4, 32, generator=g).transpose(1, 2) for _ in range(3)]  # HF's (B, H, N, D) views
+    kpm = torch.ones(3, n, dtype=torch.bool)
+    kpm[1, 500:] = False
+    kpm[2, :3] = False
+    pats = [WindowGlobal(64, global_idx=[0]), WindowGlobal(50, torch.tensor([[0, 300], [0, -1], [5, 612]])),
+            SlidingWindow(40), SlidingWindow(33, causal=True), SinksWindow(4, 70)]
+    for pat in pats:
+        for mask in (None, kpm):
+            ref = reference_attention(*x, pat, mask)
+            with torch.no_grad():
+                fast = banded_attention(*x, pat, mask)
+            xg = [t.detach().clone().requires_grad_(True) for t in x]
+            slow = banded_attention(*xg, pat, mask)
+            assert float((fast - ref).abs().max()) < 2e-5, (seed, pat)
+            assert float((slow.detach() - ref).abs().max()) < 2e-5, (seed, pat)
+            slow.sum().backward()
+            assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in xg)

@@ -90,20 +90,15 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern:
     j = torch.arange(L, device=dev)[None, :]
     band = (j >= i) & (j <= i + (W if causal else 2 * W))  # (c, L): key j of query i's block is in its band
     ok = kvalid.unfold(1, L, c)[:, :, None, :] & band  # (B|1, nb, c, L)
+    extra = _extra_keys(pattern, nk, dev)
+    if _FLASH_CPU is not None and dev.type == "cpu" and cd == torch.float32 and not (
+            torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+        return _inference_cpu(qc, kc, vc, kp, vp, ok, extra, kpm, pattern, W, c, nb, L, off, causal, scale).to(q.dtype)
     # (B, H, nb, L, D) strided views -> (B, nb, H, L, D) blocks, one per query block
     kb = _blocks(kp, L, c).permute(0, 2, 1, 3, 4)
     vb = _blocks(vp, L, c).permute(0, 2, 1, 3, 4)
-    extra = _extra_keys(pattern, nk, dev)
     if extra is not None:  # global / sink keys outside the query's band (inside it they are band keys)
-        epos, evalid = extra
-        ek, ev = gather_positions(kc, epos), gather_positions(vc, epos)  # (B, H, G, D)
-        if kpm is not None:
-            evalid = evalid & torch.gather(kpm, 1, epos.expand(B, -1))
-        qpos = (off + torch.arange(nb * c, device=dev)).view(1, nb, c, 1)
-        ep = epos[:, None, None, :]  # (B|1, 1, 1, G)
-        eok = ~_in_band(qpos, ep, W, causal) & evalid[:, None, None, :]
-        if causal:
-            eok = eok & (ep <= qpos)
+        epos, ek, ev, eok = _extra_scores_inputs(extra, kc, vc, kpm, W, c, nb, off, causal)
         G = ek.shape[2]
         kb = torch.cat([ek[:, None].expand(B, nb, H, G, D), kb], dim=3)
         vb = torch.cat([ev[:, None].expand(B, nb, H, G, D), vb], dim=3)
@@ -126,6 +121,77 @@ def banded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern:
     if isinstance(pattern, WindowGlobal) and extra is not None:
         o = _with_global_rows(o, qc, kc, vc, epos, extra[1], kpm, causal, scale)
     return o.to(q.dtype)
+
+
+def _extra_scores_inputs(extra, kc, vc, kpm, W, c, nb, off, causal):
+    """Positions (B|1, G), keys / values (B, H, G, D) of the extra (global / sink) keys and which query
+    (B|1, nb, c, G) sees each one outside its band."""
+    epos, evalid = extra
+    B = kc.shape[0]
+    ek, ev = gather_positions(kc, epos), gather_positions(vc, epos)
+    if kpm is not None:
+        evalid = evalid & torch.gather(kpm, 1, epos.expand(B, -1))
+    qpos = (off + torch.arange(nb * c, device=kc.device)).view(1, nb, c, 1)
+    ep = epos[:, None, None, :]  # (B|1, 1, 1, G)
+    eok = ~_in_band(qpos, ep, W, causal) & evalid[:, None, None, :]
+    if causal:
+        eok = eok & (ep <= qpos)
+    return epos, ek, ev, eok
+
+
+def _flash_cpu_op():
+    try:
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+        return None
+
+
+_FLASH_CPU = _flash_cpu_op()
+
+
+def _inference_cpu(q, k, v, kp, vp, ok, extra, kpm, pattern, W, c, nb, L, off, causal, scale):
+    """No-autograd float32 CPU path: the band keys are passed to the CPU flash kernel as overlapping strided
+    views of the padded keys (no copy of the 1 + 2W/c times larger key blocks); the global / sink keys are
+    merged in afterwards through the kernel's log-sum-exp (online-softmax merge); global query rows are
+    written in place. Output (B, H, Nq, D) is a transposed view of a (B, Nq, H, D) buffer (what HF's
+    attention interface returns next), so the caller's transpose is free."""
+    B, H, nq, D = q.shape
+    any_ok = ok.any(-1)  # (B|1, nb, c): a visible band key
+    bias = torch.zeros(ok.shape, dtype=q.dtype).masked_fill_(~(ok | ~any_ok[..., None]), float("-inf"))
+    if nq % c:
+        q = torch.nn.functional.pad(q, (0, 0, 0, nb * c - nq))
+    out = torch.empty(B, nb * c, H, D, dtype=q.dtype)
+    ov = out.view(B, nb, c, H, D).permute(0, 1, 3, 2, 4)  # (B, nb, H, c, D) view of the output buffer
+    if extra is not None:
+        epos, ek, ev, eok = _extra_scores_inputs(extra, k, v, kpm, W, c, nb, off, causal)
+    for b in range(B):  # over the batch only (a handful of windows)
+        qb = q[b].unflatten(1, (nb, c)).transpose(0, 1)  # (nb, H, c, D) view
+        kb = kp[b].unfold(1, L, c).permute(1, 0, 3, 2)  # (nb, H, L, D) overlapping view
+        vb = vp[b].unfold(1, L, c).permute(1, 0, 3, 2)
+        mb = bias[b if bias.shape[0] > 1 else 0][:, None]  # (nb, 1, c, L)
+        o, lse = _FLASH_CPU(qb, kb, vb, 0.0, False, attn_mask=mb, scale=scale)  # (nb, H, c, D), (nb, H, c)
+        band_any = any_ok[b if any_ok.shape[0] > 1 else 0][:, None]  # (nb, 1, c)
+        lse = lse.masked_fill(~band_any, float("-inf"))
+        if extra is None:
+            ov[b] = o.masked_fill_(~band_any[..., None], 0.0)
+            continue
+        se = torch.matmul(qb, ek[b].transpose(-1, -2)[None]) * scale  # (nb, H, c, G)
+        se = se.masked_fill_(~eok[b if eok.shape[0] > 1 else 0][:, None], float("-inf"))
+        m = torch.maximum(lse, se.amax(-1))
+        m = torch.where(torch.isinf(m), torch.zeros_like(m), m)  # no visible key at all: weights 0 -> output 0
+        wb = torch.exp(lse - m)
+        wg = torch.exp(se - m[..., None])
+        den = (wb + wg.sum(-1)).clamp_min_(torch.finfo(q.dtype).tiny)[..., None]
+        ov[b] = (o * wb[..., None] + torch.matmul(wg, ev[b][None])).div_(den)
+    res = out[:, :nq].transpose(1, 2)  # (B, H, nq, D)
+    if isinstance(pattern, WindowGlobal) and extra is not None:
+        gpos, gvalid = extra
+        og = dense_global_rows(gather_positions(q[:, :, :nq], gpos), k, v, gpos, kpm, causal, scale)  # (B, H, G, D)
+        for b in range(B):
+            sel = gvalid[b if gvalid.shape[0] > 1 else 0]
+            pos = gpos[b if gpos.shape[0] > 1 else 0][sel]
+            res[b][:, pos] = og[b][:, sel]
+    return res
 
 
 def _with_global_rows(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gpos: torch.Tensor,
