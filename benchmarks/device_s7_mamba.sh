@@ -15,10 +15,10 @@ set -u
 set -x
 OUT=${OUT:-/tmp/mamba_out}
 mkdir -p "$OUT"
-DATA=benchmarks/data/mamba_dev
-T_SPEED=${T_SPEED:-105}
-T_TESTS=${T_TESTS:-100}
-TRAIN_S=${TRAIN_S:-140}
+DATA=${DATA:-benchmarks/data/mamba_dev}
+T_SPEED=${T_SPEED:-110}
+T_TESTS=${T_TESTS:-150}
+TRAIN_S=${TRAIN_S:-125}
 # the two training runs (extra arguments of mamba_gpu.py train)
 RUN_A=${RUN_A:---lr 1e-3 --max-tokens 2048 --batch-size 32 --epochs 5}
 RUN_B=${RUN_B:---lr 2e-3 --max-tokens 1024 --batch-size 32 --epochs 8}

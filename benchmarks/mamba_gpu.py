@@ -153,7 +153,7 @@ def mamba_section(out: dict, lengths) -> None:
         ids = torch.randint(0, cfg.vocab_size, (1, L), device="cuda")
         with torch.no_grad():
             g = model.cuda_graph(ids)
-            ms, mem = measure(g.replay, iters=30, budget_s=2.0)
+            ms, mem = measure(g.replay, iters=30, budget_s=1.0)
             eager, _ = measure(lambda: model(ids), iters=5, budget_s=1.0) if L <= 4096 else (float("nan"), None)
         rows.append({"L": L, "ms": ms, "ns_per_token": ms * 1e6 / L, "eager_ms": eager, "peak_mb": mem})
         log(f"  ours mamba-130m b=1 L={L}: graph {ms:.3f} ms ({ms * 1e6 / L:.0f} ns/token), eager {eager:.2f} ms")
@@ -225,7 +225,7 @@ def peers_section(out: dict, lengths) -> None:
         try:
             ids = torch.randint(3, bcfg.vocab_size, (1, L), device="cuda")
             with torch.no_grad():
-                ms, _ = measure(lambda: bert(input_ids=ids).last_hidden_state, iters=10, budget_s=2.0)
+                ms, _ = measure(lambda: bert(input_ids=ids).last_hidden_state, iters=10, budget_s=1.0)
             bert_rows.append({"L": L, "ms": ms, "ns_per_token": ms * 1e6 / L})
             log(f"  BERT-base SDPA dense L={L}: {ms:.3f} ms")
         except Exception as e:  # noqa: BLE001
