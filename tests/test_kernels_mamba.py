@@ -63,6 +63,26 @@ def test_closed_form_scan_large_decays_and_gradients():
         assert rel(a, b) < 1e-9, name
 
 
+def test_compiled_cpu_conv_kernel():
+    """The compiled causal conv (inference, token-major): strided input, bf16, no bias / no SiLU, several
+    channel blocks; the dispatcher keeps PyTorch's conv under autograd."""
+    from longapps.kernels import selective_scan_cpu as cpu
+    from longapps.kernels.causal_conv1d import causal_conv1d
+    if not cpu.available():
+        pytest.skip(f"no CPU kernels here: {cpu.ERROR}")
+    base = torch.randn(2, 77, 2 * 300)
+    x, w, b = base[..., :300], torch.randn(300, 4), torch.randn(300)
+    for act in ("silu", None):
+        y = causal_conv1d(x, w, b, act)
+        assert y.is_contiguous() and rel(y, reference_causal_conv1d(x.double(), w.double(), b.double(), act)) < 1e-6
+    assert rel(cpu.causal_conv1d_cpu(x, w, None, False), reference_causal_conv1d(x.double(), w.double(), None, None)) < 1e-6
+    yb = causal_conv1d(x.bfloat16(), w, b)
+    assert yb.dtype == torch.bfloat16 and rel(yb, reference_causal_conv1d(x.double(), w.double(), b.double())) < 2e-2
+    xg = x.detach().requires_grad_()
+    yg = causal_conv1d(xg, w, b)
+    assert yg.requires_grad and rel(yg, reference_causal_conv1d(x.double(), w.double(), b.double())) < 1e-6
+
+
 def test_fused_cpu_scan_kernel():
     """The compiled C kernel (inference): strided views, bf16 inputs, no D/z, no softplus/bias, last state."""
     from longapps.kernels import selective_scan_cpu as cpu

@@ -4,7 +4,8 @@ Token-major layout: x (batch, length, channels), any strides; weight (channels, 
 
     y[b, t, c] = act(bias[c] + sum_k weight[c, k] * x[b, t - (K - 1) + k, c])      (x before 0 is 0)
 
-``reference_causal_conv1d`` is PyTorch's grouped conv1d (also the CPU path). The Triton forward reads
+``reference_causal_conv1d`` is PyTorch's grouped conv1d (the CPU path with autograd; without it, the compiled
+token-major kernel of ``selective_scan_cpu``). The Triton forward reads
 ``K`` shifted tiles of ``T`` tokens x ``BC`` channels; the backward first forms g * act'(pre) (recomputing
 the pre-activation) and the weight/bias gradients (atomics per tile), then dx with the anti-causal taps.
 """
@@ -198,6 +199,12 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
                                       lambda: reference_causal_conv1d(x, weight, bias, activation))
         backend = "torch"
     if backend == "torch":
+        if x.device.type == "cpu" and x.dtype != torch.float64 and not (torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (x, weight, bias))):
+            from . import selective_scan_cpu as cpu
+
+            if cpu.available():  # compiled token-major kernel (inference): no transposes, no copies
+                return cpu.causal_conv1d_cpu(x, weight, bias, activation == "silu")
         return reference_causal_conv1d(x, weight, bias, activation)
     if backend != "triton":
         raise ValueError(f"backend: unknown '{backend}' (auto, triton, torch)")

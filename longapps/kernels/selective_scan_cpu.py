@@ -1,4 +1,4 @@
-"""Fused CPU selective scan (inference): a small C kernel compiled once with the system C compiler.
+"""Fused CPU selective scan and causal conv (inference): small C kernels compiled once with the system compiler.
 
 PyTorch's eager ops cannot fuse the scan: every formulation makes several passes over a (tokens x channels x
 states) tensor, and those memory passes (not the arithmetic) set the speed. This kernel walks the tokens
@@ -102,6 +102,40 @@ int longapps_scan_f32(const float* u, const float* delta, const float* A /* (n, 
     }
     return failed;
 }
+
+/* causal depthwise conv (+ SiLU): y[b,t,c] = act(bias[c] + sum_k wT[k,c] x[b,t-(K-1)+k,c]), token-major */
+int longapps_conv_f32(const float* x, const float* wT /* (K, d) */, const float* bias, float* y,
+                      int64_t bsz, int64_t L, int64_t d, int64_t K, int64_t sx_b, int64_t sx_l,
+                      int64_t sy_b, int64_t sy_l, int silu, int has_bias, int threads)
+{
+    int64_t nblk = (d + 255) / 256;
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+#endif
+    for (int64_t b = 0; b < bsz; b++) {
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t d0 = blk * 256;
+            int64_t w = d - d0 < 256 ? d - d0 : 256;
+            float acc[256];
+            for (int64_t t = 0; t < L; t++) {
+                for (int64_t i = 0; i < w; i++) acc[i] = has_bias ? bias[d0 + i] : 0.0f;
+                for (int64_t k = 0; k < K; k++) {
+                    int64_t tt = t - (K - 1) + k;
+                    if (tt < 0) continue;
+                    const float* restrict xr = x + b * sx_b + tt * sx_l + d0;
+                    const float* restrict wk = wT + k * d + d0;
+                    for (int64_t i = 0; i < w; i++) acc[i] += wk[i] * xr[i];
+                }
+                float* restrict yr = y + b * sy_b + t * sy_l + d0;
+                if (silu)
+                    for (int64_t i = 0; i < w; i++) yr[i] = acc[i] / (1.0f + expf(-acc[i]));
+                else
+                    for (int64_t i = 0; i < w; i++) yr[i] = acc[i];
+            }
+        }
+    }
+    return 0;
+}
 """
 
 _LOCK = threading.Lock()
@@ -176,6 +210,9 @@ def _build() -> Optional[ctypes.CDLL]:
     fn = handle.longapps_scan_f32
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 16 + [ctypes.c_int] * 5
+    conv = handle.longapps_conv_f32
+    conv.restype = ctypes.c_int
+    conv.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 8 + [ctypes.c_int] * 3
     return handle
 
 
@@ -231,4 +268,24 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     return (y, hlast) if return_last_state else y
 
 
-__all__ = ["selective_scan_cpu", "available", "SOURCE"]
+@torch.no_grad()
+def causal_conv1d_cpu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, silu: bool = True,
+                      threads: Optional[int] = None) -> torch.Tensor:
+    """Causal depthwise conv (+ SiLU) on CPU tensors (b, L, d) with any strides (fp32 math, output contiguous
+    token-major in x's dtype), the compiled kernel; weight (d, K)."""
+    if not available():
+        raise RuntimeError(ERROR or "the CPU scan kernel is disabled")
+    bsz, L, d = x.shape
+    K = weight.shape[1]
+    xx = _f32_rows(x)
+    wT = weight.float().t().contiguous()
+    bb = bias.float().contiguous() if bias is not None else wT
+    y = torch.empty((bsz, L, d), dtype=torch.float32)
+    if L:
+        _LIB.longapps_conv_f32(xx.data_ptr(), wT.data_ptr(), bb.data_ptr(), y.data_ptr(), bsz, L, d, K,
+                               xx.stride(0), xx.stride(1), y.stride(0), y.stride(1), int(bool(silu)),
+                               int(bias is not None), int(threads or torch.get_num_threads()))
+    return y.to(x.dtype) if x.dtype != torch.float32 else y
+
+
+__all__ = ["selective_scan_cpu", "causal_conv1d_cpu", "available", "SOURCE"]
