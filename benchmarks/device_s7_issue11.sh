@@ -41,9 +41,9 @@ has attn && step attention "${T_ATT:-130}" "$OUT/attention.log" python3 benchmar
 has host && step host "${T_HOST:-35}" "$OUT/api_host.log" python3 benchmarks/api_host.py --no-longformer --json "$OUT/api_host.json"
 has lf && step longformer "${T_LF:-60}" "$OUT/longformer.log" python3 benchmarks/longformer.py --batch 1 4 --no-variants \
   --json "$OUT/longformer.json"
-has tests && step tests "${T_TESTS:-55}" "$OUT/gpu_tests.log" python3 -m pytest -q -x -p no:cacheprovider --durations=6 \
+has tests && step tests "${T_TESTS:-55}" "$OUT/gpu_tests.log" python3 -m pytest -q -rfE -p no:cacheprovider --durations=6 \
   tests/test_attention_fastpath.py tests/test_kernels_gpu.py \
-  -k "${TEST_K:-(fastpath or plan or api or automatic_graphs or rows_in_graph) and not interpreter}"
+  -k "${TEST_K:-(fastpath or plan or api or automatic_graphs) and not interpreter}"
 has prof && step profile "${T_PROF:-35}" "$OUT/longformer_profile_b4.log" python3 benchmarks/longformer.py --profile \
   --batch 4
 has cli && step cli "${T_CLI:-40}" "$OUT/cli_bench.log" python3 -m longapps.cli bench attention --n 4096 --no-flex \
