@@ -213,7 +213,7 @@ def _build() -> Optional[ctypes.CDLL]:
             out = Path(tmp) / "scan.so"
             base = [cc, "-O3", "-ffast-math", "-fPIC", "-shared", "-std=c99", str(src), "-o", str(out), "-lm"]
             msg = ""
-            for flags in (["-march=native", "-fopenmp"], ["-march=native"], []):
+            for flags in (["-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-march=native", "-fopenmp"], ["-march=native"], []):
                 try:
                     r = subprocess.run(base[:1] + flags + base[1:], capture_output=True, text=True, timeout=120)
                 except (OSError, subprocess.SubprocessError) as err:
