@@ -6,6 +6,7 @@ test (abstracts) and on the long test set (test abstracts concatenated into > 4,
     .venv/bin/python benchmarks/ner.py train --steps 20                # trains w512 and w4096 (same budget)
     .venv/bin/python benchmarks/ner.py eval                            # table + benchmarks/results/ner.json
     .venv/bin/python benchmarks/ner.py speed                           # 16k-token note through the CLI
+    python benchmarks/ner.py gpu --data benchmarks/data/ner_s7 --base DIR   # device: w512 vs w4096, F1 (device_s7_ner.sh)
 
 Training budget (both models): the default offline encoder (all-MiniLM-L6-v2 made long), the NCBI train
 abstracts as long documents (the same text for both), mention-level labels (one type, "Disease", as the
