@@ -125,11 +125,24 @@ def bounded(args: argparse.Namespace) -> None:
     chat = StreamingChat(lm, memory=args.memory, cache_size=args.cache_size, max_new_tokens=args.max_new_tokens)
     marks = sorted({10, 1000, args.turns} | set(range(500, args.turns + 1, 500)))
     per_turn: list[tuple[float, float, int, float]] = []  # wall ms, rss MB, reply tokens, CPU ms
+    # paired control: in the windows before the marks, every long-chat turn is followed by a turn of a fresh
+    # chat that never passes its 10th turn, so "turn 10" is also measured under the same machine load as
+    # turns 1,000 and 10,000 (a shared box's load drifts by more than the 10 % asked for)
+    probe = StreamingChat(lm, memory=args.memory, cache_size=args.cache_size, max_new_tokens=args.max_new_tokens)
+    probe_ms: dict[int, list[float]] = {m: [] for m in (1000, args.turns)}
+    probe_turn = 0
     t_start = time.time()
     for t in range(1, args.turns + 1):
         c0 = time.process_time()
         r = chat.say(users[(t - 1) % len(users)])
         per_turn.append((r.ms, rss_mb(), r.tokens, (time.process_time() - c0) * 1000))
+        for m in probe_ms:
+            if args.paired and m - args.window < t <= m:
+                if probe_turn == 10:
+                    probe.reset()
+                    probe_turn = 0
+                probe_turn += 1
+                probe_ms[m].append(probe.say(users[(t - 1) % len(users)]).ms)
         if t in marks:
             print(f"turn {t:>6}: {r.ms:7.1f} ms (cpu {per_turn[-1][3]:6.1f})  rss {per_turn[-1][1]:7.1f} MB"
                   f"  cache {r.cache_tokens}"
@@ -149,10 +162,17 @@ def bounded(args: argparse.Namespace) -> None:
                        "max_new_tokens": args.max_new_tokens, "window": args.window, "at": window,
                        "stats": chat.stats().to_dict(), "wall_s": round(time.time() - t_start, 1),
                        "machine": machine(),
+                       "paired_fresh_chat_ms_median": {str(m): round(statistics.median(v), 1)
+                                                       for m, v in probe_ms.items() if v},
                        "every_100": [{"turn": i + 1, "ms": round(x[0], 1), "cpu_ms": round(x[3], 1),
                                       "rss_mb": round(x[1], 1)}
                                      for i, x in enumerate(per_turn) if (i + 1) % 100 == 0]}
             save("bounded", payload)
+    paired = payload.get("paired_fresh_chat_ms_median", {})
+    for m, v in paired.items():
+        long_ms = payload["at"][m]["ms_median"] if m in payload["at"] else float("nan")
+        print(f"paired at turn {m}: long chat {long_ms:.1f} ms vs a fresh chat's turns 1-10 in the same "
+              f"window {v:.1f} ms: x{long_ms / v:.3f}")
     at = payload["at"]
     base_ms, base_rss = at["10"]["ms_median"], at["10"]["rss_mb"]
     base_cpu = at["10"]["cpu_ms_median"]
@@ -347,6 +367,8 @@ def main() -> None:
     b.add_argument("--max-new-tokens", type=int, default=4)
     b.add_argument("--window", type=int, default=10, help="turns in each latency median")
     b.add_argument("--layers", type=int, default=0, help="keep only the LLM's first N layers (0: all)")
+    b.add_argument("--paired", action="store_true",
+                   help="also time a fresh chat's turns 1-10 interleaved in the windows before turns 1,000 and N")
     b.add_argument("--random-config", choices=sorted(RANDOM_CONFIGS), default=None,
                    help="random weights of this shape (with --llm a tokenizer folder; where the weights cannot go)")
     t = sub.add_parser("tasks")

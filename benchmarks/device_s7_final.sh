@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Session 7, the last device call (<= 600 s): the GPU parts of issues 16, 12, 13 and 11 packed together.
+#   t=0      Mamba speed table alone on the GPU (device_s7_mamba.sh part 1), then, while its tests + training run:
+#            NER F1 (device_s7_ner.sh f1; nervaluate from .gpu_assets/wheels), the chat GPU tests on random
+#            SmolLM2 weights (LONGAPPS_LLM), the issue-11 GPU tests;
+#   after    the issue-11 timing parts (attention table, host, Longformer) with what is left of the budget.
+# Everything is packed into $OUT/results.tar.gz (the device returns only a few files).
+# Carry: benchmarks/data/mamba_dev benchmarks/data/ner_s7 (.gpu_assets travels untracked).
+set -u
+OUT=${OUT:-/tmp/longapps_out}
+mkdir -p "$OUT"/{mamba,ner,chat,i11}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
+T0=$SECONDS
+stamp() { echo "[$((SECONDS - T0)) s] $*"; }
+pip install -q --no-deps .gpu_assets/wheels/*.whl > "$OUT/pip.log" 2>&1
+stamp "mamba"
+(OUT=$OUT/mamba bash benchmarks/device_s7_mamba.sh > "$OUT/mamba/stdout.log" 2>&1) &
+MPID=$!
+while ! grep -q "2. GPU tests" "$OUT/mamba/stdout.log" 2>/dev/null; do
+  kill -0 $MPID 2>/dev/null || break; sleep 2
+done
+stamp "mamba speed done; side jobs start"
+(OUT=$OUT/ner T_SPEED=0 bash benchmarks/device_s7_ner.sh f1 > "$OUT/ner/stdout.log" 2>&1) &
+NPID=$!
+(
+  python3 - > "$OUT/chat/random_llm.log" 2>&1 <<'PY'
+import torch
+from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+cfg = AutoConfig.from_pretrained(".gpu_assets/smollm2")
+torch.manual_seed(0)
+LlamaForCausalLM(cfg).save_pretrained("/tmp/smollm2_random")
+AutoTokenizer.from_pretrained(".gpu_assets/smollm2").save_pretrained("/tmp/smollm2_random")
+print("ok")
+PY
+  LONGAPPS_LLM=/tmp/smollm2_random timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_chat_gpu.py \
+    > "$OUT/chat/chat_gpu_tests.log" 2>&1; echo "chat gpu tests rc=$?" >> "$OUT/chat/chat_gpu_tests.log"
+  OUT=$OUT/i11 BUDGET_S=100 bash benchmarks/device_s7_issue11.sh tests > "$OUT/i11/tests_stdout.log" 2>&1
+) &
+CPID=$!
+wait $MPID $NPID $CPID
+stamp "parallel part done"
+LEFT=$((545 - (SECONDS - T0)))
+if ((LEFT > 40)); then
+  OUT=$OUT/i11 BUDGET_S=$LEFT bash benchmarks/device_s7_issue11.sh attn host lf > "$OUT/i11/timing_stdout.log" 2>&1
+fi
+stamp "all done"
+rm -f "$OUT"/mamba/model_*.tar.part-* 
+tar -C "$OUT" -czf "$OUT/results.tar.gz" mamba ner chat i11 pip.log
+tail -25 "$OUT/mamba/stdout.log"; tail -15 "$OUT/ner/stdout.log"; tail -3 "$OUT/chat/chat_gpu_tests.log"
+grep -E "passed|failed" "$OUT/i11/gpu_tests.log" 2>/dev/null | tail -3; tail -30 "$OUT/i11/timing_stdout.log" 2>/dev/null
+rm -rf "$OUT"/mamba "$OUT"/ner "$OUT"/chat "$OUT"/i11
