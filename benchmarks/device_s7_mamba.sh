@@ -17,7 +17,7 @@ OUT=${OUT:-/tmp/mamba_out}
 mkdir -p "$OUT"
 DATA=${DATA:-benchmarks/data/mamba_dev}
 T_SPEED=${T_SPEED:-110}
-T_TESTS=${T_TESTS:-150}
+T_TESTS=${T_TESTS:-120}
 TRAIN_S=${TRAIN_S:-125}
 # the two training runs (extra arguments of mamba_gpu.py train)
 RUN_A=${RUN_A:---lr 1e-3 --max-tokens 2048 --batch-size 32 --epochs 5}
@@ -56,7 +56,7 @@ PIDS="$!"
 if [ -d "$DATA/set" ]; then
   for L in A B; do
     if [ $L = A ]; then ARGS=$RUN_A; else ARGS=$RUN_B; fi
-    ( timeout $((TRAIN_S + 70)) python3 benchmarks/mamba_gpu.py train --data "$DATA" --label "$L" \
+    ( timeout $((TRAIN_S + 60)) python3 benchmarks/mamba_gpu.py train --data "$DATA" --label "$L" \
         --out "/tmp/mamba_retriever_$L" --vectors "$OUT/vectors_$L.npz" --time-budget "$TRAIN_S" $ARGS \
         > "$OUT/train_$L.log" 2>&1; echo "train $L rc=$?" >> "$OUT/train_$L.log" ) &
     PIDS="$PIDS $!"
@@ -70,7 +70,7 @@ for L in A B; do grep -E "^\[|^  \{|REPORT|rc=|Error" "$OUT/train_$L.log" | cut 
 
 stamp "3. quality"
 VECS=$(ls "$OUT"/vectors_*.npz 2>/dev/null)
-timeout 60 python3 benchmarks/retrieve_eval.py --data "$DATA" --vectors $VECS --json "$OUT/retrieve_quality.json" \
+timeout 40 python3 benchmarks/retrieve_eval.py --data "$DATA" --vectors $VECS --json "$OUT/retrieve_quality.json" \
   > "$OUT/quality.log" 2>&1
 echo "quality rc=$?" >> "$OUT/quality.log"
 cat "$OUT/quality.log"
