@@ -30,7 +30,9 @@ LENGTHS = [4096, 8192, 16384, 32768, 65536]
 SCAN_SWEEP = [dict(impl="tile", BD=8, T=32, num_warps=4, programs_per_sm=8)] + [
     dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps)
     for bd, nw, pps in [(32, 1, 16), (32, 1, 8), (32, 1, 32), (16, 1, 16), (64, 2, 8), (64, 2, 16), (64, 1, 8),
-                        (128, 4, 4), (128, 4, 8), (32, 2, 16), (128, 2, 8), (256, 4, 4)]]
+                        (128, 4, 4), (128, 4, 8), (32, 2, 16), (128, 2, 8), (256, 4, 4),
+                        (64, 2, 4), (64, 2, 2), (64, 4, 4), (128, 4, 2), (256, 8, 2)]] + [
+    dict(impl="seq", BD=64, T=t, num_warps=2, programs_per_sm=8) for t in (16, 64)]
 
 
 def log(*a) -> None:
