@@ -14,7 +14,7 @@ python3 -m pip install -q --no-deps .gpu_assets/wheels/*.whl > "$OUT/pip.log" 2>
 python3 -c "import nervaluate; print('nervaluate', nervaluate.__file__)" >> "$OUT/pip.log" 2>&1
 if [ "${MAMBA_SPEED:-0}" = 1 ]; then
   stamp "mamba speed"
-  timeout 100 python3 benchmarks/mamba_gpu.py speed --json "$OUT/mamba/mamba_speed.json" > "$OUT/mamba/speed.log" 2>&1
+  timeout ${T_MAMBA:-120} python3 benchmarks/mamba_gpu.py speed --json "$OUT/mamba/mamba_speed.json" > "$OUT/mamba/speed.log" 2>&1
   echo "speed rc=$?" >> "$OUT/mamba/speed.log"
 fi
 stamp "side by side"
