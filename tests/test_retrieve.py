@@ -245,6 +245,35 @@ def test_loss_masks_duplicates_and_learns(tmp_path):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
+def test_compact_training_set_files(tmp_path):
+    """A device bundle's set: gzipped documents and the teacher's word embeddings only for the token ids that
+    occur (int8 + per-row scale) load as the plain files do; the student starts from them (zeros elsewhere)."""
+    import gzip
+
+    from transformers import AutoTokenizer
+
+    from longapps.pipelines.retriever_train import (RetrieverTrainConfig, TrainingSet, build_student,
+                                                    teacher_word_embeddings)
+    folder = _tiny_set(tmp_path / "set", with_teacher=True)
+    plain = TrainingSet.load(folder).docs
+    with gzip.open(folder / "docs.jsonl.gz", "wt") as f:
+        f.write((folder / "docs.jsonl").read_text())
+    (folder / "docs.jsonl").unlink()
+    assert TrainingSet.load(folder).docs == plain
+    tok = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+    rng = np.random.RandomState(0)
+    ids = np.array([0, 5, 101, 102, 2000], dtype=np.int32)
+    rows = rng.randn(len(ids), 64).astype(np.float32)
+    scale = np.abs(rows).max(1, keepdims=True) / 127.0
+    np.savez(folder / "teacher_embeddings.npz", ids=ids, q=np.round(rows / scale).astype(np.int8), scale=scale,
+             shape=np.array([len(tok), 64]))
+    emb = teacher_word_embeddings(folder)
+    assert emb.shape == (len(tok), 64) and np.abs(emb[ids] - rows).max() < 0.02 * np.abs(rows).max()
+    assert not emb[np.setdiff1d(np.arange(len(tok)), ids)].any()
+    model = build_student(RetrieverTrainConfig(init="tiny", device="cpu"), tok, folder)
+    assert torch.allclose(model.embeddings.weight.detach(), torch.from_numpy(emb))
+
+
 def test_train_from_set_saves_a_usable_retriever(tmp_path, corpus):
     from longapps.pipelines.retriever import Retriever
     from longapps.pipelines.retriever_train import RetrieverTrainConfig, train_from_set
