@@ -137,6 +137,28 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
                "dt_proj (48->1536)": lambda: F.linear(xdbl[..., :mx.rank], mx.dt_proj.weight),
                "selective scan": lambda: selective_scan(xc, dt, mx.A(), B, C, mx.D, z, mx.dt_proj.bias, True),
                "out_proj (1536->768)": lambda: mx.out_proj(ys)}
+        # conv tile sweep on the layer's real (strided) input; the fastest becomes the default
+        from longapps.kernels import causal_conv1d as CV
+        ref = causal_conv1d(x, mx.conv1d.weight.squeeze(1), mx.conv1d.bias, "silu")
+        conv_rows = []
+        for t_, bc, nw in [(64, 64, 4), (32, 128, 4), (16, 256, 4), (32, 64, 2), (64, 128, 4), (128, 64, 4),
+                           (16, 128, 2), (8, 256, 2)]:
+            try:
+                CV.CONV_DEFAULTS.update(T=t_, BC=bc, num_warps=nw)
+                fn = lambda: causal_conv1d(x, mx.conv1d.weight.squeeze(1), mx.conv1d.bias, "silu")  # noqa: E731
+                err = float((fn().float() - ref.float()).norm() / ref.float().norm())
+                ms, _ = measure(fn, iters=30, budget_s=0.3)
+                if err < 1e-3:
+                    conv_rows.append({"T": t_, "BC": bc, "num_warps": nw, "us": ms * 1e3})
+                log(f"  conv 1x{L} T={t_} BC={bc} warps={nw}: {ms * 1e3:.1f} us (rel. diff {err:.1e})")
+            except Exception as e:  # noqa: BLE001
+                log(f"  conv T={t_} BC={bc}: failed {e!r}"[:300])
+        if conv_rows:
+            best = min(conv_rows, key=lambda r: r["us"])
+            CV.CONV_DEFAULTS.update(T=best["T"], BC=best["BC"], num_warps=best["num_warps"])
+            out["conv_sweep_1x4096"] = conv_rows
+            out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
+            log(f"  conv best: {best}")
         for name, fn in ops.items():
             ms, _ = measure(fn, iters=30, budget_s=0.5)
             rows[name] = ms

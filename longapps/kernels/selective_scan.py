@@ -609,9 +609,9 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
-    if S > 1:
-        kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
-                             MODE=0, SAVE=False, **flags)
+    if S > 1:  # end states of every segment but the last (nothing folds the last one in)
+        kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+                                 MODE=0, SAVE=False, **flags)
     kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                          MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T
