@@ -21,15 +21,7 @@ stamp "side by side"
 (OUT=$OUT/ner bash benchmarks/device_s7_ner.sh f1 > "$OUT/ner/stdout.log" 2>&1) &
 P1=$!
 (
-  python3 - > "$OUT/chat/random_llm.log" 2>&1 <<'PY'
-import torch
-from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
-cfg = AutoConfig.from_pretrained(".gpu_assets/smollm2")
-torch.manual_seed(0)
-LlamaForCausalLM(cfg).save_pretrained("/tmp/smollm2_random")
-AutoTokenizer.from_pretrained(".gpu_assets/smollm2").save_pretrained("/tmp/smollm2_random")
-print("ok")
-PY
+  python3 benchmarks/make_random_llm.py .gpu_assets/smollm2 /tmp/smollm2_random > "$OUT/chat/random_llm.log" 2>&1
   LONGAPPS_LLM=/tmp/smollm2_random timeout ${T_CHAT:-200} python3 -m pytest -q -p no:cacheprovider --durations=5 \
     tests/test_chat_gpu.py > "$OUT/chat/chat_gpu_tests.log" 2>&1; echo "chat gpu tests rc=$?" >> "$OUT/chat/chat_gpu_tests.log"
 ) &

@@ -163,18 +163,9 @@ def _attention(q, k, v, pattern, key_padding_mask, scale, backend):
     be = choose_backend(q, k, pattern, backend)
     if be == "triton":
         return _triton_path(q, k, v, pattern, key_padding_mask, scale)
-    if be == "flex":
-        if isinstance(pattern, Linear):
-            raise ValueError("backend='flex' cannot run Linear attention")
-        return flex_path(q, k, v, pattern, key_padding_mask, scale)
-    if be == "sdpa":
-        return sdpa_path(q, k, v, pattern, key_padding_mask, scale)
-    if be == "banded":
-        return banded_attention(q, k, v, pattern, key_padding_mask, scale)
-    if isinstance(pattern, Linear):
-        from ..kernels.lightning import chunked_lightning_torch
-        return chunked_lightning_torch(q, k, v, pattern.scale)
-    return reference_attention(q, k, v, pattern, key_padding_mask, scale)
+    if be == "flex" and isinstance(pattern, Linear):
+        raise ValueError("backend='flex' cannot run Linear attention")
+    return _run_backend(be, pattern, scale, q, k, v, key_padding_mask)
 
 
 _attention_not_traced = torch.compiler.disable(_attention)
