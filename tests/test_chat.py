@@ -382,9 +382,13 @@ def test_cli_interactive_commands(lm_dir):
 def test_cli_ctrl_c_mid_reply_returns_to_the_prompt(lm_dir):
     """A real process: SIGINT while the reply streams -> a clear line, and the chat goes on."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", LONGAPPS_THREADS="1")
+    # a terminal delivers Ctrl-C as SIGINT; a test run started in the background inherits SIGINT *ignored*
+    # (POSIX shells do that to background jobs) and Python then installs no KeyboardInterrupt handler:
+    # give the child the terminal's default disposition
     p = subprocess.Popen([sys.executable, "-m", "longapps.cli", "chat", "--llm", str(lm_dir),
                           "--max-new-tokens", "100000", "--cache-size", "256", "--recent", "16"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         p.stdin.write("Tell me a long story\n")
         p.stdin.flush()
