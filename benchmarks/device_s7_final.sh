@@ -6,13 +6,7 @@
 #   after    the issue-11 timing parts (attention table, host, Longformer) with what is left of the budget.
 # Everything is packed into $OUT/results.tar.gz (the device returns only a few files).
 # Carry: benchmarks/data/mamba_dev benchmarks/data/ner_s7 (.gpu_assets travels untracked).
-set -u
-OUT=${OUT:-/tmp/longapps_out}
-mkdir -p "$OUT"/{mamba,ner,chat,i11}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
-T0=$SECONDS
-stamp() { echo "[$((SECONDS - T0)) s] $*"; }
-pip install -q --no-deps .gpu_assets/wheels/*.whl > "$OUT/pip.log" 2>&1
+source benchmarks/device_s7_common.sh
 stamp "mamba"
 (OUT=$OUT/mamba bash benchmarks/device_s7_mamba.sh > "$OUT/mamba/stdout.log" 2>&1) &
 MPID=$!
@@ -23,9 +17,7 @@ stamp "mamba speed done; side jobs start"
 (OUT=$OUT/ner T_SPEED=0 bash benchmarks/device_s7_ner.sh f1 > "$OUT/ner/stdout.log" 2>&1) &
 NPID=$!
 (
-  python3 benchmarks/make_random_llm.py .gpu_assets/smollm2 /tmp/smollm2_random > "$OUT/chat/random_llm.log" 2>&1
-  LONGAPPS_LLM=/tmp/smollm2_random timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_chat_gpu.py \
-    > "$OUT/chat/chat_gpu_tests.log" 2>&1; echo "chat gpu tests rc=$?" >> "$OUT/chat/chat_gpu_tests.log"
+  chat_gpu_tests 120
   OUT=$OUT/i11 BUDGET_S=100 bash benchmarks/device_s7_issue11.sh tests > "$OUT/i11/tests_stdout.log" 2>&1
 ) &
 CPID=$!
