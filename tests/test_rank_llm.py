@@ -258,3 +258,5 @@ def test_missing_llm_is_one_line_error(tmp_path):
         load_causal_lm(tmp_path / "nope.gguf")
     with pytest.raises(LongappsError):
         load_causal_lm("no-such-org/no-such-model-xyz")
+    with pytest.raises(LongappsError, match="LLM folder not found"):   # a path, not a hub id: no download hint
+        load_causal_lm(tmp_path / "missing" / "model")

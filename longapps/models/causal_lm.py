@@ -230,6 +230,8 @@ def load_causal_lm(model: str | os.PathLike | None = None, *, dtype: str = "floa
             raise ModelNotFoundError(f"cannot load causal LM from '{spec}': {str(err).splitlines()[0][:200]}") \
                 from err
         name = path.name
+    elif spec.startswith(("/", "./", "../", "~")) or spec.count("/") > 1:
+        raise ModelNotFoundError(f"LLM folder not found: {spec}")
     else:
         m, tok = _load_hub(spec, torch_dtype)
         name = spec
