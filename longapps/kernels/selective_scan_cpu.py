@@ -160,6 +160,147 @@ int longapps_conv_f32(const float* x, const float* wT /* (K, d) */, const float*
     }
     return 0;
 }
+
+/* ---- the fused Mamba-mixer scan (dt_proj folded in) and add + RMSNorm, used by models/mamba_cpu.py ---- */
+
+/* 2^t, t <= 0 in practice (t = dt * A * log2 e): t = r + f, r = rint(t), f in [-0.5, 0.5], degree-5 fit of
+   2^f with the constant exactly 1 (max relative error 1.9e-7, and ~0 as f -> 0: a decay near 1 carries no
+   bias that would compound over a long state horizon), times 2^r by vscalefps (AVX-512) / exponent bits (generic) */
+#define EXP2_C0 1.0f
+#define EXP2_C1 0.6931470036506653f
+#define EXP2_C2 0.24022240936756134f
+#define EXP2_C3 0.05550726130604744f
+#define EXP2_C4 0.009671593084931374f
+#define EXP2_C5 0.0013267117319628596f
+
+#if defined(__AVX512F__) && !defined(LONGAPPS_GENERIC)
+#include <immintrin.h>
+#define LONGAPPS_AVX512 1
+static inline __m512 exp2_v16(__m512 t) {
+    t = _mm512_max_ps(t, _mm512_set1_ps(-150.0f));
+    __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(EXP2_C5), f, _mm512_set1_ps(EXP2_C4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C0));
+    return _mm512_scalef_ps(p, r);
+}
+#endif
+
+static inline float exp2_s(float t) {
+    t = fminf(fmaxf(t, -126.0f), 126.0f);
+    float r = __builtin_rintf(t);
+    float f = t - r;
+    float p = ((((EXP2_C5 * f + EXP2_C4) * f + EXP2_C3) * f + EXP2_C2) * f + EXP2_C1) * f + EXP2_C0;
+    union { float f; int32_t i; } u = { p };
+    u.i += ((int32_t)r) << 23;
+    return u.f;
+}
+
+/* y[b,t,c] = silu(z) * (D u + sum_k C[t,k] h[t,c,k]), h[t,c,k] = exp(dt A[c,k]) h[t-1,c,k] + dt u B[t,k],
+   dt = softplus(bias[c] + sum_r WdtT[r,c] xdbl[t,r]); xdbl rows are (dt_low (R) | B (n) | C (n)) = x_proj's
+   output, read in place. A2 = A * log2(e) laid out (n, d). Channel blocks of `db` (multiple of 16, <= 512)
+   with their states in L1, OpenMP over (batch, block). */
+int longapps_mamba_scan_f32(const float* u, const float* xdbl, const float* WdtT, const float* dt_bias,
+                            const float* A2, const float* D, const float* z, float* y,
+                            int64_t bsz, int64_t L, int64_t d, int64_t n, int64_t R, int64_t db,
+                            int64_t su_b, int64_t su_l, int64_t sx_b, int64_t sx_l, int64_t sz_b, int64_t sz_l,
+                            int64_t sy_b, int64_t sy_l, int has_d, int threads)
+{
+    if (db <= 0 || db % 16 || db > 512) return 2;
+    int64_t nblk = (d + db - 1) / db;
+    int failed = 0;
+#ifdef _OPENMP
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+#endif
+    for (int64_t b = 0; b < bsz; b++) {
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t d0 = blk * db;
+            int64_t w = d - d0 < db ? d - d0 : db;
+            /* h (n x db) | A2 block (n x db) | dt | x | acc, zero padded past w */
+            float* ws = (float*)calloc((size_t)((2 * n + 3) * db), sizeof(float));
+            if (!ws) { failed = 1; continue; }
+            float *h = ws, *Ab = ws + n * db, *dt = ws + 2 * n * db, *x = dt + db, *acc = x + db;
+            for (int64_t k = 0; k < n; k++)
+                for (int64_t i = 0; i < w; i++) Ab[k * db + i] = A2[k * d + d0 + i];
+            for (int64_t t = 0; t < L; t++) {
+                const float* restrict ur = u + b * su_b + t * su_l + d0;
+                const float* restrict xr = xdbl + b * sx_b + t * sx_l;
+                const float* restrict Br = xr + R;
+                const float* restrict Cr = xr + R + n;
+                const float* restrict zr = z + b * sz_b + t * sz_l + d0;
+                float* restrict yr = y + b * sy_b + t * sy_l + d0;
+                for (int64_t i = 0; i < w; i++) dt[i] = dt_bias[d0 + i];
+                for (int64_t r = 0; r < R; r++) {
+                    const float xv = xr[r];
+                    const float* restrict wr = WdtT + r * d + d0;
+                    for (int64_t i = 0; i < w; i++) dt[i] += wr[i] * xv;
+                }
+                for (int64_t i = 0; i < w; i++) {
+                    float v = dt[i];
+                    float sp = logf(1.0f + expf(fminf(v, 20.0f)));
+                    v = v > 20.0f ? v : sp;
+                    dt[i] = v;
+                    x[i] = v * ur[i];
+                }
+#ifdef LONGAPPS_AVX512
+                for (int64_t i = 0; i < w; i += 16) {
+                    __m512 dv = _mm512_loadu_ps(dt + i), xv = _mm512_loadu_ps(x + i), av = _mm512_setzero_ps();
+                    for (int64_t k = 0; k < n; k++) {
+                        __m512 dec = exp2_v16(_mm512_mul_ps(dv, _mm512_loadu_ps(Ab + k * db + i)));
+                        __m512 hv = _mm512_fmadd_ps(dec, _mm512_loadu_ps(h + k * db + i),
+                                                    _mm512_mul_ps(xv, _mm512_set1_ps(Br[k])));
+                        _mm512_storeu_ps(h + k * db + i, hv);
+                        av = _mm512_fmadd_ps(hv, _mm512_set1_ps(Cr[k]), av);
+                    }
+                    _mm512_storeu_ps(acc + i, av);
+                }
+#else
+                for (int64_t i = 0; i < w; i++) acc[i] = 0.0f;
+                for (int64_t k = 0; k < n; k++) {
+                    const float bk = Br[k], ck = Cr[k];
+                    float* restrict hk = h + k * db;
+                    const float* restrict Ak = Ab + k * db;
+                    for (int64_t i = 0; i < w; i++) {
+                        float hv = exp2_s(dt[i] * Ak[i]) * hk[i] + x[i] * bk;
+                        hk[i] = hv;
+                        acc[i] += hv * ck;
+                    }
+                }
+#endif
+                for (int64_t i = 0; i < w; i++) {
+                    float o = acc[i] + (has_d ? D[d0 + i] * ur[i] : 0.0f);
+                    yr[i] = o * zr[i] / (1.0f + expf(-zr[i]));
+                }
+            }
+            free(ws);
+        }
+    }
+    return failed;
+}
+
+/* r += y (when y), h = w * r / sqrt(mean(r^2) + eps), rows of C contiguous floats (fp32 statistics) */
+void longapps_add_rmsnorm_f32(float* r, const float* y, const float* w, float* h, int64_t rows, int64_t C,
+                              float eps, int threads)
+{
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+    for (int64_t row = 0; row < rows; row++) {
+        float* restrict rr = r + row * C;
+        float* restrict hr = h + row * C;
+        if (y) {
+            const float* restrict yr = y + row * C;
+            for (int64_t i = 0; i < C; i++) rr[i] += yr[i];
+        }
+        float ss = 0.0f;
+        for (int64_t i = 0; i < C; i++) ss += rr[i] * rr[i];
+        float inv = 1.0f / sqrtf(ss / (float)C + eps);
+        for (int64_t i = 0; i < C; i++) hr[i] = w[i] * (rr[i] * inv);
+    }
+}
 """
 
 _LOCK = threading.Lock()
@@ -182,6 +323,11 @@ def _cpu_key() -> str:
     return info
 
 
+def _defines() -> list[str]:
+    """``LONGAPPS_CPU_GENERIC=1`` builds the portable C loops instead of the AVX-512 intrinsics (for tests)."""
+    return ["-DLONGAPPS_GENERIC"] if os.environ.get("LONGAPPS_CPU_GENERIC", "0") == "1" else []
+
+
 def _compiler() -> Optional[str]:
     for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if cc and shutil.which(cc):
@@ -202,7 +348,7 @@ def _build() -> Optional[ctypes.CDLL]:
     except (OSError, subprocess.SubprocessError) as err:
         ERROR = f"{cc} --version failed: {err}"
         return None
-    key = hashlib.sha1((SOURCE + version + _cpu_key()).encode()).hexdigest()[:16]
+    key = hashlib.sha1((SOURCE + version + _cpu_key() + " ".join(_defines())).encode()).hexdigest()[:16]
     folder = cache_dir("cpu_kernels")
     folder.mkdir(parents=True, exist_ok=True)
     lib = folder / f"selective_scan_{key}.so"
@@ -211,7 +357,8 @@ def _build() -> Optional[ctypes.CDLL]:
             src = Path(tmp) / "scan.c"
             src.write_text(SOURCE)
             out = Path(tmp) / "scan.so"
-            base = [cc, "-O3", "-ffast-math", "-fPIC", "-shared", "-std=c99", str(src), "-o", str(out), "-lm"]
+            base = [cc, "-O3", "-ffast-math", "-fPIC", "-shared", "-std=c99", *_defines(), str(src), "-o", str(out),
+                    "-lm"]
             msg = ""
             for flags in (["-march=native", "-mprefer-vector-width=512", "-fopenmp"], ["-march=native", "-fopenmp"], ["-march=native"], []):
                 try:
@@ -237,6 +384,12 @@ def _build() -> Optional[ctypes.CDLL]:
     conv = handle.longapps_conv_f32
     conv.restype = ctypes.c_int
     conv.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 8 + [ctypes.c_int] * 3
+    mscan = handle.longapps_mamba_scan_f32
+    mscan.restype = ctypes.c_int
+    mscan.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 14 + [ctypes.c_int] * 2
+    norm = handle.longapps_add_rmsnorm_f32
+    norm.restype = None
+    norm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
     return handle
 
 
@@ -294,9 +447,10 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 
 @torch.no_grad()
 def causal_conv1d_cpu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, silu: bool = True,
-                      threads: Optional[int] = None) -> torch.Tensor:
+                      threads: Optional[int] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Causal depthwise conv (+ SiLU) on CPU tensors (b, L, d) with any strides (fp32 math, output contiguous
-    token-major in x's dtype), the compiled kernel; weight (d, K)."""
+    token-major in x's dtype), the compiled kernel; weight (d, K). ``out``: an fp32 (b, L, d) buffer with unit
+    channel stride to write into (fp32 input only; returned)."""
     if not available():
         raise RuntimeError(ERROR or "the CPU scan kernel is disabled")
     bsz, L, d = x.shape
@@ -304,7 +458,9 @@ def causal_conv1d_cpu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
     xx = _f32_rows(x)
     wT = weight.float().t().contiguous()
     bb = bias.float().contiguous() if bias is not None else wT
-    y = torch.empty((bsz, L, d), dtype=torch.float32)
+    if out is not None:
+        _check_out(out, (bsz, L, d))
+    y = out if out is not None else torch.empty((bsz, L, d), dtype=torch.float32)
     if L:
         _LIB.longapps_conv_f32(xx.data_ptr(), wT.data_ptr(), bb.data_ptr(), y.data_ptr(), bsz, L, d, K,
                                xx.stride(0), xx.stride(1), y.stride(0), y.stride(1), int(bool(silu)),
@@ -312,4 +468,81 @@ def causal_conv1d_cpu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
     return y.to(x.dtype) if x.dtype != torch.float32 else y
 
 
-__all__ = ["selective_scan_cpu", "causal_conv1d_cpu", "available", "SOURCE"]
+def _check_out(out: torch.Tensor, shape: tuple) -> None:
+    if out.dtype != torch.float32 or tuple(out.shape) != tuple(shape) or out.stride(-1) != 1 or out.device.type != "cpu":
+        raise ValueError(f"out: need a CPU fp32 tensor of shape {tuple(shape)} with unit last stride")
+
+
+def scan_block(d: int, bsz: int, threads: int) -> int:
+    """Channels per scan block: 256 (states in L1), smaller when (batch x blocks) would leave threads idle."""
+    db = 256
+    while db > 32 and bsz * -(-d // db) < threads:
+        db //= 2
+    return db
+
+
+@torch.no_grad()
+def mamba_scan_cpu(u: torch.Tensor, xdbl: torch.Tensor, dt_weight: torch.Tensor, dt_bias: torch.Tensor,
+                   A: torch.Tensor, D: Optional[torch.Tensor], z: torch.Tensor, out: Optional[torch.Tensor] = None,
+                   threads: Optional[int] = None, block: Optional[int] = None) -> torch.Tensor:
+    """A Mamba mixer's scan with dt_proj folded in (fp32 CPU tensors, inference):
+    ``selective_scan(u, xdbl[..., :R] @ dt_weight.T, A, xdbl[..., R:R+n], xdbl[..., R+n:], D, z, dt_bias, True)``
+    without materialising dt. u, z: (b, L, d) (any row strides, unit channel stride); xdbl: (b, L, R + 2n), x_proj's
+    output; dt_weight (d, R); A (d, n); out: an optional fp32 (b, L, d) buffer."""
+    if not available():
+        raise RuntimeError(ERROR or "the CPU scan kernel is disabled")
+    bsz, L, d = u.shape
+    n = A.shape[1]
+    R = dt_weight.shape[1]
+    if xdbl.shape != (bsz, L, R + 2 * n) or z.shape != u.shape or dt_weight.shape[0] != d:
+        raise ValueError(f"shapes: u {tuple(u.shape)}, xdbl {tuple(xdbl.shape)}, dt_weight {tuple(dt_weight.shape)}, "
+                         f"A {tuple(A.shape)}, z {tuple(z.shape)}")
+    for name, t in (("u", u), ("xdbl", xdbl), ("z", z)):
+        if t.dtype != torch.float32 or t.stride(-1) != 1:
+            raise ValueError(f"{name}: need fp32 with unit last stride")
+    threads = int(threads or torch.get_num_threads())
+    db = int(block or scan_block(d, bsz, threads))
+    WdtT = dt_weight.float().t().contiguous()                                        # (R, d)
+    A2 = (A.float() * 1.4426950408889634).t().contiguous()                          # (n, d), A log2(e)
+    bias = dt_bias.float().contiguous()
+    Dv = D.float().contiguous() if D is not None else bias
+    if out is not None:
+        _check_out(out, (bsz, L, d))
+    y = out if out is not None else torch.empty((bsz, L, d), dtype=torch.float32)
+    if L:
+        rc = _LIB.longapps_mamba_scan_f32(
+            u.data_ptr(), xdbl.data_ptr(), WdtT.data_ptr(), bias.data_ptr(), A2.data_ptr(), Dv.data_ptr(),
+            z.data_ptr(), y.data_ptr(), bsz, L, d, n, R, db, u.stride(0), u.stride(1), xdbl.stride(0),
+            xdbl.stride(1), z.stride(0), z.stride(1), y.stride(0), y.stride(1), int(D is not None), threads)
+        if rc:
+            raise MemoryError("the CPU scan kernel could not allocate its state") if rc == 1 else \
+                ValueError(f"block: {db} channels (a multiple of 16, at most 512)")
+    return y
+
+
+@torch.no_grad()
+def add_rmsnorm_cpu(r: torch.Tensor, y: Optional[torch.Tensor], weight: torch.Tensor, eps: float,
+                    out: Optional[torch.Tensor] = None, threads: Optional[int] = None) -> torch.Tensor:
+    """``r += y`` IN PLACE (when y is given), then ``weight * r * rsqrt(mean(r**2, -1) + eps)`` (fp32 contiguous
+    CPU tensors; into ``out`` when given). Returns the normalised tensor."""
+    if not available():
+        raise RuntimeError(ERROR or "the CPU scan kernel is disabled")
+    C = r.shape[-1]
+    for name, t in (("r", r), ("y", y)):
+        if t is not None and (t.dtype != torch.float32 or not t.is_contiguous() or t.shape != r.shape):
+            raise ValueError(f"{name}: need a contiguous fp32 tensor of r's shape")
+    w = weight.float().contiguous()
+    if out is not None:
+        _check_out(out, tuple(r.shape))
+        if not out.is_contiguous():
+            raise ValueError("out: need a contiguous tensor")
+    h = out if out is not None else torch.empty(r.shape, dtype=torch.float32)
+    rows = r.numel() // C if C else 0
+    if rows:
+        _LIB.longapps_add_rmsnorm_f32(r.data_ptr(), y.data_ptr() if y is not None else None, w.data_ptr(),
+                                      h.data_ptr(), rows, C, float(eps), int(threads or torch.get_num_threads()))
+    return h
+
+
+__all__ = ["selective_scan_cpu", "causal_conv1d_cpu", "mamba_scan_cpu", "add_rmsnorm_cpu", "scan_block", "available",
+           "SOURCE"]

@@ -200,6 +200,11 @@ class MambaEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(batch, length) ids -> (batch, length, hidden). The model is causal: right padding never changes
         the real tokens' states, so the mask is only needed to match HF on padded inputs."""
+        if input_ids.device.type == "cpu":  # CPU inference: one fused path on the C kernels (models/mamba_cpu.py)
+            from . import mamba_cpu
+
+            if mamba_cpu.usable(self, input_ids):
+                return mamba_cpu.fused_forward(self, input_ids, attention_mask)
         r = self.embeddings(input_ids)
         if self.config.residual_in_fp32:
             r = r.float()
