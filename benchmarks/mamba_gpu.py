@@ -27,12 +27,15 @@ from longapps.attention.bench import measure  # noqa: E402
 LENGTHS = [4096, 8192, 16384, 32768, 65536]
 # forward scan configurations measured at 1 x 4096 (d_inner 1536, d_state 16); the fastest becomes the default.
 # The first is run M1's best tile config (the reference the others are compared with).
-SCAN_SWEEP = [dict(impl="tile", BD=8, T=32, num_warps=4, programs_per_sm=8)] + [
-    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps)
-    for bd, nw, pps in [(32, 1, 16), (32, 1, 8), (32, 1, 32), (16, 1, 16), (64, 2, 8), (64, 2, 16), (64, 1, 8),
-                        (128, 4, 4), (128, 4, 8), (32, 2, 16), (128, 2, 8), (256, 4, 4),
-                        (64, 2, 4), (64, 2, 2), (64, 4, 4), (128, 4, 2), (256, 8, 2)]] + [
-    dict(impl="seq", BD=64, T=t, num_warps=2, programs_per_sm=8) for t in (16, 64)]
+SCAN_SWEEP = [dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="seq")] + [
+    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="seq")
+    for bd, nw, pps in [(128, 4, 4), (256, 4, 4), (64, 1, 8), (64, 2, 4), (64, 2, 16)]] + [
+    # end states from the closed-form tile pass (no sequential walk in pass 1)
+    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="tile", BD1=bd1, T1=t1, nw1=nw1)
+    for bd, nw, pps in [(64, 2, 8), (64, 2, 16), (64, 2, 4), (128, 4, 8)]
+    for bd1, t1, nw1 in [(16, 32, 4), (8, 32, 4), (32, 16, 4), (16, 16, 2)]]
+
+SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm", "pass1", "BD1", "T1", "nw1")
 
 
 def log(*a) -> None:
@@ -92,7 +95,7 @@ def scan_section(out: dict) -> None:
     if good:
         best = min(good, key=lambda r: r["ms"])
         S.SCAN_DEFAULTS.clear()
-        S.SCAN_DEFAULTS.update({k: best[k] for k in ("impl", "BD", "T", "num_warps", "programs_per_sm")})
+        S.SCAN_DEFAULTS.update({k: best[k] for k in SCAN_KEYS if k in best})
         out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
         log(f"  best: {best}")
     rows = []
@@ -159,6 +162,27 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
             out["conv_sweep_1x4096"] = conv_rows
             out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
             log(f"  conv best: {best}")
+        # add+RMSNorm rows per program / warps sweep; the fastest becomes the default
+        from longapps.kernels import rmsnorm as RN
+        href, _ = RN.reference_add_rmsnorm(r, y, layer.norm.weight, layer.norm.eps, layer.norm.weight.dtype)
+        rms_rows = []
+        for rows_, nw in [(1, 4), (1, 8), (2, 4), (4, 4), (4, 8), (8, 8), (16, 8)]:
+            try:
+                RN.RMS_DEFAULTS.update(ROWS=rows_, num_warps=nw)
+                fn = ops["add_rmsnorm"]
+                err = float((fn()[0].float() - href.float()).norm() / href.float().norm())
+                ms, _ = measure(fn, iters=30, budget_s=0.3)
+                if err < 1e-2:
+                    rms_rows.append({"ROWS": rows_, "num_warps": nw, "us": ms * 1e3})
+                log(f"  add_rmsnorm 1x{L} rows={rows_} warps={nw}: {ms * 1e3:.1f} us (rel. diff {err:.1e})")
+            except Exception as e:  # noqa: BLE001
+                log(f"  add_rmsnorm rows={rows_}: failed {e!r}"[:300])
+        if rms_rows:
+            best = min(rms_rows, key=lambda r: r["us"])
+            RN.RMS_DEFAULTS.update(ROWS=best["ROWS"], num_warps=best["num_warps"])
+            out["rmsnorm_sweep_1x4096"] = rms_rows
+            out["rmsnorm_defaults_used"] = dict(RN.RMS_DEFAULTS)
+            log(f"  add_rmsnorm best: {best}")
         for name, fn in ops.items():
             ms, _ = measure(fn, iters=30, budget_s=0.5)
             rows[name] = ms

@@ -160,6 +160,19 @@ def test_scan_forward_tile_impl(L, segments, strided):
 
 
 @child
+@pytest.mark.parametrize("L,segments,T1", [(53, 3, 8), (70, 4, 4), (29, 5, 8)])
+def test_scan_forward_tile_first_pass(L, segments, T1):
+    """The sequential walk with the segments' end states from the closed-form tile pass (pass1="tile"): same
+    output as the reference and as the all-sequential walk, also with a ragged last segment."""
+    from longapps.kernels.selective_scan import selective_scan_forward
+    args = _inputs(2, L, 6, 5, torch.float32, strided=True)
+    y, _, _ = selective_scan_forward(*args, segments=segments, pass1="tile", BD1=4, T1=T1)
+    y2, _, _ = selective_scan_forward(*args, segments=segments)
+    ref = reference_selective_scan(*args, dtype=torch.float64)
+    assert rel(y, ref) < 1e-5 and rel(y2, ref) < 1e-5
+
+
+@child
 def test_scan_seq_saves_tile_states_across_segments():
     """The sequential walk with more segments than one tile each: the saved states (every T tokens) are the
     reference's states at those tokens."""
@@ -270,3 +283,15 @@ def test_fallback_helper_and_torch_gradients(monkeypatch):
     _, ref = _grads(reference_causal_conv1d, [x, w_, b_], torch.ones(1, 6, 2, dtype=torch.float64))
     for a, b in zip(conv_grads(torch.ones(1, 6, 2, dtype=torch.float64), x, w_, b_, True), ref):
         assert rel(a, b) < 1e-12
+
+
+@child
+@pytest.mark.parametrize("with_y", [True, False])
+def test_add_rmsnorm_kernel(with_y):
+    """The fused residual add + RMSNorm kernel (several rows per program, a ragged last program) vs PyTorch."""
+    from longapps.kernels.rmsnorm import _add_rmsnorm_triton, reference_add_rmsnorm
+    r, w = torch.randn(3, 7, 48), torch.randn(48)
+    y = torch.randn(3, 7, 48) if with_y else None
+    h, rout = _add_rmsnorm_triton(r, y, w, 1e-5, torch.float32)
+    hr, rr = reference_add_rmsnorm(r, y, w, 1e-5, torch.float32)
+    assert rel(h, hr) < 1e-5 and rel(rout, rr) < 1e-6

@@ -36,8 +36,14 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # tile sizes and launch shape; the GPU benchmark (benchmarks/mamba_gpu.py) measures alternatives
 # impl "seq": sequential in-register walk (`_scan_seq_kernel`); "tile": tiles of T tokens with an associative scan
 # (`_scan_fwd_kernel`). T is also the backward's tile (the forward saves the state every T tokens).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
+# pass1 (with impl "seq"): how the first launch finds the segments' end states: "seq" (the same walk) or "tile"
+# (closed form per tile of T1 tokens, parallel over the tile: h_end = sum_t exp(A (sum dt - cumsum dt)) dt u B,
+# no sequential dependency; BD1 channels, nw1 warps per program).
+# Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk (0.147 ms).
+SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8,
+                 "pass1": "seq", "BD1": 16, "T1": 32, "nw1": 4}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8,
+                      "pass1": "tile", "BD1": 8, "T1": 32, "nw1": 4}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -48,7 +54,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key == "impl" else int(val)
+        over[key] = val if key in ("impl", "pass1") else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -568,6 +574,7 @@ def _blocks(u: torch.Tensor, defaults: dict, **over) -> dict:
     cfg.update({k: v for k, v in over.items() if v is not None})
     if interpreting() and not u.is_cuda:
         cfg["BD"], cfg["T"] = min(cfg["BD"], 4), min(cfg["T"], 8)
+        cfg["BD1"], cfg["T1"] = min(cfg.get("BD1", 4), 4), min(cfg.get("T1", 8), 8)
     return cfg
 
 
@@ -609,7 +616,15 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
-    if S > 1:  # end states of every segment but the last (nothing folds the last one in)
+    if S > 1 and kern is _scan_seq_kernel and cfg.get("pass1", "seq") == "tile":
+        # end states in closed form, tile-parallel (the segments are whole tiles of T1: T divides seg_len)
+        BD1, T1 = cfg["BD1"], cfg["T1"]
+        T1 = T1 if seg_len % T1 == 0 else T
+        ndb1 = triton.cdiv(d, BD1)
+        f1 = dict(flags, BD=BD1, T=T1, num_warps=cfg["nw1"])
+        _scan_fwd_kernel[(bsz * ndb1, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb1, S, seg_len, n_tiles,
+                                              *strides, MODE=0, SAVE=False, **f1)
+    elif S > 1:  # end states of every segment but the last (nothing folds the last one in)
         kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                                  MODE=0, SAVE=False, **flags)
     kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
