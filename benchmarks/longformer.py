@@ -57,6 +57,20 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
         log(f"  HF LongformerModel: {t['hf_longformer'][0]:.2f} ms")
         t["ours_eager"] = measure(ours_fn, iters=30)
         log(f"  ours eager: {t['ours_eager'][0]:.3f} ms")
+        # host side of one eager forward: the time to enqueue it (GPU idle at the start) vs its wall time
+        import statistics
+        import time as _time
+        hosts, walls = [], []
+        for _ in range(15):
+            torch.cuda.synchronize()
+            t0 = _time.perf_counter()
+            ours_fn()
+            t1 = _time.perf_counter()
+            torch.cuda.synchronize()
+            hosts.append((t1 - t0) * 1e3)
+            walls.append((_time.perf_counter() - t0) * 1e3)
+        out["eager_host_ms"], out["eager_wall_ms"] = statistics.median(hosts), statistics.median(walls)
+        log(f"  ours eager, one call: host (enqueue) {out['eager_host_ms']:.3f} ms, wall {out['eager_wall_ms']:.3f} ms")
         # CUDA graph of the whole encoder (embeddings + 12 layers), the model's own runner
         runner = fast.cuda_graph(ids, am, gm)
         static_out = runner(ids, am, gm)
