@@ -27,15 +27,16 @@ from longapps.attention.bench import measure  # noqa: E402
 LENGTHS = [4096, 8192, 16384, 32768, 65536]
 # forward scan configurations measured at 1 x 4096 (d_inner 1536, d_state 16); the fastest becomes the default.
 # The first is run M1's best tile config (the reference the others are compared with).
-SCAN_SWEEP = [dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="seq")] + [
-    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="seq")
-    for bd, nw, pps in [(128, 4, 4), (256, 4, 4), (64, 1, 8), (64, 2, 4), (64, 2, 16)]] + [
-    # end states from the closed-form tile pass (no sequential walk in pass 1)
-    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="tile", BD1=bd1, T1=t1, nw1=nw1)
-    for bd, nw, pps in [(64, 2, 8), (64, 2, 16), (64, 2, 4), (128, 4, 8)]
-    for bd1, t1, nw1 in [(16, 32, 4), (8, 32, 4), (32, 16, 4), (16, 16, 2)]]
+SCAN_SWEEP = [dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="seq", PF=1)] + [
+    # the walk with PF tokens' loads in flight
+    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="seq", PF=pf)
+    for pf in (2, 4)
+    for bd, nw, pps in [(64, 2, 8), (64, 2, 16), (64, 2, 4), (32, 1, 16), (32, 1, 8), (128, 4, 4), (64, 1, 8),
+                        (128, 4, 8), (256, 8, 2)]] + [
+    dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="tile", BD1=32, T1=16, nw1=4, PF=pf)
+    for pf in (2, 4)]
 
-SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm", "pass1", "BD1", "T1", "nw1")
+SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm", "pass1", "BD1", "T1", "nw1", "PF")
 
 
 def log(*a) -> None:

@@ -41,9 +41,9 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # no sequential dependency; BD1 channels, nw1 warps per program).
 # Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk (0.147 ms).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8,
-                 "pass1": "seq", "BD1": 16, "T1": 32, "nw1": 4}
+                 "pass1": "seq", "BD1": 16, "T1": 32, "nw1": 4, "PF": 1}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8,
-                      "pass1": "tile", "BD1": 8, "T1": 32, "nw1": 4}
+                      "pass1": "tile", "BD1": 8, "T1": 32, "nw1": 4, "PF": 1}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -378,19 +378,66 @@ if HAS_TRITON:
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
+    def _seq_tok(DT, U, Bm, Cm, Z, bi64, t, stop, offs_d, offs_n, dmask, nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d,
+                 sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d, MODE: tl.constexpr, HAS_Z: tl.constexpr):
+        """Inputs of token min(t, stop - 1) (int64 t): dt (raw), u, B, C, z in fp32 (C, z only in MODE 1)."""
+        tc = tl.minimum(t, stop - 1)
+        dt = _tok(DT, bi64 * sd_b + tc * sd_l, offs_d, sd_d, dmask)
+        u = _tok(U, bi64 * su_b + tc * su_l, offs_d, su_d, dmask)
+        b = _tok(Bm, bi64 * sb_b + tc * sb_l, offs_n, sb_n, nmask)
+        c = b
+        z = u
+        if MODE == 1:
+            c = _tok(Cm, bi64 * sc_b + tc * sc_l, offs_n, sc_n, nmask)
+            if HAS_Z:
+                z = _tok(Z, bi64 * sz_b + tc * sz_l, offs_d, sz_d, dmask)
+        return dt, u, b, c, z
+
+    @triton.jit
+    def _seq_step(h, dsum, t, stop, dt_raw, u, bv, cv, zz, A2, bias, dskip, offs_d, dmask, Y, y_base, sy_l, sy_d,
+                  Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
+                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SAVE: tl.constexpr):
+        """Advance the (NP, BD) state by token t (no-op past ``stop``); MODE 0 sums dt, MODE 1 writes y[t]
+        (fused softplus(dt + bias), exp(dt A), D skip, silu(z) gate); SAVE: the state before every TS-th
+        token (the backward's tile start states)."""
+        vmask = dmask & ((offs_d * 0 + t) < stop)   # (BD,): this token's channels, none past the segment
+        x = dt_raw
+        if HAS_DB:
+            x = x + bias
+        if SOFTPLUS:
+            x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+        dt = tl.where(vmask, x, 0.0)
+        if SAVE:
+            if t % TS == 0:
+                if t < stop:
+                    tl.store(Hsave + (hs_base + t // TS) * st_stride + st_off, h, mask=nd_mask)
+        h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
+        if MODE == 0:
+            dsum += dt
+        else:
+            y = tl.sum(h * cv[:, None], 0)
+            if HAS_D:
+                y += dskip * u
+            if HAS_Z:
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(Y + y_base + t * sy_l + offs_d * sy_d, y.to(Y.dtype.element_ty), mask=vmask)
+        return h, dsum
+
+    @triton.jit
     def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                         HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr):
+                         HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
+                         PF: tl.constexpr = 1):
         """Sequential walk (mamba-ssm style): the program's state, held as an (NP states x BD channels) tile so
         that the channels spread over the threads and each thread keeps all states of its channels (the C
         contraction is then a reduction inside a thread), stays in registers and is advanced one token at a
-        time (no scan tree); the next token's inputs are loaded before the current one is computed.
+        time (no scan tree). PF tokens' inputs are in flight ahead of the one being computed (1, 2 or 4:
+        each consumed token's slot is refilled with the token PF ahead, so load latency overlaps PF steps).
         MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
-        states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
-        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
+        states into the start state, walk, write y, and, if SAVE, the state at every TS-th token."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
@@ -410,61 +457,71 @@ if HAS_TRITON:
         bi64 = bi.to(tl.int64)
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
+        st_stride = Dm * NP
         if MODE == 1:
             for s in range(0, seg):  # fold the end states of the earlier segments
                 base = (bi64 * S + s)
                 ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                hs = tl.load(Hend + base * st_stride + st_off, mask=nd_mask, other=0.0)
                 h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
-        # every segment is non-empty (the host makes S = cdiv(L, SEG_LEN)); the prefetch index is clamped to
-        # the segment's last token, so no load needs a token mask
-        t64 = bi64 * 0 + start
-        dt_n = _tok(DT, bi64 * sd_b + t64 * sd_l, offs_d, sd_d, dmask)
-        u_n = _tok(U, bi64 * su_b + t64 * su_l, offs_d, su_d, dmask)
-        b_n = _tok(Bm, bi64 * sb_b + t64 * sb_l, offs_n, sb_n, nmask)
-        c_n = b_n
-        z_n = u_n
-        if MODE == 1:
-            c_n = _tok(Cm, bi64 * sc_b + t64 * sc_l, offs_n, sc_n, nmask)
-            if HAS_Z:
-                z_n = _tok(Z, bi64 * sz_b + t64 * sz_l, offs_d, sz_d, dmask)
-        for t in range(start, stop):
-            dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
-            # prefetch token t + 1
-            tn = tl.minimum(bi64 * 0 + t + 1, stop - 1)
-            dt_n = _tok(DT, bi64 * sd_b + tn * sd_l, offs_d, sd_d, dmask)
-            u_n = _tok(U, bi64 * su_b + tn * su_l, offs_d, su_d, dmask)
-            b_n = _tok(Bm, bi64 * sb_b + tn * sb_l, offs_n, sb_n, nmask)
-            if MODE == 1:
-                c_n = _tok(Cm, bi64 * sc_b + tn * sc_l, offs_n, sc_n, nmask)
-                if HAS_Z:
-                    z_n = _tok(Z, bi64 * sz_b + tn * sz_l, offs_d, sz_d, dmask)
-            x = dt_raw
-            if HAS_DB:
-                x = x + bias
-            if SOFTPLUS:
-                x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
-            dt = tl.where(dmask, x, 0.0)
-            if SAVE:
-                if t % TS == 0:
-                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=nd_mask)
-            h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
-            if MODE == 0:
-                dsum += dt
-            else:
-                y = tl.sum(h * cv[:, None], 0)
-                if HAS_D:
-                    y += dskip * u
-                if HAS_Z:
-                    y = y * zz * tl.sigmoid(zz)
-                tl.store(Y + bi64 * sy_b + (bi64 * 0 + t) * sy_l + offs_d * sy_d, y.to(Y.dtype.element_ty),
-                         mask=dmask)
+        # every segment is non-empty (the host makes S = cdiv(L, SEG_LEN)); loads past the segment's end read
+        # its last token (clamped) and the steps past it are no-ops
+        t0 = bi64 * 0 + start
+        y_base = bi64 * sy_b
+        hs_base = bi64 * n_tiles
+        d0, u0, b0, c0, z0 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0, stop, offs_d, offs_n, dmask, nmask, sd_b, sd_l,
+                                      sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d,
+                                      MODE, HAS_Z)
+        if PF >= 2:
+            d1, u1, b1, c1, z1 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0 + 1, stop, offs_d, offs_n, dmask, nmask, sd_b,
+                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
+                                          sz_l, sz_d, MODE, HAS_Z)
+        if PF == 4:
+            d2, u2, b2, c2, z2 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0 + 2, stop, offs_d, offs_n, dmask, nmask, sd_b,
+                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
+                                          sz_l, sz_d, MODE, HAS_Z)
+            d3, u3, b3, c3, z3 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0 + 3, stop, offs_d, offs_n, dmask, nmask, sd_b,
+                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
+                                          sz_l, sz_d, MODE, HAS_Z)
+        for t in range(start, stop, PF):
+            tt = bi64 * 0 + t
+            # each slot: issue the load of the token PF ahead, then step with the slot's current token
+            n0, v0, e0, f0, w0 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF, stop, offs_d, offs_n, dmask, nmask, sd_b,
+                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
+                                          sz_l, sz_d, MODE, HAS_Z)
+            h, dsum = _seq_step(h, dsum, tt, stop, d0, u0, b0, c0, z0, A2, bias, dskip, offs_d, dmask, Y, y_base,
+                                sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE, SOFTPLUS, HAS_D,
+                                HAS_Z, HAS_DB, SAVE)
+            d0, u0, b0, c0, z0 = n0, v0, e0, f0, w0
+            if PF >= 2:
+                n1, v1, e1, f1, w1 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 1, stop, offs_d, offs_n, dmask,
+                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
+                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
+                h, dsum = _seq_step(h, dsum, tt + 1, stop, d1, u1, b1, c1, z1, A2, bias, dskip, offs_d, dmask, Y,
+                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
+                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                d1, u1, b1, c1, z1 = n1, v1, e1, f1, w1
+            if PF == 4:
+                n2, v2, e2, f2, w2 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 2, stop, offs_d, offs_n, dmask,
+                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
+                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
+                h, dsum = _seq_step(h, dsum, tt + 2, stop, d2, u2, b2, c2, z2, A2, bias, dskip, offs_d, dmask, Y,
+                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
+                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                d2, u2, b2, c2, z2 = n2, v2, e2, f2, w2
+                n3, v3, e3, f3, w3 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 3, stop, offs_d, offs_n, dmask,
+                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
+                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
+                h, dsum = _seq_step(h, dsum, tt + 3, stop, d3, u3, b3, c3, z3, A2, bias, dskip, offs_d, dmask, Y,
+                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
+                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                d3, u3, b3, c3, z3 = n3, v3, e3, f3, w3
         if MODE == 0:
             base = bi64 * S + seg
-            tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
+            tl.store(Hend + base * st_stride + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
 
     @triton.jit
@@ -611,6 +668,9 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         return y, (hsave if save_states else None), T
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
+        if cfg.get("PF", 1) not in (1, 2, 4):
+            raise ValueError(f"PF: lookahead 1, 2 or 4, got {cfg.get('PF')}")
+        flags["PF"] = cfg.get("PF", 1)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
@@ -622,6 +682,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         T1 = T1 if seg_len % T1 == 0 else T
         ndb1 = triton.cdiv(d, BD1)
         f1 = dict(flags, BD=BD1, T=T1, num_warps=cfg["nw1"])
+        f1.pop("PF", None)
         _scan_fwd_kernel[(bsz * ndb1, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb1, S, seg_len, n_tiles,
                                               *strides, MODE=0, SAVE=False, **f1)
     elif S > 1:  # end states of every segment but the last (nothing folds the last one in)

@@ -1,0 +1,78 @@
+"""Where the host time of one eager (graphless) FastLongformerModel forward goes, on CUDA: torch.profiler CPU
+self time per op (ATen calls, Triton launches) and the Python functions with the most own time (cProfile).
+
+    python benchmarks/longformer_host.py [--batch 1] [--n 4096] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    from transformers import LongformerConfig, LongformerModel
+
+    from longapps.models.longformer import FastLongformerModel
+
+    torch.manual_seed(0)
+    cfg = LongformerConfig(max_position_embeddings=max(4098, a.n + 2))
+    fast = FastLongformerModel.from_hf(LongformerModel(cfg).half().cuda().eval()).eval().disable_graphs()
+    ids = torch.randint(3, cfg.vocab_size, (a.batch, a.n), device="cuda")
+    am = torch.ones(a.batch, a.n, dtype=torch.long, device="cuda")
+    gm = torch.zeros(a.batch, a.n, dtype=torch.long, device="cuda")
+    gm[:, 0] = 1
+    fn = lambda: fast(input_ids=ids, attention_mask=am, global_attention_mask=gm)  # noqa: E731
+    out: dict = {"batch": a.batch, "n": a.n}
+    with torch.no_grad():
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+        hosts = []
+        for _ in range(10):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            hosts.append((time.perf_counter() - t0) * 1e3)
+        torch.cuda.synchronize()
+        out["host_ms_median"] = sorted(hosts)[len(hosts) // 2]
+        print(f"host (enqueue) per eager forward: {out['host_ms_median']:.3f} ms", flush=True)
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        print(table, flush=True)
+        out["profiler_table"] = table
+        pr = cProfile.Profile()
+        pr.enable()
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        pr.disable()
+        s = io.StringIO()
+        pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(30)
+        print(s.getvalue(), flush=True)
+        out["cprofile"] = s.getvalue()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
