@@ -167,3 +167,48 @@ def test_banded_inference_and_autograd_paths_agree() -> None:
             assert float((slow.detach() - ref).abs().max()) < 2e-5, (seed, pat)
             slow.sum().backward()
             assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in xg)
+
+
+def test_fast_load_same_tokens_and_logits_as_transformers(tmp_path: Path) -> None:
+    """``TokenClassifier.load(fast=True)`` (tokenizers + safetensors into a plain-torch BERT, the CPU predict
+    path) gives the transformers path's token ids / offsets / word ids and logits, also past the saved
+    positions (``ensure_length``); it saves a folder the transformers path reads back; bf16 linears stay
+    close; folders it does not cover (Longformer) load through transformers."""
+    from longapps.models.fast_bert import FastBertTagger, supported
+
+    base = tiny_base(tmp_path / "base", "bert", 64)
+    TokenClassifier.create(base, LABELS, max_length=256, attention_window=32).save(tmp_path / "m")
+    assert supported(tmp_path / "m") and not supported(base)  # base: not made long
+    hf = TokenClassifier.load(tmp_path / "m").eval()
+    fast = TokenClassifier.load(tmp_path / "m", fast=True).eval()
+    assert isinstance(fast.model, FastBertTagger) and not isinstance(hf.model, FastBertTagger)
+    assert fast.labels == LABELS and fast.max_length == 256
+    text = "Ataxia-telangiectasia (A-T) is a  recessive disorder;\n\nBRCA1 muta\u00e9tions, caf\u00e9 \u4e2d\u6587" * 3
+    a = hf.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    b = fast.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert list(a["input_ids"]) == list(b["input_ids"]) and len(b["input_ids"]) > 50
+    assert [tuple(o) for o in a["offset_mapping"]] == [tuple(o) for o in b["offset_mapping"]]
+    assert list(a.word_ids()) == list(b.word_ids())
+    assert (hf.tokenizer.cls_token_id, hf.tokenizer.sep_token_id, hf.tokenizer.pad_token_id) == \
+        (fast.tokenizer.cls_token_id, fast.tokenizer.sep_token_id, fast.tokenizer.pad_token_id)
+    for length in (256, 400):  # 400: positions copied out further on both paths
+        hf.ensure_length(length)
+        fast.ensure_length(length)
+        ids, mask = _inputs(length - 10, pad_from=length - 40)
+        with torch.no_grad():
+            ref, got = hf(ids, mask), fast(ids, mask)
+        torch.testing.assert_close(got[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=1e-5)
+    fast.model.use_bf16()
+    with torch.no_grad():
+        low = fast(ids, mask)
+    assert float((low - got)[mask.bool()].abs().max()) < 0.05 * float(got.abs().max())
+    assert not torch.equal(low, got)  # the bf16 path really ran
+    fast.model.use_bf16(False)
+    fast.save(tmp_path / "again")
+    back = TokenClassifier.load(tmp_path / "again").eval()
+    assert not isinstance(back.model, FastBertTagger)
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids, mask)[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=1e-5)
+    lf = tiny_base(tmp_path / "lf", "longformer", 64)
+    TokenClassifier.create(lf, LABELS, max_length=64, attention_window=32).save(tmp_path / "lfm")
+    assert TokenClassifier.load(tmp_path / "lfm", fast=True).is_longformer

@@ -159,3 +159,23 @@ def test_cli_bad_inputs(trained, tmp_path: Path) -> None:
     assert code == 2 and "empty" in out
     assert NER.load(model).labels == ["O", "B-Disease", "I-Disease"]
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".model")]
+
+
+def test_load_precision_on_cpu(trained) -> None:
+    """CPU load of a made-long BERT: the transformers-free model; ``precision`` sets its linear layers' dtype
+    (fp32 / bf16; auto follows the CPU's native bf16); bf16 predicts the same spans here; bad values refused."""
+    from longapps.models.fast_bert import FastBertTagger, cpu_has_bf16
+    from longapps.resources import LongappsError
+
+    _, out = trained
+    docs = make_docs(4, 5, words=120)
+    got = {}
+    for prec in ("fp32", "bf16", "auto"):
+        ner = NER.load(out, device="cpu", precision=prec)
+        assert isinstance(ner.clf.model, FastBertTagger)
+        low = [layer.low is not None for layer in ner.clf.model.bert.encoder.layer]
+        assert low == [prec == "bf16" or (prec == "auto" and cpu_has_bf16())] * len(low)
+        got[prec] = [[(s.start, s.end, s.label) for s in d.spans] for d in ner.predict_documents(docs)]
+    assert got["fp32"] and got["bf16"] == got["fp32"]
+    with pytest.raises(LongappsError, match="precision"):
+        NER.load(out, device="cpu", precision="fp16")

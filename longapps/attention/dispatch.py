@@ -168,7 +168,17 @@ def _attention(q, k, v, pattern, key_padding_mask, scale, backend):
     return _run_backend(be, pattern, scale, q, k, v, key_padding_mask)
 
 
-_attention_not_traced = torch.compiler.disable(_attention)
+def _attention_not_traced(q, k, v, pattern, key_padding_mask, scale, backend):
+    """``_attention`` run eagerly under ``torch.compile`` (one graph break). The ``torch.compiler.disable``
+    wrapper is made on first use: making it imports torch._dynamo (~1 s on a 2-core box), which the eager
+    callers (CPU NER predict) never need."""
+    global _not_traced
+    if _not_traced is None:
+        _not_traced = torch.compiler.disable(_attention)
+    return _not_traced(q, k, v, pattern, key_padding_mask, scale, backend)
+
+
+_not_traced = None
 
 
 def _triton_path(q, k, v, pattern, kpm, scale):

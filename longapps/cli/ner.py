@@ -13,6 +13,8 @@ from longapps.resources import LongappsError
 
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = ["auto", "jsonl", "brat", "conll"]
+PRECISION_HELP = ("CPU, made-long BERT models: dtype of the linear layers (auto: bf16 when the CPU has native bf16, "
+                  "AVX512-BF16/AMX; else fp32). GPU: bf16 autocast either way.")
 
 
 def _read(path: str, fmt: str) -> list:
@@ -116,10 +118,12 @@ def train_command(train_path: str, out: str, dev_path: str | None, model: str | 
 @click.option("--max-length", default=None, type=click.IntRange(16), help="Window length (default: the model's).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help=PRECISION_HELP)
 @click.option("--timing", is_flag=True, help="Print load/predict seconds as JSON on stderr.")
 @friendly_errors
 def predict_command(input_path: str, model: str, as_json: bool, out_fmt: str | None, out_path: str | None,
-                    max_length: int | None, batch_size: int, device: str, timing: bool) -> None:
+                    max_length: int | None, batch_size: int, device: str, precision: str, timing: bool) -> None:
     """Tag INPUT: a .txt file, a folder of .txt files, or a JSONL file of {"id", "text"}.
 
     Documents of any length: longer than --max-length they go through overlapping windows, each token
@@ -135,7 +139,7 @@ def predict_command(input_path: str, model: str, as_json: bool, out_fmt: str | N
     first = next(docs)  # input errors (missing, empty, not UTF-8) before the model loads
     set_cpu_threads()
     t0 = time.perf_counter()
-    tagger = NER.load(model, max_length=max_length, batch_size=batch_size, device=device)
+    tagger = NER.load(model, max_length=max_length, batch_size=batch_size, device=device, precision=precision)
     t1 = time.perf_counter()
 
     def all_docs():
@@ -182,10 +186,12 @@ def predict_command(input_path: str, model: str, as_json: bool, out_fmt: str | N
 @click.option("--one-label", default=None, help="Map every gold type to this label (as the model was trained).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help=PRECISION_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
 @friendly_errors
 def eval_command(gold_path: str, model: str, fmt: str, max_length: int | None, one_label: str | None,
-                 batch_size: int, device: str, as_json: bool) -> None:
+                 batch_size: int, device: str, precision: str, as_json: bool) -> None:
     """Strict span-level precision / recall / F1 (exact start, end and type; nervaluate) of the model on GOLD:
     micro, macro and per type."""
     from longapps.models.causal_lm import set_cpu_threads
@@ -193,7 +199,7 @@ def eval_command(gold_path: str, model: str, fmt: str, max_length: int | None, o
 
     gold = _read(gold_path, fmt)
     set_cpu_threads()
-    tagger = NER.load(model, max_length=max_length, batch_size=batch_size, device=device)
+    tagger = NER.load(model, max_length=max_length, batch_size=batch_size, device=device, precision=precision)
     if one_label is None:
         one_label = _trained_one_label(model)
     res = tagger.evaluate(gold, one_label=one_label)

@@ -90,10 +90,11 @@ class TokenClassifier(nn.Module):
         return cls(FastLongformerForTokenClassification.from_hf(hf), tok, labels, max_length, hf_model=hf, base=base)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "TokenClassifier":
-        """A tagger saved by ``save`` (or any HF token-classification folder with a fast tokenizer)."""
-        from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+    def load(cls, folder: str | os.PathLike, fast: bool = False) -> "TokenClassifier":
+        """A tagger saved by ``save`` (or any HF token-classification folder with a fast tokenizer).
 
+        ``fast=True`` (inference): a made-long BERT folder loads without transformers (``fast_bert``: the
+        tokenizers library + safetensors into a plain-torch BERT, same outputs); other folders as usual."""
         p = Path(folder).expanduser()
         if not p.is_dir():
             raise ModelNotFoundError(f"model folder '{folder}' does not exist (train one with `longapps ner train`)")
@@ -106,6 +107,22 @@ class TokenClassifier(nn.Module):
                 meta = json.loads((p / META_FILE).read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ModelNotFoundError(f"'{folder}': {META_FILE} is corrupt ({err})") from None
+        if fast:
+            from . import fast_bert
+
+            if fast_bert.supported(p):
+                try:
+                    model = fast_bert.FastBertTagger.from_folder(p)
+                    tok = fast_bert.FastTokenizer(p)
+                except Exception as err:  # noqa: BLE001
+                    first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                    raise ModelNotFoundError(f"cannot load a model from '{folder}': {first}") from err
+                config = model.config
+                labels = meta.get("labels") or [config.id2label[i] for i in range(config.num_labels)]
+                max_length = int(meta.get("max_length") or long_encoder.max_tokens(config))
+                return cls(model, tok, labels, max_length, base=meta.get("base", spec))
+        from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
         config = _load(spec, lambda q, **kw: AutoConfig.from_pretrained(q, **kw))
         labels = meta.get("labels") or [config.id2label[i] for i in range(config.num_labels)]
         tok = _load(spec, lambda q, **kw: AutoTokenizer.from_pretrained(q, **kw))
@@ -137,6 +154,9 @@ class TokenClassifier(nn.Module):
         if self.is_longformer:
             raise LongappsError(f"--max-length {max_length} is over this Longformer's "
                                 f"{long_encoder.max_tokens(self.config)} positions")
+        if not hasattr(self.model, "set_attn_implementation"):  # fast_bert: window attention built in
+            long_encoder.extend_positions(self.model, max_length)
+            return
         long_encoder.make_long(self.model, max_length,
                                int(getattr(self.config, "longapps_attention_window", None) or 512))
 

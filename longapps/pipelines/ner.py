@@ -32,6 +32,7 @@ from ..resources import LongappsError
 from ..training import TrainConfig, TrainResult, fit, resolve_device
 
 IGNORE = -100
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def window_overlap(size: int) -> int:
@@ -103,9 +104,22 @@ class NER:
     # --------------------------------------------------------------------------------------------- loading
     @classmethod
     def load(cls, folder: str | os.PathLike, max_length: Optional[int] = None, batch_size: int = 4,
-             device: str = "auto") -> "NER":
-        """A tagger saved by ``NER.train`` / ``longapps ner train``; ``max_length`` overrides the window."""
-        return cls(TokenClassifier.load(folder), max_length, batch_size, device)
+             device: str = "auto", precision: str = "auto") -> "NER":
+        """A tagger saved by ``NER.train`` / ``longapps ner train``; ``max_length`` overrides the window.
+
+        On CPU a made-long BERT loads without transformers (``TokenClassifier.load(fast=True)``) and
+        ``precision`` picks its linear layers' dtype: ``auto`` = bf16 when the CPU multiplies bf16 natively
+        (AVX512-BF16 / AMX), else fp32; ``fp32``; ``bf16``. (GPU: bf16 autocast, as before.)"""
+        if precision not in PRECISIONS:
+            raise LongappsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        fast = resolve_device(device).type == "cpu"
+        clf = TokenClassifier.load(folder, fast=fast)
+        if fast and hasattr(clf.model, "use_bf16"):
+            from ..models.fast_bert import cpu_has_bf16
+
+            if precision == "bf16" or (precision == "auto" and cpu_has_bf16()):
+                clf.model.use_bf16()
+        return cls(clf, max_length, batch_size, device)
 
     # --------------------------------------------------------------------------------------------- chunk
     def _content(self) -> int:
