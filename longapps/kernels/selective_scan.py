@@ -424,22 +424,6 @@ if HAS_TRITON:
         return h, dsum
 
     @triton.jit
-    def _seq_slot(h, dsum, tt, i, d, u, b, c, z, stop, PF, DT, U, Bm, Cm, Z, bi64, offs_d, offs_n, dmask, nmask,
-                  sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d,
-                  A2, bias, dskip, Y, y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS,
-                  MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                  HAS_DB: tl.constexpr, SAVE: tl.constexpr):
-        """One lookahead slot of the walk: issue the loads of token tt + PF + i, then step with the slot's
-        current token tt + i (inputs d, u, b, c, z); returns the state, dt sum and the slot's next inputs."""
-        nd, nu, nb, nc, nz = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + i, stop, offs_d, offs_n, dmask, nmask,
-                                      sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
-                                      sz_l, sz_d, MODE, HAS_Z)
-        h, dsum = _seq_step(h, dsum, tt + i, stop, d, u, b, c, z, A2, bias, dskip, offs_d, dmask, Y, y_base, sy_l,
-                            sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE, SOFTPLUS, HAS_D, HAS_Z,
-                            HAS_DB, SAVE)
-        return h, dsum, nd, nu, nb, nc, nz
-
-    @triton.jit
     def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
@@ -504,28 +488,37 @@ if HAS_TRITON:
                                           sz_l, sz_d, MODE, HAS_Z)
         for t in range(start, stop, PF):
             tt = bi64 * 0 + t
-            h, dsum, d0, u0, b0, c0, z0 = _seq_slot(
-                h, dsum, tt, 0, d0, u0, b0, c0, z0, stop, PF, DT, U, Bm, Cm, Z, bi64, offs_d, offs_n, dmask, nmask,
-                sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d, A2, bias,
-                dskip, Y, y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE, SOFTPLUS, HAS_D,
-                HAS_Z, HAS_DB, SAVE)
+            # each slot: issue the load of the token PF ahead, then step with the slot's current token
+            n0, v0, e0, f0, w0 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF, stop, offs_d, offs_n, dmask, nmask, sd_b,
+                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
+                                          sz_l, sz_d, MODE, HAS_Z)
+            h, dsum = _seq_step(h, dsum, tt, stop, d0, u0, b0, c0, z0, A2, bias, dskip, offs_d, dmask, Y, y_base,
+                                sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE, SOFTPLUS, HAS_D,
+                                HAS_Z, HAS_DB, SAVE)
+            d0, u0, b0, c0, z0 = n0, v0, e0, f0, w0
             if PF >= 2:
-                h, dsum, d1, u1, b1, c1, z1 = _seq_slot(
-                    h, dsum, tt, 1, d1, u1, b1, c1, z1, stop, PF, DT, U, Bm, Cm, Z, bi64, offs_d, offs_n, dmask,
-                    nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d,
-                    A2, bias, dskip, Y, y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
-                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                n1, v1, e1, f1, w1 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 1, stop, offs_d, offs_n, dmask,
+                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
+                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
+                h, dsum = _seq_step(h, dsum, tt + 1, stop, d1, u1, b1, c1, z1, A2, bias, dskip, offs_d, dmask, Y,
+                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
+                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                d1, u1, b1, c1, z1 = n1, v1, e1, f1, w1
             if PF == 4:
-                h, dsum, d2, u2, b2, c2, z2 = _seq_slot(
-                    h, dsum, tt, 2, d2, u2, b2, c2, z2, stop, PF, DT, U, Bm, Cm, Z, bi64, offs_d, offs_n, dmask,
-                    nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d,
-                    A2, bias, dskip, Y, y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
-                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
-                h, dsum, d3, u3, b3, c3, z3 = _seq_slot(
-                    h, dsum, tt, 3, d3, u3, b3, c3, z3, stop, PF, DT, U, Bm, Cm, Z, bi64, offs_d, offs_n, dmask,
-                    nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d,
-                    A2, bias, dskip, Y, y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
-                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                n2, v2, e2, f2, w2 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 2, stop, offs_d, offs_n, dmask,
+                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
+                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
+                h, dsum = _seq_step(h, dsum, tt + 2, stop, d2, u2, b2, c2, z2, A2, bias, dskip, offs_d, dmask, Y,
+                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
+                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                d2, u2, b2, c2, z2 = n2, v2, e2, f2, w2
+                n3, v3, e3, f3, w3 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 3, stop, offs_d, offs_n, dmask,
+                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
+                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
+                h, dsum = _seq_step(h, dsum, tt + 3, stop, d3, u3, b3, c3, z3, A2, bias, dskip, offs_d, dmask, Y,
+                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
+                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
+                d3, u3, b3, c3, z3 = n3, v3, e3, f3, w3
         if MODE == 0:
             base = bi64 * S + seg
             tl.store(Hend + base * st_stride + st_off, h, mask=nd_mask)
