@@ -27,16 +27,13 @@ from longapps.attention.bench import measure  # noqa: E402
 LENGTHS = [4096, 8192, 16384, 32768, 65536]
 # forward scan configurations measured at 1 x 4096 (d_inner 1536, d_state 16); the fastest becomes the default.
 # The first is run M1's best tile config (the reference the others are compared with).
-SCAN_SWEEP = [dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="seq", PF=1)] + [
-    # the walk with PF tokens' loads in flight
-    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="seq", PF=pf)
-    for pf in (2, 4)
-    for bd, nw, pps in [(64, 2, 8), (64, 2, 16), (64, 2, 4), (32, 1, 16), (32, 1, 8), (128, 4, 4), (64, 1, 8),
-                        (128, 4, 8), (256, 8, 2)]] + [
-    dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="tile", BD1=32, T1=16, nw1=4, PF=pf)
-    for pf in (2, 4)]
+SCAN_SWEEP = [dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="seq", PF=1, FOLD=1)] + [
+    # the walk with PF tokens' loads in flight, the earlier segments folded FOLD at a time
+    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="seq", PF=pf, FOLD=fold)
+    for pf, fold in ((2, 1), (2, 4), (4, 4))
+    for bd, nw, pps in [(64, 2, 8), (64, 2, 16), (32, 1, 16), (128, 4, 4), (64, 1, 8)]]
 
-SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm", "pass1", "BD1", "T1", "nw1", "PF")
+SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm", "pass1", "BD1", "T1", "nw1", "PF", "FOLD")
 
 
 def log(*a) -> None:
@@ -197,10 +194,10 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
-MODEL_SWEEP = [dict(BD=64, num_warps=2, programs_per_sm=8, PF=1), dict(BD=64, num_warps=2, programs_per_sm=8, PF=2),
-               dict(BD=64, num_warps=1, programs_per_sm=8, PF=2), dict(BD=32, num_warps=1, programs_per_sm=16, PF=4),
-               dict(BD=128, num_warps=4, programs_per_sm=4, PF=4), dict(BD=128, num_warps=4, programs_per_sm=4, PF=2),
-               dict(BD=64, num_warps=1, programs_per_sm=8, PF=4)]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, PF=pf, FOLD=fold)
+               for bd, nw, pps, pf, fold in [(64, 2, 8, 1, 1), (64, 2, 8, 2, 1), (64, 2, 8, 2, 4), (64, 1, 8, 2, 4),
+                                             (32, 1, 16, 4, 4), (128, 4, 4, 4, 4), (64, 2, 16, 2, 4),
+                                             (64, 2, 16, 4, 4), (32, 1, 32, 4, 4), (64, 1, 16, 4, 4)]]
 
 
 def model_sweep_section(out: dict, rounds: int = 3) -> None:

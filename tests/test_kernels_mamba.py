@@ -174,13 +174,15 @@ def test_scan_forward_tile_first_pass(L, segments, T1):
 
 @child
 @pytest.mark.parametrize("PF", [2, 4])
-@pytest.mark.parametrize("L,segments", [(53, 3), (30, 1), (3, 2), (41, 4)])
+@pytest.mark.parametrize("L,segments", [(53, 3), (30, 1), (3, 2), (41, 4), (90, 11)])
 def test_scan_forward_lookahead(PF, L, segments):
     """The walk with PF tokens' loads in flight (segment lengths not multiples of PF: the steps past a segment's
-    end are no-ops) equals the reference, saved tile states included."""
+    end are no-ops) equals the reference, saved tile states included; with PF 4 the earlier segments' end states
+    are folded 4 at a time (segment counts not multiples of 4)."""
     from longapps.kernels.selective_scan import selective_scan_forward
     args = _inputs(2, L, 6, 5, torch.float32, strided=True)
-    y, hs, T = selective_scan_forward(*args, segments=segments, PF=PF, save_states=True, T=4)
+    y, hs, T = selective_scan_forward(*args, segments=segments, PF=PF, FOLD=4 if PF == 4 else 1,
+                                      save_states=True, T=4)
     y1, hs1, _ = selective_scan_forward(*args, segments=segments, PF=1, save_states=True, T=4)
     assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
     assert rel(y, y1) < 1e-6 and float((hs[..., :5] - hs1[..., :5]).abs().max()) < 1e-6

@@ -41,7 +41,8 @@ def test_scan_forward(dt, L, segments):
                                  dict(impl="seq", BD=64, num_warps=2, programs_per_sm=32),
                                  dict(impl="seq", BD=64, num_warps=2, programs_per_sm=8, PF=2),
                                  dict(impl="seq", BD=64, num_warps=2, programs_per_sm=8, PF=4),
-                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, PF=4),
+                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, PF=4, FOLD=4),
+                                 dict(impl="seq", BD=64, num_warps=2, programs_per_sm=16, PF=2, FOLD=4),
                                  dict(impl="seq", BD=64, num_warps=2, programs_per_sm=8, pass1="tile")])
 def test_scan_forward_implementations(cfg):
     """Both forward kernels (tile + associative scan, sequential walk) and several launch shapes: d_inner not a

@@ -41,9 +41,9 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # no sequential dependency; BD1 channels, nw1 warps per program).
 # Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk (0.147 ms).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8,
-                 "pass1": "seq", "BD1": 16, "T1": 32, "nw1": 4, "PF": 1}
+                 "pass1": "seq", "BD1": 16, "T1": 32, "nw1": 4, "PF": 1, "FOLD": 1}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8,
-                      "pass1": "tile", "BD1": 8, "T1": 32, "nw1": 4, "PF": 1}
+                      "pass1": "tile", "BD1": 8, "T1": 32, "nw1": 4, "PF": 1, "FOLD": 1}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -430,7 +430,7 @@ if HAS_TRITON:
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         PF: tl.constexpr = 1):
+                         PF: tl.constexpr = 1, FOLD: tl.constexpr = 1):
         """Sequential walk (mamba-ssm style): the program's state, held as an (NP states x BD channels) tile so
         that the channels spread over the threads and each thread keeps all states of its channels (the C
         contraction is then a reduction inside a thread), stays in registers and is advanced one token at a
@@ -459,11 +459,30 @@ if HAS_TRITON:
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
         st_stride = Dm * NP
         if MODE == 1:
-            for s in range(0, seg):  # fold the end states of the earlier segments
-                base = (bi64 * S + s)
-                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                hs = tl.load(Hend + base * st_stride + st_off, mask=nd_mask, other=0.0)
-                h = tl.exp2(A2 * ds[None, :]) * h + hs
+            if FOLD == 4:  # fold the earlier segments' end states 4 at a time: their loads overlap (absent ones
+                # load as dt sum 0 / state 0, a no-op: exp2(0) h + 0)
+                for s0 in range(0, seg, 4):
+                    base = bi64 * S + s0
+                    s_d = offs_d * 0 + s0                    # (BD,) blocks: masks stay tensors
+                    m1, m2, m3 = dmask & (s_d + 1 < seg), dmask & (s_d + 2 < seg), dmask & (s_d + 3 < seg)
+                    ds0 = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                    hs0 = tl.load(Hend + base * st_stride + st_off, mask=nd_mask, other=0.0)
+                    ds1 = tl.load(Dsum + (base + 1) * Dm + offs_d, mask=m1, other=0.0)
+                    hs1 = tl.load(Hend + (base + 1) * st_stride + st_off, mask=nmask[:, None] & m1[None, :], other=0.0)
+                    ds2 = tl.load(Dsum + (base + 2) * Dm + offs_d, mask=m2, other=0.0)
+                    hs2 = tl.load(Hend + (base + 2) * st_stride + st_off, mask=nmask[:, None] & m2[None, :], other=0.0)
+                    ds3 = tl.load(Dsum + (base + 3) * Dm + offs_d, mask=m3, other=0.0)
+                    hs3 = tl.load(Hend + (base + 3) * st_stride + st_off, mask=nmask[:, None] & m3[None, :], other=0.0)
+                    h = tl.exp2(A2 * ds0[None, :]) * h + hs0
+                    h = tl.exp2(A2 * ds1[None, :]) * h + hs1
+                    h = tl.exp2(A2 * ds2[None, :]) * h + hs2
+                    h = tl.exp2(A2 * ds3[None, :]) * h + hs3
+            else:
+                for s in range(0, seg):  # fold the end states of the earlier segments
+                    base = (bi64 * S + s)
+                    ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                    hs = tl.load(Hend + base * st_stride + st_off, mask=nd_mask, other=0.0)
+                    h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
@@ -671,6 +690,9 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         if cfg.get("PF", 1) not in (1, 2, 4):
             raise ValueError(f"PF: lookahead 1, 2 or 4, got {cfg.get('PF')}")
         flags["PF"] = cfg.get("PF", 1)
+        if cfg.get("FOLD", 1) not in (1, 4):
+            raise ValueError(f"FOLD: 1 or 4 segment end states per step, got {cfg.get('FOLD')}")
+        flags["FOLD"] = cfg.get("FOLD", 1)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
@@ -683,6 +705,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         ndb1 = triton.cdiv(d, BD1)
         f1 = dict(flags, BD=BD1, T=T1, num_warps=cfg["nw1"])
         f1.pop("PF", None)
+        f1.pop("FOLD", None)
         _scan_fwd_kernel[(bsz * ndb1, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb1, S, seg_len, n_tiles,
                                               *strides, MODE=0, SAVE=False, **f1)
     elif S > 1:  # end states of every segment but the last (nothing folds the last one in)
