@@ -200,36 +200,55 @@ MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, PF=pf, FOLD=fold)
                                              (64, 2, 16, 4, 4), (32, 1, 32, 4, 4), (64, 1, 16, 4, 4)]]
 
 
-def model_sweep_section(out: dict, rounds: int = 3) -> None:
-    """Each MODEL_SWEEP scan config on mamba-130m b=1 L=4096 (graph replay), ``rounds`` interleaved rounds;
-    the config with the lowest median becomes ``SCAN_DEFAULTS`` for the sections after this one."""
-    from longapps.kernels import selective_scan as S
+# after the scan: the conv and add+RMSNorm launch shapes, also chosen on the whole model
+MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
+              dict(T=16, BC=256, num_warps=4)]
+MODEL_RMS = [dict(ROWS=1, num_warps=4), dict(ROWS=2, num_warps=4), dict(ROWS=4, num_warps=8), dict(ROWS=1, num_warps=8)]
 
-    model, cfg = mamba_130m()
-    ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
-    base = {k: v for k, v in S.SCAN_DEFAULTS.items()}
-    base.update(impl="seq", T=32, pass1="seq")
-    times: dict = {i: [] for i in range(len(MODEL_SWEEP))}
+
+def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) -> dict:
+    """Graph-replay time of mamba-130m on ``ids`` with ``table`` updated by each variant, ``rounds`` interleaved
+    rounds; ``table`` ends on the variant with the lowest median, which is returned (with its times)."""
+    base = dict(table)
+    times: dict = {i: [] for i in range(len(variants))}
     with torch.no_grad():
         for _ in range(rounds):
-            for i, c in enumerate(MODEL_SWEEP):
-                S.SCAN_DEFAULTS.clear()
-                S.SCAN_DEFAULTS.update({**base, **c})
+            for i, c in enumerate(variants):
+                table.clear()
+                table.update({**base, **c})
                 g = model.cuda_graph(ids)
                 ms, _ = measure(g.replay, iters=30, budget_s=0.6)
                 times[i].append(ms)
                 del g
     rows = []
-    for i, c in enumerate(MODEL_SWEEP):
+    for i, c in enumerate(variants):
         med = sorted(times[i])[len(times[i]) // 2]
         rows.append({**c, "ms": times[i], "median_ms": med})
-        log(f"  model 1x4096 scan {c}: {' / '.join(f'{t:.3f}' for t in times[i])} ms (median {med:.3f})")
+        log(f"  model 1x4096 {label} {c}: {' / '.join(f'{t:.3f}' for t in times[i])} ms (median {med:.3f})")
     best = min(rows, key=lambda r: r["median_ms"])
-    S.SCAN_DEFAULTS.clear()
-    S.SCAN_DEFAULTS.update({**base, **{k: best[k] for k in MODEL_SWEEP[0]}})
-    out["model_scan_sweep_1x4096"] = rows
+    table.clear()
+    table.update({**base, **{k: best[k] for k in variants[0]}})
+    log(f"  model sweep best {label}: {best}")
+    return {"rows": rows, "best": best}
+
+
+def model_sweep_section(out: dict, rounds: int = 3) -> None:
+    """The scan configs (MODEL_SWEEP), then the conv and add+RMSNorm launch shapes, each compared on mamba-130m
+    b=1 L=4096 (graph replay, ``rounds`` interleaved rounds); the fastest become the defaults for the sections
+    after this one."""
+    from longapps.kernels import causal_conv1d as CV
+    from longapps.kernels import rmsnorm as RN
+    from longapps.kernels import selective_scan as S
+
+    model, cfg = mamba_130m()
+    ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
+    S.SCAN_DEFAULTS.update(impl="seq", T=32, pass1="seq")
+    out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
+    out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
+    out["model_rms_sweep_1x4096"] = _model_ab(model, ids, RN.RMS_DEFAULTS, MODEL_RMS, rounds, "add_rmsnorm")
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
-    log(f"  model sweep best: {best}")
+    out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
+    out["rmsnorm_defaults_used"] = dict(RN.RMS_DEFAULTS)
     del model
     torch.cuda.empty_cache()
 
