@@ -27,13 +27,12 @@ from longapps.attention.bench import measure  # noqa: E402
 LENGTHS = [4096, 8192, 16384, 32768, 65536]
 # forward scan configurations measured at 1 x 4096 (d_inner 1536, d_state 16); the fastest becomes the default.
 # The first is run M1's best tile config (the reference the others are compared with).
-SCAN_SWEEP = [dict(impl="seq", BD=64, T=32, num_warps=2, programs_per_sm=8, pass1="seq", PF=1, FOLD=1)] + [
-    # the walk with PF tokens' loads in flight, the earlier segments folded FOLD at a time
-    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps, pass1="seq", PF=pf, FOLD=fold)
-    for pf, fold in ((2, 1), (2, 4), (4, 4))
-    for bd, nw, pps in [(64, 2, 8), (64, 2, 16), (32, 1, 16), (128, 4, 4), (64, 1, 8)]]
+SCAN_SWEEP = [dict(impl="tile", BD=8, T=32, num_warps=4, programs_per_sm=8)] + [
+    dict(impl="seq", BD=bd, T=32, num_warps=nw, programs_per_sm=pps)
+    for bd, nw, pps in [(64, 2, 8), (32, 1, 16), (32, 1, 8), (64, 2, 16), (64, 1, 8), (128, 4, 4), (128, 4, 8),
+                        (256, 4, 4), (64, 2, 4)]]
 
-SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm", "pass1", "BD1", "T1", "nw1", "PF", "FOLD")
+SCAN_KEYS = ("impl", "BD", "T", "num_warps", "programs_per_sm")
 
 
 def log(*a) -> None:
@@ -194,18 +193,10 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, PF=pf, FOLD=fold)
-               for bd, nw, pps, pf, fold in [(64, 2, 8, 1, 1), (64, 2, 8, 2, 1), (64, 2, 8, 2, 4), (64, 1, 8, 2, 4),
-                                             (32, 1, 16, 4, 4), (128, 4, 4, 4, 4), (64, 2, 16, 2, 4),
-                                             (64, 2, 16, 4, 4), (32, 1, 32, 4, 4), (64, 1, 16, 4, 4)]]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps)
+               for bd, nw, pps in [(64, 2, 8), (64, 1, 8), (32, 1, 16), (128, 4, 4), (64, 2, 16), (32, 1, 32)]]
 
 
-# the closed-form first pass (segment end states without the walk) on the whole model (kernel-alone timings said
-# slower, but those proved unreliable in runs 52-54); MAMBA_MODEL_SWEEP=tile picks this list
-MODEL_SWEEP_TILE = [dict(BD=64, num_warps=2, programs_per_sm=8, PF=1, FOLD=1, pass1=p1, BD1=bd1, T1=t1, nw1=nw1)
-                    for p1, bd1, t1, nw1 in [("seq", 16, 32, 4), ("tile", 32, 16, 4), ("tile", 16, 32, 4),
-                                             ("tile", 8, 32, 4), ("tile", 16, 16, 2), ("tile", 64, 16, 4),
-                                             ("tile", 32, 32, 8)]]
 # after the scan: the conv and add+RMSNorm launch shapes, also chosen on the whole model
 MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
               dict(T=16, BC=256, num_warps=4)]
@@ -248,12 +239,10 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
 
     model, cfg = mamba_130m()
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
-    S.SCAN_DEFAULTS.update(impl="seq", T=32, pass1="seq")
-    sweep = MODEL_SWEEP_TILE if os.environ.get("MAMBA_MODEL_SWEEP") == "tile" else MODEL_SWEEP
-    out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, sweep, rounds, "scan")
-    if os.environ.get("MAMBA_MODEL_SWEEP") != "tile":
-        out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
-        out["model_rms_sweep_1x4096"] = _model_ab(model, ids, RN.RMS_DEFAULTS, MODEL_RMS, rounds, "add_rmsnorm")
+    S.SCAN_DEFAULTS.update(impl="seq", T=32)
+    out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
+    out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
+    out["model_rms_sweep_1x4096"] = _model_ab(model, ids, RN.RMS_DEFAULTS, MODEL_RMS, rounds, "add_rmsnorm")
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
     out["rmsnorm_defaults_used"] = dict(RN.RMS_DEFAULTS)

@@ -160,35 +160,6 @@ def test_scan_forward_tile_impl(L, segments, strided):
 
 
 @child
-@pytest.mark.parametrize("L,segments,T1", [(53, 3, 8), (70, 4, 4), (29, 5, 8)])
-def test_scan_forward_tile_first_pass(L, segments, T1):
-    """The sequential walk with the segments' end states from the closed-form tile pass (pass1="tile"): same
-    output as the reference and as the all-sequential walk, also with a ragged last segment."""
-    from longapps.kernels.selective_scan import selective_scan_forward
-    args = _inputs(2, L, 6, 5, torch.float32, strided=True)
-    y, _, _ = selective_scan_forward(*args, segments=segments, pass1="tile", BD1=4, T1=T1)
-    y2, _, _ = selective_scan_forward(*args, segments=segments)
-    ref = reference_selective_scan(*args, dtype=torch.float64)
-    assert rel(y, ref) < 1e-5 and rel(y2, ref) < 1e-5
-
-
-@child
-@pytest.mark.parametrize("PF", [2, 4])
-@pytest.mark.parametrize("L,segments", [(53, 3), (30, 1), (3, 2), (41, 4), (90, 11)])
-def test_scan_forward_lookahead(PF, L, segments):
-    """The walk with PF tokens' loads in flight (segment lengths not multiples of PF: the steps past a segment's
-    end are no-ops) equals the reference, saved tile states included; with PF 4 the earlier segments' end states
-    are folded 4 at a time (segment counts not multiples of 4)."""
-    from longapps.kernels.selective_scan import selective_scan_forward
-    args = _inputs(2, L, 6, 5, torch.float32, strided=True)
-    y, hs, T = selective_scan_forward(*args, segments=segments, PF=PF, FOLD=4 if PF == 4 else 1,
-                                      save_states=True, T=4)
-    y1, hs1, _ = selective_scan_forward(*args, segments=segments, PF=1, save_states=True, T=4)
-    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
-    assert rel(y, y1) < 1e-6 and float((hs[..., :5] - hs1[..., :5]).abs().max()) < 1e-6
-
-
-@child
 def test_scan_seq_saves_tile_states_across_segments():
     """The sequential walk with more segments than one tile each: the saved states (every T tokens) are the
     reference's states at those tokens."""

@@ -36,14 +36,11 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # tile sizes and launch shape; the GPU benchmark (benchmarks/mamba_gpu.py) measures alternatives
 # impl "seq": sequential in-register walk (`_scan_seq_kernel`); "tile": tiles of T tokens with an associative scan
 # (`_scan_fwd_kernel`). T is also the backward's tile (the forward saves the state every T tokens).
-# pass1 (with impl "seq"): how the first launch finds the segments' end states: "seq" (the same walk) or "tile"
-# (closed form per tile of T1 tokens, parallel over the tile: h_end = sum_t exp(A (sum dt - cumsum dt)) dt u B,
-# no sequential dependency; BD1 channels, nw1 warps per program).
-# Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk (0.147 ms).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8,
-                 "pass1": "seq", "BD1": 16, "T1": 32, "nw1": 4, "PF": 1, "FOLD": 1}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8,
-                      "pass1": "tile", "BD1": 8, "T1": 32, "nw1": 4, "PF": 1, "FOLD": 1}
+# Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk; runs 54 and 56
+# compared launch shapes, loads of 2-4 tokens in flight, batched segment folds and a closed-form first pass on
+# the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
+SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -54,7 +51,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key in ("impl", "pass1") else int(val)
+        over[key] = val if key == "impl" else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -378,66 +375,19 @@ if HAS_TRITON:
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
-    def _seq_tok(DT, U, Bm, Cm, Z, bi64, t, stop, offs_d, offs_n, dmask, nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d,
-                 sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d, MODE: tl.constexpr, HAS_Z: tl.constexpr):
-        """Inputs of token min(t, stop - 1) (int64 t): dt (raw), u, B, C, z in fp32 (C, z only in MODE 1)."""
-        tc = tl.minimum(t, stop - 1)
-        dt = _tok(DT, bi64 * sd_b + tc * sd_l, offs_d, sd_d, dmask)
-        u = _tok(U, bi64 * su_b + tc * su_l, offs_d, su_d, dmask)
-        b = _tok(Bm, bi64 * sb_b + tc * sb_l, offs_n, sb_n, nmask)
-        c = b
-        z = u
-        if MODE == 1:
-            c = _tok(Cm, bi64 * sc_b + tc * sc_l, offs_n, sc_n, nmask)
-            if HAS_Z:
-                z = _tok(Z, bi64 * sz_b + tc * sz_l, offs_d, sz_d, dmask)
-        return dt, u, b, c, z
-
-    @triton.jit
-    def _seq_step(h, dsum, t, stop, dt_raw, u, bv, cv, zz, A2, bias, dskip, offs_d, dmask, Y, y_base, sy_l, sy_d,
-                  Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
-                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SAVE: tl.constexpr):
-        """Advance the (NP, BD) state by token t (no-op past ``stop``); MODE 0 sums dt, MODE 1 writes y[t]
-        (fused softplus(dt + bias), exp(dt A), D skip, silu(z) gate); SAVE: the state before every TS-th
-        token (the backward's tile start states)."""
-        vmask = dmask & ((offs_d * 0 + t) < stop)   # (BD,): this token's channels, none past the segment
-        x = dt_raw
-        if HAS_DB:
-            x = x + bias
-        if SOFTPLUS:
-            x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
-        dt = tl.where(vmask, x, 0.0)
-        if SAVE:
-            if t % TS == 0:
-                if t < stop:
-                    tl.store(Hsave + (hs_base + t // TS) * st_stride + st_off, h, mask=nd_mask)
-        h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
-        if MODE == 0:
-            dsum += dt
-        else:
-            y = tl.sum(h * cv[:, None], 0)
-            if HAS_D:
-                y += dskip * u
-            if HAS_Z:
-                y = y * zz * tl.sigmoid(zz)
-            tl.store(Y + y_base + t * sy_l + offs_d * sy_d, y.to(Y.dtype.element_ty), mask=vmask)
-        return h, dsum
-
-    @triton.jit
     def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                         HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         PF: tl.constexpr = 1, FOLD: tl.constexpr = 1):
+                         HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr):
         """Sequential walk (mamba-ssm style): the program's state, held as an (NP states x BD channels) tile so
         that the channels spread over the threads and each thread keeps all states of its channels (the C
         contraction is then a reduction inside a thread), stays in registers and is advanced one token at a
-        time (no scan tree). PF tokens' inputs are in flight ahead of the one being computed (1, 2 or 4:
-        each consumed token's slot is refilled with the token PF ahead, so load latency overlaps PF steps).
+        time (no scan tree); the next token's inputs are loaded before the current one is computed.
         MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
-        states into the start state, walk, write y, and, if SAVE, the state at every TS-th token."""
+        states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
+        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
@@ -457,90 +407,61 @@ if HAS_TRITON:
         bi64 = bi.to(tl.int64)
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
-        st_stride = Dm * NP
         if MODE == 1:
-            if FOLD == 4:  # fold the earlier segments' end states 4 at a time: their loads overlap (absent ones
-                # load as dt sum 0 / state 0, a no-op: exp2(0) h + 0)
-                for s0 in range(0, seg, 4):
-                    base = bi64 * S + s0
-                    s_d = offs_d * 0 + s0                    # (BD,) blocks: masks stay tensors
-                    m1, m2, m3 = dmask & (s_d + 1 < seg), dmask & (s_d + 2 < seg), dmask & (s_d + 3 < seg)
-                    ds0 = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                    hs0 = tl.load(Hend + base * st_stride + st_off, mask=nd_mask, other=0.0)
-                    ds1 = tl.load(Dsum + (base + 1) * Dm + offs_d, mask=m1, other=0.0)
-                    hs1 = tl.load(Hend + (base + 1) * st_stride + st_off, mask=nmask[:, None] & m1[None, :], other=0.0)
-                    ds2 = tl.load(Dsum + (base + 2) * Dm + offs_d, mask=m2, other=0.0)
-                    hs2 = tl.load(Hend + (base + 2) * st_stride + st_off, mask=nmask[:, None] & m2[None, :], other=0.0)
-                    ds3 = tl.load(Dsum + (base + 3) * Dm + offs_d, mask=m3, other=0.0)
-                    hs3 = tl.load(Hend + (base + 3) * st_stride + st_off, mask=nmask[:, None] & m3[None, :], other=0.0)
-                    h = tl.exp2(A2 * ds0[None, :]) * h + hs0
-                    h = tl.exp2(A2 * ds1[None, :]) * h + hs1
-                    h = tl.exp2(A2 * ds2[None, :]) * h + hs2
-                    h = tl.exp2(A2 * ds3[None, :]) * h + hs3
-            else:
-                for s in range(0, seg):  # fold the end states of the earlier segments
-                    base = (bi64 * S + s)
-                    ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                    hs = tl.load(Hend + base * st_stride + st_off, mask=nd_mask, other=0.0)
-                    h = tl.exp2(A2 * ds[None, :]) * h + hs
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
-        # every segment is non-empty (the host makes S = cdiv(L, SEG_LEN)); loads past the segment's end read
-        # its last token (clamped) and the steps past it are no-ops
-        t0 = bi64 * 0 + start
-        y_base = bi64 * sy_b
-        hs_base = bi64 * n_tiles
-        d0, u0, b0, c0, z0 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0, stop, offs_d, offs_n, dmask, nmask, sd_b, sd_l,
-                                      sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b, sz_l, sz_d,
-                                      MODE, HAS_Z)
-        if PF >= 2:
-            d1, u1, b1, c1, z1 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0 + 1, stop, offs_d, offs_n, dmask, nmask, sd_b,
-                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
-                                          sz_l, sz_d, MODE, HAS_Z)
-        if PF == 4:
-            d2, u2, b2, c2, z2 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0 + 2, stop, offs_d, offs_n, dmask, nmask, sd_b,
-                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
-                                          sz_l, sz_d, MODE, HAS_Z)
-            d3, u3, b3, c3, z3 = _seq_tok(DT, U, Bm, Cm, Z, bi64, t0 + 3, stop, offs_d, offs_n, dmask, nmask, sd_b,
-                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
-                                          sz_l, sz_d, MODE, HAS_Z)
-        for t in range(start, stop, PF):
-            tt = bi64 * 0 + t
-            # each slot: issue the load of the token PF ahead, then step with the slot's current token
-            n0, v0, e0, f0, w0 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF, stop, offs_d, offs_n, dmask, nmask, sd_b,
-                                          sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n, sz_b,
-                                          sz_l, sz_d, MODE, HAS_Z)
-            h, dsum = _seq_step(h, dsum, tt, stop, d0, u0, b0, c0, z0, A2, bias, dskip, offs_d, dmask, Y, y_base,
-                                sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE, SOFTPLUS, HAS_D,
-                                HAS_Z, HAS_DB, SAVE)
-            d0, u0, b0, c0, z0 = n0, v0, e0, f0, w0
-            if PF >= 2:
-                n1, v1, e1, f1, w1 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 1, stop, offs_d, offs_n, dmask,
-                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
-                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
-                h, dsum = _seq_step(h, dsum, tt + 1, stop, d1, u1, b1, c1, z1, A2, bias, dskip, offs_d, dmask, Y,
-                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
-                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
-                d1, u1, b1, c1, z1 = n1, v1, e1, f1, w1
-            if PF == 4:
-                n2, v2, e2, f2, w2 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 2, stop, offs_d, offs_n, dmask,
-                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
-                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
-                h, dsum = _seq_step(h, dsum, tt + 2, stop, d2, u2, b2, c2, z2, A2, bias, dskip, offs_d, dmask, Y,
-                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
-                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
-                d2, u2, b2, c2, z2 = n2, v2, e2, f2, w2
-                n3, v3, e3, f3, w3 = _seq_tok(DT, U, Bm, Cm, Z, bi64, tt + PF + 3, stop, offs_d, offs_n, dmask,
-                                              nmask, sd_b, sd_l, sd_d, su_b, su_l, su_d, sb_b, sb_l, sb_n, sc_b,
-                                              sc_l, sc_n, sz_b, sz_l, sz_d, MODE, HAS_Z)
-                h, dsum = _seq_step(h, dsum, tt + 3, stop, d3, u3, b3, c3, z3, A2, bias, dskip, offs_d, dmask, Y,
-                                    y_base, sy_l, sy_d, Hsave, hs_base, st_stride, st_off, nd_mask, TS, MODE,
-                                    SOFTPLUS, HAS_D, HAS_Z, HAS_DB, SAVE)
-                d3, u3, b3, c3, z3 = n3, v3, e3, f3, w3
+        # every segment is non-empty (the host makes S = cdiv(L, SEG_LEN)); the prefetch index is clamped to
+        # the segment's last token, so no load needs a token mask
+        t64 = bi64 * 0 + start
+        dt_n = _tok(DT, bi64 * sd_b + t64 * sd_l, offs_d, sd_d, dmask)
+        u_n = _tok(U, bi64 * su_b + t64 * su_l, offs_d, su_d, dmask)
+        b_n = _tok(Bm, bi64 * sb_b + t64 * sb_l, offs_n, sb_n, nmask)
+        c_n = b_n
+        z_n = u_n
+        if MODE == 1:
+            c_n = _tok(Cm, bi64 * sc_b + t64 * sc_l, offs_n, sc_n, nmask)
+            if HAS_Z:
+                z_n = _tok(Z, bi64 * sz_b + t64 * sz_l, offs_d, sz_d, dmask)
+        for t in range(start, stop):
+            dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
+            # prefetch token t + 1
+            tn = tl.minimum(bi64 * 0 + t + 1, stop - 1)
+            dt_n = _tok(DT, bi64 * sd_b + tn * sd_l, offs_d, sd_d, dmask)
+            u_n = _tok(U, bi64 * su_b + tn * su_l, offs_d, su_d, dmask)
+            b_n = _tok(Bm, bi64 * sb_b + tn * sb_l, offs_n, sb_n, nmask)
+            if MODE == 1:
+                c_n = _tok(Cm, bi64 * sc_b + tn * sc_l, offs_n, sc_n, nmask)
+                if HAS_Z:
+                    z_n = _tok(Z, bi64 * sz_b + tn * sz_l, offs_d, sz_d, dmask)
+            x = dt_raw
+            if HAS_DB:
+                x = x + bias
+            if SOFTPLUS:
+                x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+            dt = tl.where(dmask, x, 0.0)
+            if SAVE:
+                if t % TS == 0:
+                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=nd_mask)
+            h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
+            if MODE == 0:
+                dsum += dt
+            else:
+                y = tl.sum(h * cv[:, None], 0)
+                if HAS_D:
+                    y += dskip * u
+                if HAS_Z:
+                    y = y * zz * tl.sigmoid(zz)
+                tl.store(Y + bi64 * sy_b + (bi64 * 0 + t) * sy_l + offs_d * sy_d, y.to(Y.dtype.element_ty),
+                         mask=dmask)
         if MODE == 0:
             base = bi64 * S + seg
-            tl.store(Hend + base * st_stride + st_off, h, mask=nd_mask)
+            tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
 
     @triton.jit
@@ -650,7 +571,6 @@ def _blocks(u: torch.Tensor, defaults: dict, **over) -> dict:
     cfg.update({k: v for k, v in over.items() if v is not None})
     if interpreting() and not u.is_cuda:
         cfg["BD"], cfg["T"] = min(cfg["BD"], 4), min(cfg["T"], 8)
-        cfg["BD1"], cfg["T1"] = min(cfg.get("BD1", 4), 4), min(cfg.get("T1", 8), 8)
     return cfg
 
 
@@ -687,28 +607,12 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         return y, (hsave if save_states else None), T
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
-        if cfg.get("PF", 1) not in (1, 2, 4):
-            raise ValueError(f"PF: lookahead 1, 2 or 4, got {cfg.get('PF')}")
-        flags["PF"] = cfg.get("PF", 1)
-        if cfg.get("FOLD", 1) not in (1, 4):
-            raise ValueError(f"FOLD: 1 or 4 segment end states per step, got {cfg.get('FOLD')}")
-        flags["FOLD"] = cfg.get("FOLD", 1)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
-    if S > 1 and kern is _scan_seq_kernel and cfg.get("pass1", "seq") == "tile":
-        # end states in closed form, tile-parallel (the segments are whole tiles of T1: T divides seg_len)
-        BD1, T1 = cfg["BD1"], cfg["T1"]
-        T1 = T1 if seg_len % T1 == 0 else T
-        ndb1 = triton.cdiv(d, BD1)
-        f1 = dict(flags, BD=BD1, T=T1, num_warps=cfg["nw1"])
-        f1.pop("PF", None)
-        f1.pop("FOLD", None)
-        _scan_fwd_kernel[(bsz * ndb1, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb1, S, seg_len, n_tiles,
-                                              *strides, MODE=0, SAVE=False, **f1)
-    elif S > 1:  # end states of every segment but the last (nothing folds the last one in)
+    if S > 1:  # end states of every segment but the last (nothing folds the last one in)
         kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                                  MODE=0, SAVE=False, **flags)
     kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
