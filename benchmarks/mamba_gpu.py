@@ -159,27 +159,6 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
             out["conv_sweep_1x4096"] = conv_rows
             out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
             log(f"  conv best: {best}")
-        # add+RMSNorm rows per program / warps sweep; the fastest becomes the default
-        from longapps.kernels import rmsnorm as RN
-        href, _ = RN.reference_add_rmsnorm(r, y, layer.norm.weight, layer.norm.eps, layer.norm.weight.dtype)
-        rms_rows = []
-        for rows_, nw in [(1, 4), (1, 8), (2, 4), (4, 4), (4, 8), (8, 8), (16, 8)]:
-            try:
-                RN.RMS_DEFAULTS.update(ROWS=rows_, num_warps=nw)
-                fn = ops["add_rmsnorm"]
-                err = float((fn()[0].float() - href.float()).norm() / href.float().norm())
-                ms, _ = measure(fn, iters=30, budget_s=0.3)
-                if err < 1e-2:
-                    rms_rows.append({"ROWS": rows_, "num_warps": nw, "us": ms * 1e3})
-                log(f"  add_rmsnorm 1x{L} rows={rows_} warps={nw}: {ms * 1e3:.1f} us (rel. diff {err:.1e})")
-            except Exception as e:  # noqa: BLE001
-                log(f"  add_rmsnorm rows={rows_}: failed {e!r}"[:300])
-        if rms_rows:
-            best = min(rms_rows, key=lambda r: r["us"])
-            RN.RMS_DEFAULTS.update(ROWS=best["ROWS"], num_warps=best["num_warps"])
-            out["rmsnorm_sweep_1x4096"] = rms_rows
-            out["rmsnorm_defaults_used"] = dict(RN.RMS_DEFAULTS)
-            log(f"  add_rmsnorm best: {best}")
         for name, fn in ops.items():
             ms, _ = measure(fn, iters=30, budget_s=0.5)
             rows[name] = ms
@@ -197,10 +176,9 @@ MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps)
                for bd, nw, pps in [(64, 2, 8), (64, 1, 8), (32, 1, 16), (128, 4, 4), (64, 2, 16), (32, 1, 32)]]
 
 
-# after the scan: the conv and add+RMSNorm launch shapes, also chosen on the whole model
+# after the scan: the conv launch shapes, also chosen on the whole model
 MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
               dict(T=16, BC=256, num_warps=4)]
-MODEL_RMS = [dict(ROWS=1, num_warps=4), dict(ROWS=2, num_warps=4), dict(ROWS=4, num_warps=8), dict(ROWS=1, num_warps=8)]
 
 
 def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) -> dict:
@@ -230,11 +208,10 @@ def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) 
 
 
 def model_sweep_section(out: dict, rounds: int = 3) -> None:
-    """The scan configs (MODEL_SWEEP), then the conv and add+RMSNorm launch shapes, each compared on mamba-130m
+    """The scan configs (MODEL_SWEEP), then the conv launch shapes, each compared on mamba-130m
     b=1 L=4096 (graph replay, ``rounds`` interleaved rounds); the fastest become the defaults for the sections
     after this one."""
     from longapps.kernels import causal_conv1d as CV
-    from longapps.kernels import rmsnorm as RN
     from longapps.kernels import selective_scan as S
 
     model, cfg = mamba_130m()
@@ -242,10 +219,8 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
-    out["model_rms_sweep_1x4096"] = _model_ab(model, ids, RN.RMS_DEFAULTS, MODEL_RMS, rounds, "add_rmsnorm")
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
-    out["rmsnorm_defaults_used"] = dict(RN.RMS_DEFAULTS)
     del model
     torch.cuda.empty_cache()
 

@@ -19,31 +19,25 @@ if HAS_TRITON:
     import triton.language as tl
 
     @triton.jit
-    def _add_rmsnorm_kernel(R, Y, W, Rout, H, M, sr, sy, so, sh, C, eps, HAS_Y: tl.constexpr, ROUND: tl.constexpr,
-                            BLOCK: tl.constexpr, ROWS: tl.constexpr):
-        """ROWS rows of C columns per program."""
-        rows = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)
+    def _add_rmsnorm_kernel(R, Y, W, Rout, H, sr, sy, so, sh, C, eps, HAS_Y: tl.constexpr, ROUND: tl.constexpr,
+                            BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
         cols = tl.arange(0, BLOCK)
-        m = (rows < M)[:, None] & (cols < C)[None, :]
-        r = tl.load(R + rows[:, None] * sr + cols[None, :], mask=m, other=0.0)
+        m = cols < C
+        r = tl.load(R + row * sr + cols, mask=m, other=0.0)
         if HAS_Y:
-            r = (r.to(tl.float32) + tl.load(Y + rows[:, None] * sy + cols[None, :], mask=m, other=0.0).to(tl.float32)
-                 ).to(Rout.dtype.element_ty)
-            tl.store(Rout + rows[:, None] * so + cols[None, :], r, mask=m)
+            r = (r.to(tl.float32) + tl.load(Y + row * sy + cols, mask=m, other=0.0).to(tl.float32)).to(Rout.dtype.element_ty)
+            tl.store(Rout + row * so + cols, r, mask=m)
         if ROUND:
             x = r.to(H.dtype.element_ty).to(tl.float32)
         else:
             x = r.to(tl.float32)
-        var = tl.sum(x * x, 1) / C
-        xn = x * (1.0 / tl.sqrt(var + eps))[:, None]
+        var = tl.sum(x * x, 0) / C
+        xn = x * (1.0 / tl.sqrt(var + eps))
         if ROUND:
             xn = xn.to(H.dtype.element_ty).to(tl.float32)
-        w = tl.load(W + cols, mask=cols < C, other=0.0).to(tl.float32)
-        tl.store(H + rows[:, None] * sh + cols[None, :], (w[None, :] * xn).to(H.dtype.element_ty), mask=m)
-
-
-# rows per program and warps of the fused kernel; benchmarks/mamba_gpu.py sweeps them on the device
-RMS_DEFAULTS = {"ROWS": 1, "num_warps": 4}
+        w = tl.load(W + cols, mask=m, other=0.0).to(tl.float32)
+        tl.store(H + row * sh + cols, (w * xn).to(H.dtype.element_ty), mask=m)
 
 
 def reference_add_rmsnorm(r: torch.Tensor, y: Optional[torch.Tensor], weight: torch.Tensor, eps: float,
@@ -76,11 +70,8 @@ def _add_rmsnorm_triton(r, y, weight, eps, norm_dtype):
         r2, y2 = r2.contiguous(), y2.contiguous()
     rout = torch.empty_like(r2) if y is not None else r2
     h = torch.empty(r2.shape, dtype=out_dtype, device=r.device)
-    M = r2.shape[0]
-    rows = RMS_DEFAULTS["ROWS"] if not interpreting() else 2
-    _add_rmsnorm_kernel[(triton.cdiv(M, rows),)](r2, y2, weight, rout, h, M, r2.stride(0), y2.stride(0),
-                                                 rout.stride(0), h.stride(0), C, eps, HAS_Y=y is not None,
-                                                 ROUND=norm_dtype != torch.float32 or r.dtype != torch.float32,
-                                                 BLOCK=triton.next_power_of_2(C), ROWS=rows,
-                                                 num_warps=RMS_DEFAULTS["num_warps"])
+    _add_rmsnorm_kernel[(r2.shape[0],)](r2, y2, weight, rout, h, r2.stride(0), y2.stride(0), rout.stride(0),
+                                        h.stride(0), C, eps, HAS_Y=y is not None,
+                                        ROUND=norm_dtype != torch.float32 or r.dtype != torch.float32,
+                                        BLOCK=triton.next_power_of_2(C), num_warps=4)
     return h.view(r.shape), rout.view(r.shape)
