@@ -310,30 +310,3 @@ def test_gpu_planned_calls_equal_kernel_entry_and_device_change():
             o = attention(q, k, v, pat)
             assert o.device.type == dev
             assert rel(o, reference_attention(q, k, v, pat)) < 2e-3, dev
-
-
-@child
-def test_window_runner_separate_global_projections():
-    """Under the interpreter: a WindowRunner made with the Longformer's separate global projections (compact
-    query_global rows), a caller's output layout and a per-call global table equals ``window_global_forward``
-    on fresh inputs every call (new global positions too)."""
-    from longapps.kernels.window_global import WindowRunner, prepare_global_idx, window_global_forward
-    B, H, N, D, G = 2, 2, 67, 16, 2
-    kpm = torch.ones(B, N, dtype=torch.bool)
-    kpm[1, 55:] = False
-
-    def inputs(gpos):
-        q, k, v, kg, vg = [torch.randn(B, H, N, D) for _ in range(5)]
-        qg = torch.randn(B, G, H, D).transpose(1, 2)  # compact global query rows
-        table = prepare_global_idx(torch.tensor(gpos), q.device)
-        out = torch.empty(B, N, H, D).transpose(1, 2)
-        return q, k, v, (qg, kg, vg), table, out
-
-    q, k, v, gqkv, table, out = inputs([[0, 9], [3, 40]])
-    run = WindowRunner(q, k, v, 6, table, False, kpm, None, global_qkv=gqkv, out=out)
-    for gpos in ([[0, 9], [3, 40]], [[1, 2], [30, 66]], [[5, 60], [0, 11]]):
-        q, k, v, gqkv, table, out = inputs(gpos)
-        o = run(q, k, v, kpm, gqkv, out, table)
-        assert o is out
-        ref = window_global_forward(q, k, v, 6, table, False, kpm, None, global_qkv=gqkv, gidx_prepared=True)[0]
-        assert rel(o, ref) < 1e-5, gpos

@@ -893,8 +893,7 @@ class WindowRunner:
     or None. Make one outside CUDA-graph capture (its placeholders must be filled)."""
 
     def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, table: Optional[torch.Tensor],
-                 causal: bool, kpm: Optional[torch.Tensor], scale: Optional[float], sinks: int = 0,
-                 global_qkv: Optional[Tuple[torch.Tensor, ...]] = None, out: Optional[torch.Tensor] = None) -> None:
+                 causal: bool, kpm: Optional[torch.Tensor], scale: Optional[float], sinks: int = 0) -> None:
         B, H, N, D = q.shape
         _check_last_dim(q, k, v)
         dev = q.device
@@ -917,25 +916,18 @@ class WindowRunner:
             gidx, sgb = _no_globals(dev), 0
             G, has_gk, has_grows, prefix = 1, False, False, False
         self.gidx = gidx
-        # Longformer: separate projections for the global rows (qg compact (B, H, G, D) or (B, H, N, D))
-        self.separate = global_qkv is not None and has_grows
-        qg, kg, vg = global_qkv if self.separate else (q, k, v)
-        if self.separate:
-            _check_last_dim(qg, kg, vg)
-        # ``out``: the caller's output layout (e.g. a transposed view); every call then passes one like it
-        self.out_layout = out is not None
-        o = out if out is not None else torch.empty(B, H, N, D, dtype=q.dtype, device=dev)
-        key = (dev.index, q.dtype, q.shape, q.stride(), k.stride(), v.stride(), o.stride(), qg.shape,
-               qg.stride(), kg.stride(), vg.stride(), window, G, sgb, skpb, causal, self.has_kpm, scale, sinks,
+        o = torch.empty(B, H, N, D, dtype=q.dtype, device=dev)
+        key = (dev.index, q.dtype, q.shape, q.stride(), k.stride(), v.stride(), o.stride(), q.shape,
+               q.stride(), k.stride(), v.stride(), window, G, sgb, skpb, causal, self.has_kpm, scale, sinks,
                has_gk, prefix, has_grows, None, None, None, None, None, None, None, None, True, interpreting(),
                tuple(FWD_DEFAULTS.values()))
         plan = _PLANS.get(key)
         if plan is None:
-            plan = _PLANS[key] = _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, self.has_kpm, scale, has_gk,
+            plan = _PLANS[key] = _make_plan(key, q, k, v, q, k, v, window, G, causal, self.has_kpm, scale, has_gk,
                                             prefix, has_grows, None, None, None, None, None, None, None, None)
         self.plan = plan
         if plan.band_b is None:
-            _bind(plan, key, q, k, v, o, qg, kg, vg, window, G, sgb, skpb)
+            _bind(plan, key, q, k, v, o, q, k, v, window, G, sgb, skpb)
         self.side = plan.side_s
         self.side_raw = self.side.cuda_stream if self.side is not None else None
         self.band, self.grow = plan.band_b, plan.grow_b
@@ -963,30 +955,18 @@ class WindowRunner:
         return sc
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 kpm: Optional[torch.Tensor] = None, global_qkv: Optional[Tuple[torch.Tensor, ...]] = None,
-                 out: Optional[torch.Tensor] = None, table: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``global_qkv`` / ``out`` / ``table``: tensors laid out as at construction (made with
-        ``global_qkv`` / ``out``; ``table`` replaces the stored global index table, same shape)."""
+                 kpm: Optional[torch.Tensor] = None) -> torch.Tensor:
         if kpm is None:
             kpm8 = self.kpm0
             unaligned = (q.data_ptr() | k.data_ptr() | v.data_ptr()) & 15
         else:
             kpm8 = kpm.view(torch.int8)
             unaligned = (q.data_ptr() | k.data_ptr() | v.data_ptr() | kpm8.data_ptr()) & 15
-        if self.separate:
-            qg, kg, vg = global_qkv
-            unaligned |= (qg.data_ptr() | kg.data_ptr() | vg.data_ptr()) & 15
-        else:
-            qg, kg, vg = q, k, v
-        if out is not None:
-            unaligned |= out.data_ptr() & 15
-        gidx = self.gidx if table is None else table
         if unaligned:
-            window, table0, causal, scale, sinks = self.args
-            return window_global_forward(q, k, v, window, gidx if table0 is not None else None, causal, kpm,
-                                         scale, sinks, global_qkv=global_qkv if self.separate else None, out=out,
-                                         gidx_prepared=table0 is not None)[0]
-        o = out if out is not None else torch.empty(self.shape, dtype=self.dtype, device=self.device)
+            window, table, causal, scale, sinks = self.args
+            return window_global_forward(q, k, v, window, table, causal, kpm, scale, sinks,
+                                         gidx_prepared=table is not None)[0]
+        o = torch.empty(self.shape, dtype=self.dtype, device=self.device)
         if self.is_cuda:
             raw = _raw_stream(self.index)
             capturing = _capturing()
@@ -1001,9 +981,10 @@ class WindowRunner:
             _ev_record(ev[0], main)
             _ev_wait(ev[0], side)
         lse, po, pml, cnt = self._scratch(raw, capturing)
+        gidx = self.gidx
         grow = self.grow
         if grow is not None:  # (descriptor slots hold the tensors: BoundLaunch makes the descriptors)
-            ghead = (qg, kg, vg, gidx, kpm8, po, pml, cnt, o, lse, kg, vg)
+            ghead = (q, k, v, gidx, kpm8, po, pml, cnt, o, lse, k, v)
         if side is not None:
             if self.ahead:
                 grow(ghead, self.side_raw, side)

@@ -118,11 +118,9 @@ class _FastLayer(nn.Module):
         with_kvg = has_g and (train or mode == "kernel")
         rows = 5 * C if with_kvg else 3 * C
         hidden = has_g and not train and mode == "hidden"
-        # inference in a CUDA graph: the global rows' small, latency-bound work (their query projection, or
-        # in "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel;
-        # eagerly (host-bound at batch 1) the fork/join costs more host time than the overlap saves
-        side = _side_stream(x) if (has_g and not train and backend == "triton"
-                                   and x.is_cuda and torch.cuda.is_current_stream_capturing()) else None
+        # inference: the global rows' small, latency-bound work (their query projection, or in
+        # "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel
+        side = _side_stream(x) if (has_g and not train and backend == "triton") else None
         main = _current_stream(x) if side is not None else None
         qg = og = None
         if side is not None:
@@ -136,16 +134,11 @@ class _FastLayer(nn.Module):
             og = _global_rows_hidden(x, gsel, kpm, *self._global_weights(), H)
         elif has_g:
             qg = self._global_query(x, gsel)
-        if rows == self.w_in.shape[0]:
-            proj = F.linear(x, self.w_in, self.b_in)
-        else:
-            proj = F.linear(x, self.w_in[:rows], self.b_in[:rows])
-        # (B, H, N, D) strided views of the projection, two view ops for all of them
-        heads = proj.view(B, N, rows // C, H, D).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k, v = heads[:3]
+        proj = F.linear(x, self.w_in[:rows], self.b_in[:rows]).view(B, N, rows // C, H, D)
+        q, k, v = (proj[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
         kg = vg = None
         if with_kvg:
-            kg, vg = heads[3:5]
+            kg, vg = (proj[:, :, i].transpose(1, 2) for i in (3, 4))
         if train or (not hidden and backend != "triton"):
             # autograd path (global projections for every token, kernels' backward), or no Triton
             if backend == "triton":
@@ -162,15 +155,10 @@ class _FastLayer(nn.Module):
             if side is not None:
                 join_from(main, side)
                 qg.record_stream(main)
-            ot = o.transpose(1, 2)
-            gqkv = (qg, kg, vg) if has_g else None
-            run = self._runner(q, k, v, gidx if has_g else None, kpm, gqkv, ot)
-            if run is not None:  # the signature's bound launches (host work planned once)
-                run(q, k, v, kpm, gqkv, ot, gidx if has_g else None)
-            else:
-                from ..kernels.window_global import window_global_forward
-                window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
-                                      global_qkv=gqkv, out=ot, gidx_prepared=has_g)
+            from ..kernels.window_global import window_global_forward
+            window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
+                                  global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
+                                  gidx_prepared=has_g)
             a = o.reshape(B, N, C)
         else:  # inference: window attention for the local rows; global rows (hidden space) written over
             ob = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
@@ -193,34 +181,8 @@ class _FastLayer(nn.Module):
         if train:
             h = self.ln1(self.dropout(self.attn_out(a)) + x)
             return self.ln2(self.dropout(self.out(self.act(self.inter(h)))) + h)
-        # (functional calls: no nn.Module call overhead on this host-bound path)
-        h = add_layernorm(F.linear(a, self.attn_out.weight, self.attn_out.bias), x, self.ln1.weight, self.ln1.bias,
-                          self.ln1.eps)
-        return add_layernorm(F.linear(self._intermediate(h), self.out.weight, self.out.bias), h, self.ln2.weight,
-                             self.ln2.bias, self.ln2.eps)
-
-    def _runner(self, q, k, v, gidx, kpm, gqkv, out):
-        """The ``WindowRunner`` of this call's signature (made on its first eager call; None: not on CUDA, while
-        capturing before one exists, or a layout it does not take -> ``window_global_forward``)."""
-        if not (q.is_cuda or interpreting()):
-            return None
-        key = (q.shape, q.stride(), gqkv[0].shape if gqkv is not None else None,
-               gidx.shape if gidx is not None else None, gidx.stride(0) if gidx is not None else None,
-               kpm.stride(0) if kpm is not None else None, q.dtype, q.device.index)
-        runners = self.__dict__.setdefault("_runners", {})
-        run = runners.get(key, False)
-        if run is False:
-            if q.is_cuda and torch.cuda.is_current_stream_capturing():
-                return None
-            from ..kernels.window_global import WindowRunner
-            try:
-                run = WindowRunner(q, k, v, self.window, gidx, False, kpm, None, global_qkv=gqkv, out=out)
-            except ValueError:
-                run = None
-            if len(runners) > 16:
-                runners.clear()
-            runners[key] = run
-        return run
+        h = add_layernorm(self.attn_out(a), x, self.ln1.weight, self.ln1.bias, self.ln1.eps)
+        return add_layernorm(self.out(self._intermediate(h)), h, self.ln2.weight, self.ln2.bias, self.ln2.eps)
 
     def hf_state_dict(self, prefix: str) -> dict:
         """This layer's weights under HF ``LongformerLayer`` names (``prefix`` = "...layer.{i}.")."""
