@@ -412,3 +412,23 @@ def test_pairs_and_bm25_negatives(tmp_path):
     f.write_text("not json\n")
     with pytest.raises(LongappsError, match="not JSON"):
         _read_pairs(f, {"logs.txt": 0})
+
+
+def test_cpu_training_budget_cuts_tokens_then_batch():
+    """CPU retrieve-train fits the step into half the available memory: max_tokens halved first (down to 256),
+    then the batch (down to 2), checkpointing on; a setting that fits is kept; nothing fits -> one clear error."""
+    from longapps.pipelines.retriever_train import RetrieverTrainConfig, fit_cpu_budget
+    from longapps.resources import LongappsError
+
+    cfg = RetrieverTrainConfig(batch_size=16, max_tokens=2048)
+    per_token = 768 * 16 * 32
+    new, note = fit_cpu_budget(cfg, 768, 16, available=20 << 30)
+    assert 2 * new.batch_size * new.max_tokens * per_token <= 10 << 30
+    assert new.batch_size == 16 and new.max_tokens == 512 and new.grad_checkpointing is True
+    assert "batch 16 x 512" in note
+    small, note = fit_cpu_budget(cfg, 768, 16, available=2 << 30)
+    assert small.max_tokens == 256 and small.batch_size == 4 and note
+    same, note = fit_cpu_budget(RetrieverTrainConfig(batch_size=4, max_tokens=256), 64, 16, available=20 << 30)
+    assert (same.batch_size, same.max_tokens, note) == (4, 256, None)
+    with pytest.raises(LongappsError, match="not enough memory"):
+        fit_cpu_budget(cfg, 768, 16, available=100 << 20)

@@ -19,6 +19,7 @@ import json
 import math
 import random
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -344,16 +345,65 @@ def ndcg_at_10(scores: np.ndarray, relevant: Sequence[int]) -> float:
     return total / max(1, len(relevant))
 
 
+# CPU training memory: the PyTorch scan keeps ~8 (d_inner x d_state) fp32 tensors per token of the layer being
+# differentiated (measured: 4 short documents, batch 8, small preset: 5.7 GB peak with per-layer checkpointing;
+# the defaults, 32 x 2,048 document tokens per step without it, were killed at 23 GB on a 24 GB box)
+CPU_BYTES_PER_TOKEN_STATE = 4 * 8
+CPU_MEMORY_FRACTION = 0.5
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), or 8 GiB when it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 << 30
+
+
+def fit_cpu_budget(cfg: RetrieverTrainConfig, d_inner: int, d_state: int, available: Optional[int] = None
+                   ) -> tuple[RetrieverTrainConfig, Optional[str]]:
+    """On CPU: per-layer gradient checkpointing, and document tokens per step (2 x batch x max_tokens) cut to fit
+    half of the available memory -- max_tokens halved down to 256 first, then the batch down to 2. Returns the
+    config to train with and a note when something was changed (None otherwise); raises when even the smallest
+    setting does not fit."""
+    per_token = d_inner * d_state * CPU_BYTES_PER_TOKEN_STATE
+    budget = CPU_MEMORY_FRACTION * (available if available is not None else _available_memory())
+    mt, bs = cfg.max_tokens, cfg.batch_size
+    while 2 * bs * mt * per_token > budget and mt > 256:
+        mt = max(256, mt // 2)
+    while 2 * bs * mt * per_token > budget and bs > 2:
+        bs = max(2, bs // 2)
+    if 2 * bs * mt * per_token > budget:
+        raise LongappsError(f"not enough memory to train this student on the CPU ({budget / 2**30:.1f} GiB usable, "
+                            f"{2 * bs * mt * per_token / 2**30:.1f} GiB needed at batch {bs} x {mt} tokens): "
+                            "use --device cuda or a smaller --init")
+    new = RetrieverTrainConfig(**{**asdict(cfg), "max_tokens": mt, "batch_size": bs,
+                                  "grad_checkpointing": True if cfg.grad_checkpointing is None else cfg.grad_checkpointing})
+    note = None
+    if (mt, bs) != (cfg.max_tokens, cfg.batch_size):
+        note = (f"CPU training: batch {cfg.batch_size} x {cfg.max_tokens} document tokens would need "
+                f"~{2 * cfg.batch_size * cfg.max_tokens * per_token / 2**30:.0f} GiB; using batch {bs} x {mt} tokens "
+                f"(--batch-size / --max-tokens; a GPU trains the full setting)")
+    return new, note
+
+
 def train_from_set(set_folder: str | Path, out: str | Path, config: Optional[RetrieverTrainConfig] = None) -> dict:
     """Fit a student on a prepared set and save the best model to `out`; returns a report (JSON-able)."""
     from transformers import AutoTokenizer
 
-    from longapps.training import TrainConfig, fit, save_atomic
+    from longapps.training import TrainConfig, fit, resolve_device, save_atomic
 
     cfg = config or RetrieverTrainConfig()
     ts = TrainingSet.load(set_folder)
     tokenizer = AutoTokenizer.from_pretrained(str(Path(set_folder) / "tokenizer"))
     model = build_student(cfg, tokenizer, Path(set_folder))
+    if resolve_device(cfg.device).type == "cpu" and model.layers:
+        cfg, note = fit_cpu_budget(cfg, model.layers[0].mixer.d_inner, model.layers[0].mixer.n)
+        if note:
+            print(f"note: {note}", file=sys.stderr, flush=True)
     collate = Collate(ts, tokenizer, cfg)
     train, dev = ts.split("train"), ts.split("dev")
     if not train:
