@@ -64,7 +64,34 @@ def ops(N: int = 4096, C: int = 768) -> dict:
         "add_layernorm (Triton, raw launch)": lambda: add_layernorm(x3, x3, ln_w, ln_b, 1e-5),
         "x + x (one elementwise kernel)": lambda: x + x,
         "event record + wait (fork)": _fork_op(),
+        "torch.empty_like(x3)": lambda: torch.empty_like(x3),
+        "raw stream handle": lambda: torch._C._cuda_getCurrentRawStream(0),
+        "_no_launch_hooks()": _no_hooks(),
+        **_attention_ops(N),
     }
+
+
+def _no_hooks():
+    from longapps.kernels._common import _no_launch_hooks
+    return _no_launch_hooks
+
+
+def _attention_ops(N: int) -> dict:
+    """``window_global_forward`` as the Longformer layer calls it (b1, 12 heads, window 256, 1 global token),
+    global rows beside the band on a side stream ("first") or after it on the same stream ("launch")."""
+    from longapps.kernels.window_global import window_global_forward
+    dev, dt = "cuda", torch.float16
+    proj = torch.randn(1, N, 5, 12, 64, device=dev, dtype=dt)
+    q, k, v, kg, vg = (proj[:, :, i].transpose(1, 2) for i in range(5))
+    qg = torch.randn(1, 12, 1, 64, device=dev, dtype=dt)
+    gidx = torch.zeros(1, 1, dtype=torch.int32, device=dev)
+    o = torch.empty(1, N, 12, 64, device=dev, dtype=dt)
+    rows = {}
+    for grows in ("first", "launch"):
+        rows[f"window_global_forward b1 (grows={grows})"] = (
+            lambda g=grows: window_global_forward(q, k, v, 256, gidx, False, None, None, global_qkv=(qg, kg, vg),
+                                                  out=o.transpose(1, 2), gidx_prepared=True, grows=g))
+    return rows
 
 
 def _fork_op():

@@ -39,28 +39,33 @@ def reference_add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tens
 
 
 def add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """``layer_norm(x + r)`` over the last dim; one Triton kernel on CUDA (fp32 math), else PyTorch."""
+    """``layer_norm(x + r)`` over the last dim; one Triton kernel on CUDA (fp32 math), else PyTorch.
+
+    Host cost matters here (an eager Longformer forward makes 24 of these calls): contiguous inputs go
+    without reshapes, a bound launch per signature (rows, dtypes, device, eps) and Triton's C launch."""
     if not (HAS_TRITON and x.is_cuda and not interpreting()) or torch.is_grad_enabled() and (
             x.requires_grad or r.requires_grad or weight.requires_grad):
         return reference_add_layernorm(x, r, weight, bias, eps)
     C = x.shape[-1]
+    if x.is_contiguous() and r.is_contiguous() and not (
+            (x.data_ptr() | r.data_ptr() | weight.data_ptr() | bias.data_ptr()) & 15):
+        rows = x.numel() // C
+        key = (x.get_device(), x.dtype, r.dtype, weight.dtype, rows, C, eps)
+        b = _BOUND.get(key)
+        if b is None:  # every non-tensor argument is fixed by the key (rows of C contiguous values each)
+            if len(_BOUND) > 256:
+                _BOUND.clear()
+            b = _BOUND[key] = BoundLaunch(_ADD_LN, key, (rows,), (C, C, C, C, eps, triton.next_power_of_2(C)),
+                                          {"num_warps": 4})
+        y = torch.empty_like(x)
+        b((x, r, weight, bias, y), torch._C._cuda_getCurrentRawStream(key[0]))
+        return y
     x2, r2 = x.reshape(-1, C), r.reshape(-1, C)
     if x2.stride(-1) != 1 or r2.stride(-1) != 1:
         x2, r2 = x2.contiguous(), r2.contiguous()
     y = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
-    aligned = not ((x2.data_ptr() | r2.data_ptr() | weight.data_ptr() | bias.data_ptr()) & 15)
-    if not aligned:
-        _ADD_LN(None, (x2.shape[0],), (x2, r2, weight, bias, y, x2.stride(0), r2.stride(0), y.stride(0), C, eps,
-                                       triton.next_power_of_2(C)), {"num_warps": 4})
-        return y.view(x.shape)
-    key = (x.device.index, x.dtype, r.dtype, weight.dtype, x2.shape, x2.stride(0), r2.stride(0), eps)
-    b = _BOUND.get(key)
-    if b is None:  # every non-tensor argument is fixed by the key (y is a fresh contiguous buffer)
-        if len(_BOUND) > 256:
-            _BOUND.clear()
-        b = _BOUND[key] = BoundLaunch(_ADD_LN, key, (x2.shape[0],), (x2.stride(0), r2.stride(0), C, C, eps,
-                                                                     triton.next_power_of_2(C)), {"num_warps": 4})
-    b((x2, r2, weight, bias, y), torch._C._cuda_getCurrentRawStream(x.device.index))
+    _ADD_LN(None, (x2.shape[0],), (x2, r2, weight, bias, y, x2.stride(0), r2.stride(0), y.stride(0), C, eps,
+                                   triton.next_power_of_2(C)), {"num_warps": 4})
     return y.view(x.shape)
 
 

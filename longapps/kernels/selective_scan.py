@@ -389,30 +389,47 @@ if HAS_TRITON:
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
-    def _seq_block(A, DB, Dv, Hend, Dsum, offs_d, offs_n, bi64, seg, Dm, N, S, SN,
+    def _rows_load(P, offs_d, offs_n, s_n, s_d, dmask, N, NP: tl.constexpr, BD: tl.constexpr):
+        """An (NP, BD) fp32 tile whose row n is the 1-D load P[n * s_n + offs_d * s_d] (0 for n >= N).
+
+        Only 1-D memory operations touch the walk's (states x channels) tiles: a 2-D load or store lets Triton
+        (3.6) lay the tile out with the states across threads, which costs shuffles and shared-memory round
+        trips every token; without one it keeps every state of a channel in that channel's thread."""
+        out = tl.zeros([NP, BD], dtype=tl.float32)
+        for n in tl.static_range(NP):
+            r = tl.load(P + n * s_n + offs_d * s_d, mask=dmask & (offs_d * 0 + n < N), other=0.0).to(tl.float32)
+            out = tl.where(offs_n[:, None] == n, r[None, :], out)
+        return out
+
+    @triton.jit
+    def _rows_store(P, tile, offs_d, offs_n, s_n, s_d, dmask, NP: tl.constexpr):
+        """Store an (NP, BD) tile row by row: row n to P[n * s_n + offs_d * s_d] (see ``_rows_load``)."""
+        for n in tl.static_range(NP):
+            tl.store(P + n * s_n + offs_d * s_d, tl.sum(tl.where(offs_n[:, None] == n, tile, 0.0), 0), mask=dmask)
+
+    @triton.jit
+    def _seq_block(A, DB, Dv, Hend, Dsum, offs_d, offs_n, bi64, seg, Dm, N, S,
                    MODE: tl.constexpr, HAS_DB: tl.constexpr, HAS_D: tl.constexpr, BD: tl.constexpr,
                    NP: tl.constexpr):
-        """One block of BD channels of the walk: A * log2(e) (NP, BD), dt bias, D skip, channel mask, state
-        offsets, and the start state (MODE 1: the earlier segments' end states folded in; else zeros)."""
+        """One block of BD channels of the walk: A * log2(e) (NP, BD), dt bias, D skip, channel mask, and the
+        start state (MODE 1: the earlier segments' end states folded in; else zeros). Segment end states
+        (``Hend``) are laid out (.., NP, d): their row loads are coalesced."""
         dmask = offs_d < Dm
-        nd_mask = (offs_n < N)[:, None] & dmask[None, :]
-        A2 = tl.load(A + offs_d[None, :] * N + offs_n[:, None] * SN, mask=nd_mask, other=0.0).to(tl.float32) \
-            * 1.4426950408889634
+        A2 = _rows_load(A, offs_d, offs_n, 1, N, dmask, N, NP, BD) * 1.4426950408889634
         bias = tl.zeros([BD], dtype=tl.float32)
         dskip = tl.zeros([BD], dtype=tl.float32)
         if HAS_DB:
             bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
         if HAS_D:
             dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        st_off = offs_d[None, :] * NP + offs_n[:, None] * SN      # state memory layout (.., d, NP)
         h = tl.zeros([NP, BD], dtype=tl.float32)
         if MODE == 1:
             for s in range(0, seg):  # fold the end states of the earlier segments
                 base = (bi64 * S + s)
                 ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                hs = _rows_load(Hend + base * Dm * NP, offs_d, offs_n, Dm, 1, dmask, NP, NP, BD)
                 h = tl.exp2(A2 * ds[None, :]) * h + hs
-        return A2, bias, dskip, dmask, nd_mask, st_off, h
+        return A2, bias, dskip, dmask, h
 
     @triton.jit
     def _seq_advance(h, A2, dt_raw, u, bv, bias, dmask, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -437,9 +454,9 @@ if HAS_TRITON:
             y = y * zz * tl.sigmoid(zz)
         return y
 
-    @triton.jit(do_not_specialize=["SN", "su_d", "sd_d", "sz_d", "sy_d"])
+    @triton.jit
     def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
-                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS, SN,
+                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
@@ -453,9 +470,7 @@ if HAS_TRITON:
         MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
         states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
         gate), and, if SAVE, the state at every TS-th token (the backward's tile start states).
-        The strides along channels and SN (= 1, the states' stride) come unspecialised: with a known
-        contiguous dimension Triton laid the tile out across threads / vectorised the loads, which cost
-        shuffles and shared-memory round trips every token (checked in the SASS)."""
+        The (states x channels) tiles meet memory only through 1-D row loads / stores (``_rows_load``)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
@@ -464,12 +479,12 @@ if HAS_TRITON:
         offs_e = offs_d + BD
         offs_n = tl.arange(0, NP)
         nmask = offs_n < N
-        A2, bias, dskip, dmask, nd_mask, st_off, h = _seq_block(
-            A, DB, Dv, Hend, Dsum, offs_d, offs_n, bi64, seg, Dm, N, S, SN, MODE, HAS_DB, HAS_D, BD, NP)
-        A2e, biase, dskipe, dmaske, nd_maske, st_offe, he = A2, bias, dskip, dmask, nd_mask, st_off, h
+        A2, bias, dskip, dmask, h = _seq_block(
+            A, DB, Dv, Hend, Dsum, offs_d, offs_n, bi64, seg, Dm, N, S, MODE, HAS_DB, HAS_D, BD, NP)
+        A2e, biase, dskipe, dmaske, he = A2, bias, dskip, dmask, h
         if CH == 2:
-            A2e, biase, dskipe, dmaske, nd_maske, st_offe, he = _seq_block(
-                A, DB, Dv, Hend, Dsum, offs_e, offs_n, bi64, seg, Dm, N, S, SN, MODE, HAS_DB, HAS_D, BD, NP)
+            A2e, biase, dskipe, dmaske, he = _seq_block(
+                A, DB, Dv, Hend, Dsum, offs_e, offs_n, bi64, seg, Dm, N, S, MODE, HAS_DB, HAS_D, BD, NP)
         dsum = tl.zeros([BD], dtype=tl.float32)
         dsume = dsum
         start = seg * SEG_LEN
@@ -525,9 +540,10 @@ if HAS_TRITON:
                         ze_n = _tok(Z, o_z, offs_e, sz_d, dmaske & more_d)
             if SAVE:
                 if t % TS == 0:
-                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=nd_mask)
+                    _rows_store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP, h, offs_d, offs_n, 1, NP, dmask, NP)
                     if CH == 2:
-                        tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_offe, he, mask=nd_maske)
+                        _rows_store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP, he, offs_e, offs_n, 1, NP, dmaske,
+                                    NP)
             h, dt = _seq_advance(h, A2, dt_raw, u, bv, bias, dmask, HAS_DB, SOFTPLUS, FAST_LOG)
             if CH == 2:
                 he, dte = _seq_advance(he, A2e, dte_raw, ue, bv, biase, dmaske, HAS_DB, SOFTPLUS, FAST_LOG)
@@ -544,10 +560,10 @@ if HAS_TRITON:
                 o_y += sy_l
         if MODE == 0:
             base = bi64 * S + seg
-            tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
+            _rows_store(Hend + base * Dm * NP, h, offs_d, offs_n, Dm, 1, dmask, NP)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
             if CH == 2:
-                tl.store(Hend + base * Dm * NP + st_offe, he, mask=nd_maske)
+                _rows_store(Hend + base * Dm * NP, he, offs_e, offs_n, Dm, 1, dmaske, NP)
                 tl.store(Dsum + base * Dm + offs_e, dsume, mask=dmaske)
 
     @triton.jit
@@ -698,11 +714,8 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if seq:
         flags.pop("T")
         flags["CH"] = ch
-        # SN = 1, the states' stride, passed unspecialised: a known-contiguous state dimension made Triton lay
-        # the (states x channels) tile out with the states across threads (shuffles and shared-memory
-        # round trips every token); unknown, each thread holds all states of its channel (SASS checked)
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
-        kern, extra = _scan_seq_kernel, (T, 1)
+        kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
     else:

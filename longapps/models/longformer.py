@@ -110,7 +110,7 @@ class _FastLayer(nn.Module):
                 backend: str, aux: Optional[tuple] = None) -> torch.Tensor:
         """``aux``: ``layer_aux(x, gidx, kpm)``, shared by the layers of one forward (else built here)."""
         B, N, C = x.shape
-        gsel, gscat, pad_rows = aux if aux is not None else layer_aux(x, gidx, kpm)
+        gsel, gscat, pad_rows, capturing = aux if aux is not None else layer_aux(x, gidx, kpm)
         H, D = self.num_heads, self.head_dim
         has_g = gidx is not None and gidx.shape[-1] > 0
         train = self.training and torch.is_grad_enabled()
@@ -118,9 +118,11 @@ class _FastLayer(nn.Module):
         with_kvg = has_g and (train or mode == "kernel")
         rows = 5 * C if with_kvg else 3 * C
         hidden = has_g and not train and mode == "hidden"
-        # inference: the global rows' small, latency-bound work (their query projection, or in
-        # "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel
-        side = _side_stream(x) if (has_g and not train and backend == "triton") else None
+        # inference in a CUDA graph: the global rows' small, latency-bound work (their query projection, or in
+        # "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel.
+        # Eagerly the host is the bottleneck: no side stream (its fork / join events cost host time)
+        side = _side_stream(x) if (has_g and not train and backend == "triton" and capturing) else None
+        grows = None if capturing else "launch"  # attention's global rows: after the band, same stream
         main = _current_stream(x) if side is not None else None
         qg = og = None
         if side is not None:
@@ -158,7 +160,7 @@ class _FastLayer(nn.Module):
             from ..kernels.window_global import window_global_forward
             window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
                                   global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
-                                  gidx_prepared=has_g)
+                                  gidx_prepared=has_g, grows=grows)
             a = o.reshape(B, N, C)
         else:  # inference: window attention for the local rows; global rows (hidden space) written over
             ob = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
@@ -221,18 +223,18 @@ class _FastLayer(nn.Module):
         return self.act(self.inter(h))
 
 
-def layer_aux(x: torch.Tensor, gidx: Optional[torch.Tensor],
-              kpm: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], ...]:
+def layer_aux(x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> tuple:
     """Per-forward helpers of the layers, built once: the global rows' gather index (B, G, C) (-1 slots read
-    row 0, unused), their scatter index into an (N + 1)-row buffer (-1 slots to row N) and the padded query
-    rows (B, N, 1) bool."""
+    row 0, unused), their scatter index into an (N + 1)-row buffer (-1 slots to row N), the padded query
+    rows (B, N, 1) bool, and whether a CUDA graph is being captured."""
     B, N, C = x.shape
     gsel = gscat = None
     if gidx is not None and gidx.shape[-1] > 0:
         gi = gidx.long().expand(B, -1)
         gsel = gi.clamp_min(0)[:, :, None].expand(B, gi.shape[1], C)
         gscat = torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C)
-    return gsel, gscat, (~kpm[:, :, None] if kpm is not None else None)
+    capturing = bool(x.is_cuda and torch.cuda.is_current_stream_capturing())
+    return gsel, gscat, (~kpm[:, :, None] if kpm is not None else None), capturing
 
 
 def _global_rows_hidden(x: torch.Tensor, gsel: torch.Tensor, kpm: Optional[torch.Tensor],
