@@ -17,6 +17,9 @@ echo "best scan: $BEST" >> "$OUT/r/mamba_speed.log"
 LONGAPPS_SCAN="${BEST:-impl=seq}" timeout ${T_TESTS:-100} python3 -m pytest -q -rfE -p no:cacheprovider --durations=5 \
   tests/test_kernels_mamba_gpu.py > "$OUT/r/mamba_gpu_tests.log" 2>&1
 echo "mamba gpu tests rc=$? t=$((SECONDS - T0))" >> "$OUT/r/mamba_gpu_tests.log"
+timeout ${T_LFT:-75} python3 -m pytest -q -rfE -p no:cacheprovider tests/test_kernels_gpu.py -k "longformer or token_classification" \
+  > "$OUT/r/lf_gpu_tests.log" 2>&1
+echo "longformer gpu tests rc=$? t=$((SECONDS - T0))" >> "$OUT/r/lf_gpu_tests.log"
 timeout ${T_HOST:-45} python3 benchmarks/host_ops.py --json "$OUT/r/host_ops.json" > "$OUT/r/host_ops.log" 2>&1
 echo "host ops rc=$? t=$((SECONDS - T0))" >> "$OUT/r/host_ops.log"
 timeout ${T_LF:-80} python3 benchmarks/longformer.py --batch 1 4 --no-variants --json "$OUT/r/longformer.json" > "$OUT/r/longformer.log" 2>&1
@@ -30,6 +33,6 @@ echo "longformer rc=$? t=$((SECONDS - T0))" >> "$OUT/r/longformer.log"
 cat "$OUT/r/gpu.txt"
 grep -E "best|model 1x4096 scan|ours mamba|ns/token|rc=" "$OUT/r/mamba_speed.log" | tail -30
 grep -E "ours mamba|rc=" "$OUT/r/old_mamba.log"
-tail -3 "$OUT/r/mamba_gpu_tests.log"
+tail -3 "$OUT/r/mamba_gpu_tests.log"; tail -3 "$OUT/r/lf_gpu_tests.log"
 grep -E "window|layernorm|empty_like|raw stream|hooks|rc=" "$OUT/r/host_ops.log"
 for f in longformer longformer_old; do echo "== $f"; grep -E "ours eager|CUDA graph|HF Long|rc=" "$OUT/r/$f.log"; done
