@@ -23,6 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--host-only", action="store_true", help="only the host time per forward (no profilers)")
     ap.add_argument("--json")
     a = ap.parse_args()
     from transformers import LongformerConfig, LongformerModel
@@ -51,6 +52,8 @@ def main() -> None:
         torch.cuda.synchronize()
         out["host_ms_median"] = sorted(hosts)[len(hosts) // 2]
         print(f"host (enqueue) per eager forward: {out['host_ms_median']:.3f} ms", flush=True)
+        if a.host_only:
+            return
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):

@@ -137,12 +137,10 @@ def test_gradcheck_reference_conv():
 @child
 @pytest.mark.parametrize("dt,L,segments,strided", [(torch.float32, 37, 1, False), (torch.float32, 53, 3, True),
                                                    (torch.bfloat16, 17, 2, True), (torch.float32, 1, None, False)])
-@pytest.mark.parametrize("ch", [1, 2])
-def test_scan_forward(dt, L, segments, strided, ch):
-    """The walk with one or two channels per thread (CH; 6 channels: the second block partly masked)."""
+def test_scan_forward(dt, L, segments, strided):
     from longapps.kernels.selective_scan import selective_scan_forward
     args = _inputs(2, L, 6, 5, dt, strided=strided)
-    y, _, _ = selective_scan_forward(*args, segments=segments, CH=ch)
+    y, _, _ = selective_scan_forward(*args, segments=segments)
     assert y.dtype == dt
     assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < TOL[dt]
 
@@ -162,17 +160,16 @@ def test_scan_forward_tile_impl(L, segments, strided):
 
 
 @child
-@pytest.mark.parametrize("ch,d", [(1, 3), (2, 7)])
-def test_scan_seq_saves_tile_states_across_segments(ch, d):
+def test_scan_seq_saves_tile_states_across_segments():
     """The sequential walk with more segments than one tile each: the saved states (every T tokens) are the
-    reference's states at those tokens (also with two channels per thread)."""
+    reference's states at those tokens."""
     from longapps.kernels.selective_scan import selective_scan_forward
-    args = _inputs(1, 41, d, 4, torch.float32)
-    y, hs, T = selective_scan_forward(*args, segments=3, save_states=True, T=4, CH=ch)
+    args = _inputs(1, 41, 3, 4, torch.float32)
+    y, hs, T = selective_scan_forward(*args, segments=3, save_states=True, T=4)
     assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
     u, delta, A, B, C, D, z, bias = [a.double() for a in args]
     dt = torch.nn.functional.softplus(delta + bias)
-    h = torch.zeros(1, d, 4, dtype=torch.float64)
+    h = torch.zeros(1, 3, 4, dtype=torch.float64)
     for t in range(41):
         if t % T == 0:
             assert float((hs[:, t // T, :, :4].double() - h).abs().max()) < 1e-5 * (1 + float(h.abs().max())), t

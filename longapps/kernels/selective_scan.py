@@ -39,8 +39,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk; runs 54 and 56
 # compared launch shapes, loads of 2-4 tokens in flight, batched segment folds and a closed-form first pass on
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
-SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8, "CH": 1}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8, "CH": 1}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -389,109 +389,51 @@ if HAS_TRITON:
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
-    def _rows_load(P, offs_d, offs_n, s_n, s_d, dmask, N, NP: tl.constexpr, BD: tl.constexpr):
-        """An (NP, BD) fp32 tile whose row n is the 1-D load P[n * s_n + offs_d * s_d] (0 for n >= N).
-
-        Only 1-D memory operations touch the walk's (states x channels) tiles: a 2-D load or store lets Triton
-        (3.6) lay the tile out with the states across threads, which costs shuffles and shared-memory round
-        trips every token; without one it keeps every state of a channel in that channel's thread."""
-        out = tl.zeros([NP, BD], dtype=tl.float32)
-        for n in tl.static_range(NP):
-            r = tl.load(P + n * s_n + offs_d * s_d, mask=dmask & (offs_d * 0 + n < N), other=0.0).to(tl.float32)
-            out = tl.where(offs_n[:, None] == n, r[None, :], out)
-        return out
-
-    @triton.jit
-    def _rows_store(P, tile, offs_d, offs_n, s_n, s_d, dmask, NP: tl.constexpr):
-        """Store an (NP, BD) tile row by row: row n to P[n * s_n + offs_d * s_d] (see ``_rows_load``)."""
-        for n in tl.static_range(NP):
-            tl.store(P + n * s_n + offs_d * s_d, tl.sum(tl.where(offs_n[:, None] == n, tile, 0.0), 0), mask=dmask)
-
-    @triton.jit
-    def _seq_block(A, DB, Dv, Hend, Dsum, offs_d, offs_n, bi64, seg, Dm, N, S,
-                   MODE: tl.constexpr, HAS_DB: tl.constexpr, HAS_D: tl.constexpr, BD: tl.constexpr,
-                   NP: tl.constexpr):
-        """One block of BD channels of the walk: A * log2(e) (NP, BD), dt bias, D skip, channel mask, and the
-        start state (MODE 1: the earlier segments' end states folded in; else zeros). Segment end states
-        (``Hend``) are laid out (.., NP, d): their row loads are coalesced."""
-        dmask = offs_d < Dm
-        A2 = _rows_load(A, offs_d, offs_n, 1, N, dmask, N, NP, BD) * 1.4426950408889634
-        bias = tl.zeros([BD], dtype=tl.float32)
-        dskip = tl.zeros([BD], dtype=tl.float32)
-        if HAS_DB:
-            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        if HAS_D:
-            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        h = tl.zeros([NP, BD], dtype=tl.float32)
-        if MODE == 1:
-            for s in range(0, seg):  # fold the end states of the earlier segments
-                base = (bi64 * S + s)
-                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                hs = _rows_load(Hend + base * Dm * NP, offs_d, offs_n, Dm, 1, dmask, NP, NP, BD)
-                h = tl.exp2(A2 * ds[None, :]) * h + hs
-        return A2, bias, dskip, dmask, h
-
-    @triton.jit
-    def _seq_advance(h, A2, dt_raw, u, bv, bias, dmask, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr,
-                     FAST_LOG: tl.constexpr):
-        """One token of one channel block: dt = softplus(dt_raw + bias); h = exp(dt A) h + dt u B."""
-        x = dt_raw
-        if HAS_DB:
-            x = x + bias
-        if SOFTPLUS:
-            x = _softplus_fast(x, FAST_LOG)
-        dt = tl.where(dmask, x, 0.0)
-        h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
-        return h, dt
-
-    @triton.jit
-    def _seq_output(h, cv, u, zz, dskip, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
-        """y = (C . h + D u) * silu(z) of one token of one channel block."""
-        y = tl.sum(h * cv[:, None], 0)
-        if HAS_D:
-            y += dskip * u
-        if HAS_Z:
-            y = y * zz * tl.sigmoid(zz)
-        return y
-
-    @triton.jit
     def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         FAST_LOG: tl.constexpr, CH: tl.constexpr):
-        """Sequential walk (mamba-ssm style): each thread holds all NP states of its channel(s) in registers
-        (an (NP, BD) tile per channel block, channels across threads; the C contraction is a sum inside the
-        thread) and advances them one token at a time; the next token's inputs are loaded before the current
-        one is computed. CH = 2: each thread walks two channels (blocks BD apart) sharing one load and
-        conversion of B and C (fewer instructions per channel, two independent chains).
+                         FAST_LOG: tl.constexpr):
+        """Sequential walk (mamba-ssm style): the program's state, held as an (NP states x BD channels) tile so
+        that the channels spread over the threads and each thread keeps all states of its channels (the C
+        contraction is then a reduction inside a thread), stays in registers and is advanced one token at a
+        time (no scan tree); the next token's inputs are loaded before the current one is computed.
         MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
         states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
-        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states).
-        The (states x channels) tiles meet memory only through 1-D row loads / stores (``_rows_load``)."""
+        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
-        bi64 = bi.to(tl.int64)
-        offs_d = (pid % NDB) * (BD * CH) + tl.arange(0, BD)
-        offs_e = offs_d + BD
+        offs_d = (pid % NDB) * BD + tl.arange(0, BD)
         offs_n = tl.arange(0, NP)
+        dmask = offs_d < Dm
         nmask = offs_n < N
-        A2, bias, dskip, dmask, h = _seq_block(
-            A, DB, Dv, Hend, Dsum, offs_d, offs_n, bi64, seg, Dm, N, S, MODE, HAS_DB, HAS_D, BD, NP)
-        A2e, biase, dskipe, dmaske, he = A2, bias, dskip, dmask, h
-        if CH == 2:
-            A2e, biase, dskipe, dmaske, he = _seq_block(
-                A, DB, Dv, Hend, Dsum, offs_e, offs_n, bi64, seg, Dm, N, S, MODE, HAS_DB, HAS_D, BD, NP)
+        nd_mask = nmask[:, None] & dmask[None, :]
+        A2 = tl.load(A + offs_d[None, :] * N + offs_n[:, None], mask=nd_mask, other=0.0).to(tl.float32) \
+            * 1.4426950408889634                                  # (NP, BD)
+        bias = tl.zeros([BD], dtype=tl.float32)
+        dskip = tl.zeros([BD], dtype=tl.float32)
+        if HAS_DB:
+            bias = tl.load(DB + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        if HAS_D:
+            dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        bi64 = bi.to(tl.int64)
+        h = tl.zeros([NP, BD], dtype=tl.float32)
+        st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
+        if MODE == 1:
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
-        dsume = dsum
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
         # every segment is non-empty (the host makes S = cdiv(L, SEG_LEN)); the offsets of the next token are
         # advanced by one stride per step (no per-token index arithmetic); the prefetch past the last token of
-        # the sequence is masked off
+        # the sequence is masked off (the masks are vectors: the interpreter rejects scalar ones)
         o_d = bi64 * sd_b + start * sd_l
         o_u = bi64 * su_b + start * su_l
         o_b = bi64 * sb_b + start * sb_l
@@ -503,23 +445,14 @@ if HAS_TRITON:
         b_n = _tok(Bm, o_b, offs_n, sb_n, nmask)
         c_n = b_n
         z_n = u_n
-        dte_n = dt_n
-        ue_n = u_n
-        ze_n = u_n
-        if CH == 2:
-            dte_n = _tok(DT, o_d, offs_e, sd_d, dmaske)
-            ue_n = _tok(U, o_u, offs_e, su_d, dmaske)
         if MODE == 1:
             c_n = _tok(Cm, o_c, offs_n, sc_n, nmask)
             if HAS_Z:
                 z_n = _tok(Z, o_z, offs_d, sz_d, dmask)
-                if CH == 2:
-                    ze_n = _tok(Z, o_z, offs_e, sz_d, dmaske)
         for t in range(start, stop):
             dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
-            dte_raw, ue, zze = dte_n, ue_n, ze_n
             # prefetch token t + 1
-            more = (offs_n * 0 + t + 1) < L  # a vector (the interpreter rejects scalar masks); folds to a scalar
+            more = (offs_n * 0 + t + 1) < L
             more_d = (offs_d * 0 + t + 1) < L
             o_d += sd_l
             o_u += su_l
@@ -527,44 +460,36 @@ if HAS_TRITON:
             dt_n = _tok(DT, o_d, offs_d, sd_d, dmask & more_d)
             u_n = _tok(U, o_u, offs_d, su_d, dmask & more_d)
             b_n = _tok(Bm, o_b, offs_n, sb_n, nmask & more)
-            if CH == 2:
-                dte_n = _tok(DT, o_d, offs_e, sd_d, dmaske & more_d)
-                ue_n = _tok(U, o_u, offs_e, su_d, dmaske & more_d)
             if MODE == 1:
                 o_c += sc_l
                 c_n = _tok(Cm, o_c, offs_n, sc_n, nmask & more)
                 if HAS_Z:
                     o_z += sz_l
                     z_n = _tok(Z, o_z, offs_d, sz_d, dmask & more_d)
-                    if CH == 2:
-                        ze_n = _tok(Z, o_z, offs_e, sz_d, dmaske & more_d)
+            x = dt_raw
+            if HAS_DB:
+                x = x + bias
+            if SOFTPLUS:
+                x = _softplus_fast(x, FAST_LOG)
+            dt = tl.where(dmask, x, 0.0)
             if SAVE:
                 if t % TS == 0:
-                    _rows_store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP, h, offs_d, offs_n, 1, NP, dmask, NP)
-                    if CH == 2:
-                        _rows_store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP, he, offs_e, offs_n, 1, NP, dmaske,
-                                    NP)
-            h, dt = _seq_advance(h, A2, dt_raw, u, bv, bias, dmask, HAS_DB, SOFTPLUS, FAST_LOG)
-            if CH == 2:
-                he, dte = _seq_advance(he, A2e, dte_raw, ue, bv, biase, dmaske, HAS_DB, SOFTPLUS, FAST_LOG)
+                    tl.store(Hsave + (bi64 * n_tiles + t // TS) * Dm * NP + st_off, h, mask=nd_mask)
+            h = tl.exp2(dt[None, :] * A2) * h + bv[:, None] * (dt * u)[None, :]
             if MODE == 0:
                 dsum += dt
-                if CH == 2:
-                    dsume += dte
             else:
-                y = _seq_output(h, cv, u, zz, dskip, HAS_D, HAS_Z)
+                y = tl.sum(h * cv[:, None], 0)
+                if HAS_D:
+                    y += dskip * u
+                if HAS_Z:
+                    y = y * zz * tl.sigmoid(zz)
                 tl.store(Y + o_y + offs_d * sy_d, y.to(Y.dtype.element_ty), mask=dmask)
-                if CH == 2:
-                    ye = _seq_output(he, cv, ue, zze, dskipe, HAS_D, HAS_Z)
-                    tl.store(Y + o_y + offs_e * sy_d, ye.to(Y.dtype.element_ty), mask=dmaske)
                 o_y += sy_l
         if MODE == 0:
             base = bi64 * S + seg
-            _rows_store(Hend + base * Dm * NP, h, offs_d, offs_n, Dm, 1, dmask, NP)
+            tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
-            if CH == 2:
-                _rows_store(Hend + base * Dm * NP, he, offs_e, offs_n, Dm, 1, dmaske, NP)
-                tl.store(Dsum + base * Dm + offs_e, dsume, mask=dmaske)
 
     @triton.jit
     def _scan_bwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, G, Hsave,
@@ -684,11 +609,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     cfg = _blocks(u, SCAN_DEFAULTS, **cfg_over)
     BD, T = cfg["BD"], cfg["T"]
     NP = max(2, triton.next_power_of_2(n))
-    seq = cfg.get("impl", "seq") == "seq"
-    ch = cfg.get("CH", 1) if seq else 1
-    if ch not in (1, 2):
-        raise ValueError(f"CH: channels per thread must be 1 or 2, got {ch}")
-    ndb = triton.cdiv(d, BD * ch)
+    ndb = triton.cdiv(d, BD)
     n_tiles = max(1, triton.cdiv(L, T))
     if segments is None:  # enough programs to fill the GPU
         want = cfg["programs_per_sm"] * _sm_count(u.device)
@@ -711,9 +632,8 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
                  HAS_DB=delta_bias is not None, BD=BD, NP=NP, T=T, num_warps=cfg["num_warps"])
     if L == 0:
         return y, (hsave if save_states else None), T
-    if seq:
+    if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
-        flags["CH"] = ch
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
