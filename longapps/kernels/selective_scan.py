@@ -39,7 +39,9 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # Run 51 (H200, 1 x 4096 x 1536): seq BD 64 / 2 warps / 8 programs per SM was the best walk; runs 54 and 56
 # compared launch shapes, loads of 2-4 tokens in flight, batched segment folds and a closed-form first pass on
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
-SCAN_DEFAULTS = {"impl": "seq", "BD": 64, "T": 32, "num_warps": 2, "programs_per_sm": 8}
+# Run 59 (MUFU softplus, offsets advanced per token): BD 32 / 1 warp / 16 programs per SM best on the whole
+# model (5.188 vs 5.259 ms for 64 / 2 / 8). One thread per channel (all states in-thread) was slower (runs 57-58).
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
