@@ -173,10 +173,8 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
-# maxnreg caps the registers so that more programs (segments) stay resident: 96 -> 21 warps per SM, 80 -> 25, 72 -> 28
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, maxnreg=mr)
-               for bd, nw, pps, mr in [(32, 1, 16, 0), (64, 2, 8, 0), (32, 1, 20, 96), (32, 1, 24, 80),
-                                       (32, 1, 28, 72), (64, 2, 12, 80)]]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps)
+               for bd, nw, pps in [(64, 2, 8), (32, 1, 16), (128, 4, 4), (64, 2, 6)]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model

@@ -41,10 +41,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
 # Run 59 (MUFU softplus, offsets advanced per token): BD 32 / 1 warp / 16 programs per SM best on the whole
 # model (5.188 vs 5.259 ms for 64 / 2 / 8). One thread per channel (all states in-thread) was slower (runs 57-58).
-# maxnreg (0: the compiler's choice, ~122 registers per thread for the y pass): a cap lets more programs stay
-# resident (80: 25 warps per SM; no spills in the sm_90 SASS at 72-96).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "maxnreg": 0}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8, "maxnreg": 0}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -427,16 +425,10 @@ if HAS_TRITON:
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
         if MODE == 1:
-            # fold the end states of the earlier segments, the next segment's loads in flight while one is
-            # folded (the last segment's fold was a chain of exposed L2 round trips); nothing read when seg = 0
-            any_d = dmask & ((offs_d * 0 + seg) > 0)
-            ds_n = tl.load(Dsum + bi64 * S * Dm + offs_d, mask=any_d, other=0.0)
-            hs_n = tl.load(Hend + bi64 * S * Dm * NP + st_off, mask=nd_mask & any_d[None, :], other=0.0)
-            for s in range(0, seg):
-                ds, hs = ds_n, hs_n
-                nb = bi64 * S + tl.minimum(s + 1, seg - 1)
-                ds_n = tl.load(Dsum + nb * Dm + offs_d, mask=dmask, other=0.0)
-                hs_n = tl.load(Hend + nb * Dm * NP + st_off, mask=nd_mask, other=0.0)
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
                 h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
@@ -645,8 +637,6 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
-        if cfg.get("maxnreg") and u.is_cuda and not interpreting():
-            flags["maxnreg"] = int(cfg["maxnreg"])
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
