@@ -442,3 +442,22 @@ def test_longformer_automatic_graphs_match_eager_with_new_inputs():
         eager.float()
         same_as_eager(range(2), N=1800)
         assert fast.graphs.captures == 2 and fast.embeddings.word_embeddings.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])
+def test_add_layernorm_fast_and_general_paths(dt):
+    """The fused add + LayerNorm on fresh inputs: contiguous inputs (bound launch, no reshapes), the same
+    signature twice with new values (nothing stale), a strided view and an unaligned view (general path)."""
+    from longapps.kernels.layernorm import add_layernorm, reference_add_layernorm
+    w = torch.randn(768, device="cuda", dtype=dt)
+    b = torch.randn(768, device="cuda", dtype=dt)
+    with torch.no_grad():
+        for _ in range(2):
+            x, r = torch.randn(2, 1000, 768, device="cuda", dtype=dt), torch.randn(2, 1000, 768, device="cuda", dtype=dt)
+            y = add_layernorm(x, r, w, b, 1e-5)
+            assert y.shape == x.shape and y.is_contiguous()
+            assert rel(y, reference_add_layernorm(x.float(), r.float(), w.float(), b.float(), 1e-5)) < TOL[dt]
+        big = torch.randn(1000, 2 * 768 + 1, device="cuda", dtype=dt)
+        for xs in (big[:, :768], big[:, 1:769]):  # strided rows; then also 2 bytes off 16-byte alignment
+            y = add_layernorm(xs, xs, w, b, 1e-5)
+            assert rel(y, reference_add_layernorm(xs.float(), xs.float(), w.float(), b.float(), 1e-5)) < TOL[dt]
