@@ -1,0 +1,31 @@
+# Sourced by the session-9 device scripts (device_s9_run{1..4}.sh): the results folder R (tarred into $OUT by
+# `pack`), the GPU's clocks, and the Mamba speed run whose whole-model sweep picks the scan config (-> $BEST).
+set -u
+OUT=${OUT:-/tmp/longapps_out}
+R=${R:-$OUT/r}
+mkdir -p "$R" "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
+T0=$SECONDS
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv > "$R/gpu.txt" 2>&1
+
+mamba_speed() {  # mamba_speed LIMIT_S SPEED_ARGS... : benchmarks/mamba_gpu.py speed -> $R/mamba_speed.*, $BEST
+  local limit=$1; shift
+  timeout "$limit" python3 benchmarks/mamba_gpu.py speed "$@" --json "$R/mamba_speed.json" > "$R/mamba_speed.log" 2>&1
+  echo "mamba speed rc=$? t=$((SECONDS - T0))" >> "$R/mamba_speed.log"
+  BEST=$(python3 -c "import json; d=json.load(open('$R/mamba_speed.json'))['scan_defaults_used']; print(','.join(f'{k}={v}' for k,v in d.items()))" 2>/dev/null)
+  echo "best scan: $BEST" >> "$R/mamba_speed.log"
+}
+
+mamba_gpu_tests() {  # mamba_gpu_tests LIMIT_S : the Mamba GPU tests with the sweep's config
+  LONGAPPS_SCAN="${BEST:-impl=seq}" timeout "$1" python3 -m pytest -q -rfE -p no:cacheprovider --durations=5 \
+    tests/test_kernels_mamba_gpu.py > "$R/mamba_gpu_tests.log" 2>&1
+  echo "mamba gpu tests rc=$? t=$((SECONDS - T0))" >> "$R/mamba_gpu_tests.log"
+}
+
+old_mamba() {  # old_mamba LIMIT_S NAME : mamba-130m 1 x 4,096 from the .snap_old snapshot -> $R/NAME.*
+  (cd ../.snap_old && PYTHONPATH="$PWD" timeout "$1" python3 benchmarks/mamba_gpu.py speed --lengths 4096 \
+    --skip scan breakdown model_sweep peers --json "$R/$2.json" > "$R/$2.log" 2>&1
+   echo "$2 rc=$? t=$((SECONDS - T0))" >> "$R/$2.log")
+}
+
+pack() { tar -C "$(dirname "$R")" -czf "$OUT/results.tar.gz" "$(basename "$R")"; }
