@@ -277,11 +277,11 @@ if HAS_TRITON:
     def _softplus_dt(dt_raw, bias, SOFTPLUS: tl.constexpr):
         x = dt_raw + bias[None, :]
         if SOFTPLUS:
-            x = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+            x = _softplus(x, False)
         return x
 
     @triton.jit
-    def _softplus_fast(x, FAST_LOG: tl.constexpr):
+    def _softplus(x, FAST_LOG: tl.constexpr):
         """softplus(x) = ln(1 + e^x) (x for x > 20); with FAST_LOG the log is one MUFU lg2.approx instead of
         libdevice's polynomial (absolute error ~1e-7; e^x < 2^-10 takes ln(1 + e) ~ e - e^2 / 2 instead, so small
         dt keep their relative accuracy)."""
@@ -398,10 +398,10 @@ if HAS_TRITON:
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
                          FAST_LOG: tl.constexpr):
-        """Sequential walk (mamba-ssm style): the program's state, held as an (NP states x BD channels) tile so
-        that the channels spread over the threads and each thread keeps all states of its channels (the C
-        contraction is then a reduction inside a thread), stays in registers and is advanced one token at a
-        time (no scan tree); the next token's inputs are loaded before the current one is computed.
+        """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
+        registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
+        the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
+        in two shuffles; layouts with all states of a channel in one thread measured slower, runs 57-58.)
         MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
         states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
         gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
@@ -472,7 +472,7 @@ if HAS_TRITON:
             if HAS_DB:
                 x = x + bias
             if SOFTPLUS:
-                x = _softplus_fast(x, FAST_LOG)
+                x = _softplus(x, FAST_LOG)
             dt = tl.where(dmask, x, 0.0)
             if SAVE:
                 if t % TS == 0:
