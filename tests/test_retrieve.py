@@ -115,6 +115,22 @@ def test_mamba_mode_search_and_queries(corpus, tmp_path, tiny_retriever):
     assert read_queries(qf) == [("a", "disk"), ("b", "mail")]
 
 
+def test_queries_file_errors(tmp_path):
+    """A --queries file that is binary, missing or empty: one line each, nothing answered."""
+    from longapps.pipelines.retriever import read_queries
+    blob = tmp_path / "q.bin"
+    blob.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(LongappsError, match="binary file, not text"):
+        read_queries(blob)
+    with pytest.raises(LongappsError, match="not found"):
+        read_queries(tmp_path / "missing.txt")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(LongappsError, match="no queries"):
+        read_queries(tmp_path / "blank.txt")
+    (tmp_path / "q.txt").write_text("rotate logs\n\nstatic ip\n")
+    assert read_queries(tmp_path / "q.txt") == [("1", "rotate logs"), ("3", "static ip")]
+
+
 def test_bad_inputs(tmp_path, hashing_encoder, tiny_retriever):
     from longapps.pipelines.retriever import Retriever
     empty = tmp_path / "empty"

@@ -25,6 +25,7 @@ import numpy as np
 from longapps.adapters.aggregate import hybrid_scores
 from longapps.adapters.encode import CachedEncoder, Encoder, load_encoder, with_cache
 from longapps.adapters.passages import chunk_passages, chunk_scores, fuse_first_best
+from longapps.index.files import read_source
 from longapps.index.dense import DenseIndex
 from longapps.index.lexical import BM25Index, tokenize
 from longapps.index.store import IndexStore
@@ -317,13 +318,20 @@ def _safe_manifest(store: IndexStore) -> Optional[dict[str, Any]]:
         return None
 
 
+MAX_QUERIES_BYTES = 64 << 20  # a --queries file larger than this is refused (64 MB of queries)
+
+
 def read_queries(path: str | Path) -> list[tuple[str, str]]:
     """(id, query) pairs from a text file (one query per line) or JSONL ({"id", "query"|"text"})."""
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as err:
-        raise LongappsError(f"cannot read --queries file {path}: {err.strerror}") from err
+    if not p.is_file():
+        raise LongappsError(f"--queries file not found: {path}")
+    text, note = read_source(p, max_bytes=MAX_QUERIES_BYTES)
+    if text is None:
+        raise LongappsError(f"--queries file {path}: {note} file, not text (one query per line, or JSONL)")
+    if note == "truncated":
+        raise LongappsError(f"--queries file {path}: over {MAX_QUERIES_BYTES >> 20} MB; split it")
+    lines = text.splitlines()
     out: list[tuple[str, str]] = []
     jsonl = p.suffix.lower() in (".jsonl", ".ndjson", ".json")
     for n, line in enumerate(lines, 1):
