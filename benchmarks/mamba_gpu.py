@@ -174,7 +174,7 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
 MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps)
-               for bd, nw, pps in [(64, 2, 8), (32, 1, 16), (128, 4, 4), (64, 2, 6)]]
+               for bd, nw, pps in [(32, 1, 16), (32, 1, 24), (32, 1, 12), (64, 2, 8), (32, 1, 32)]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model

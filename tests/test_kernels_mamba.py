@@ -177,6 +177,19 @@ def test_scan_seq_saves_tile_states_across_segments():
 
 
 @child
+@pytest.mark.parametrize("impl", ["seq", "tile"])
+def test_scan_fold_of_many_segments(impl, monkeypatch):
+    """Many one-tile segments: the fold launch turns their end states into start states over several blocks of
+    segments (the carry between blocks), for both forward kernels and a batch > 1."""
+    from longapps.kernels import selective_scan as S
+    monkeypatch.setitem(S.FOLD_DEFAULTS, "SP", 4)
+    monkeypatch.setitem(S.FOLD_DEFAULTS, "LANES", 8)
+    args = _inputs(2, 77, 3, 5, torch.float32)
+    y, _, _ = S.selective_scan_forward(*args, segments=20, T=4, impl=impl)
+    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
+
+
+@child
 def test_scan_forward_without_optional_inputs():
     from longapps.kernels.selective_scan import selective_scan_forward
     args = dict(zip(NAMES, _inputs(1, 29, 5, 3)))
