@@ -45,10 +45,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--only", choices=["mamba", "longformer"], help="profile one model")
     a = ap.parse_args()
     out = {"device": torch.cuda.get_device_name()}
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    with torch.no_grad():
+    torch.set_grad_enabled(False)
+    if a.only != "longformer":
         from mamba_gpu import mamba_130m
         model, cfg = mamba_130m()
         ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
@@ -56,6 +58,7 @@ def main() -> None:
         out["mamba_1x4096"] = profile_replay(g.replay, a.reps, "mamba-130m bf16, 1 x 4,096, graph replay")
         del g, model
         torch.cuda.empty_cache()
+    if a.only != "mamba":
         from transformers import LongformerConfig, LongformerModel
 
         from longapps.models.longformer import FastLongformerModel

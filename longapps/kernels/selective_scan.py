@@ -42,8 +42,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
 # Run 59 (MUFU softplus, offsets advanced per token): BD 32 / 1 warp / 16 programs per SM best on the whole
 # model (5.188 vs 5.259 ms for 64 / 2 / 8). One thread per channel (all states in-thread) was slower (runs 57-58).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold": "launch"}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8, "fold": "launch"}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -54,7 +54,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key == "impl" else int(val)
+        over[key] = val if key in ("impl", "fold") else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -64,6 +64,8 @@ if os.environ.get("LONGAPPS_SCAN"):
 SCAN_BWD_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4}
 # the segment fold between the two forward launches: SP segments per associative scan, LANES (channel, state) lanes
 FOLD_DEFAULTS = {"SP": 32, "LANES": 64, "num_warps": 4}
+# SCAN_DEFAULTS["fold"]: "launch" = that fold kernel; "inline" = each segment of the walk folds all earlier end
+# states itself (O(S^2) loads and exp2; the walk before session 10), kept for the A/B on the device
 
 
 def _dt(delta: torch.Tensor, delta_bias: Optional[torch.Tensor], softplus: bool) -> torch.Tensor:
@@ -424,7 +426,7 @@ if HAS_TRITON:
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         FAST_LOG: tl.constexpr):
+                         FAST_LOG: tl.constexpr, FOLD_INLINE: tl.constexpr = False):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
@@ -451,9 +453,16 @@ if HAS_TRITON:
         bi64 = bi.to(tl.int64)
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
-        if MODE == 1:  # start state of the segment (written by the fold launch; zero for the first segment)
-            h = tl.load(Hend + (bi64 * S + seg) * Dm * NP + st_off, mask=nd_mask & (offs_d * 0 + seg > 0)[None, :],
-                        other=0.0)
+        if MODE == 1:
+            if FOLD_INLINE:
+                for s in range(0, seg):  # fold the end states of the earlier segments
+                    base = (bi64 * S + s)
+                    ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                    hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                    h = tl.exp2(A2 * ds[None, :]) * h + hs
+            else:  # start state of the segment (written by the fold launch; zero for the first segment)
+                h = tl.load(Hend + (bi64 * S + seg) * Dm * NP + st_off,
+                            mask=nd_mask & (offs_d * 0 + seg > 0)[None, :], other=0.0)
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
@@ -662,19 +671,22 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
+        flags["FOLD_INLINE"] = cfg.get("fold") == "inline"
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
+    inline = flags.get("FOLD_INLINE", False)
     if S > 1:  # end states of every segment but the last (nothing folds the last one in), then the start states
         kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                                  MODE=0, SAVE=False, **flags)
+    if S > 1 and not inline:
         lanes = FOLD_DEFAULTS["LANES"]
         _scan_fold_kernel[(triton.cdiv(d * NP, lanes), bsz)](args[2], hend, dsum, hstart, d, n, S, NP=NP,
                                                              SP=FOLD_DEFAULTS["SP"], LANES=lanes,
                                                              num_warps=FOLD_DEFAULTS["num_warps"])
-    kern[(bsz * ndb, S)](*args, y, hstart, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+    kern[(bsz * ndb, S)](*args, y, hend if inline else hstart, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                          MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T
 
