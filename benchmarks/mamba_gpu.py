@@ -158,7 +158,6 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
             CV.CONV_DEFAULTS.update(T=best["T"], BC=best["BC"], num_warps=best["num_warps"])
             out["conv_sweep_1x4096"] = conv_rows
             out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
-    out["fold_defaults_used"] = dict(S.FOLD_DEFAULTS)
             log(f"  conv best: {best}")
         for name, fn in ops.items():
             ms, _ = measure(fn, iters=30, budget_s=0.5)
