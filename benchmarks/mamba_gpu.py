@@ -173,12 +173,10 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold=fold)
-               for bd, nw, pps, fold in [(32, 1, 16, "launch"), (32, 1, 16, "inline"), (64, 2, 8, "launch"),
-                                         (64, 2, 8, "inline"), (32, 1, 24, "launch")]]
-# the segment fold launch's shapes (used when the scan sweep picks fold="launch")
-MODEL_FOLD = [dict(SP=32, LANES=64, num_warps=4), dict(SP=8, LANES=512, num_warps=4), dict(SP=4, LANES=512, num_warps=4),
-              dict(SP=16, LANES=64, num_warps=2)]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps)
+               for bd, nw, pps in [(32, 1, 16), (64, 2, 8), (32, 1, 12), (64, 2, 6)]]
+# the time steps: softplus(dt_proj) fused in one kernel (the scan reads them ready) or the scan's own softplus
+MODEL_DT = [dict(fused_dt=True), dict(fused_dt=False)]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model
@@ -218,17 +216,17 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     after this one."""
     from longapps.kernels import causal_conv1d as CV
     from longapps.kernels import selective_scan as S
+    from longapps.models import mamba as M
 
     model, cfg = mamba_130m()
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
-    if S.SCAN_DEFAULTS.get("fold") == "launch":
-        out["model_fold_sweep_1x4096"] = _model_ab(model, ids, S.FOLD_DEFAULTS, MODEL_FOLD, rounds, "fold")
+    out["model_dt_sweep_1x4096"] = _model_ab(model, ids, M.GPU_OPTIONS, MODEL_DT, rounds, "dt")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
-    out["fold_defaults_used"] = dict(S.FOLD_DEFAULTS)
+    out["mamba_gpu_options_used"] = dict(M.GPU_OPTIONS)
     del model
     torch.cuda.empty_cache()
 

@@ -177,19 +177,6 @@ def test_scan_seq_saves_tile_states_across_segments():
 
 
 @child
-@pytest.mark.parametrize("impl", ["seq", "tile"])
-def test_scan_fold_of_many_segments(impl, monkeypatch):
-    """Many one-tile segments: the fold launch turns their end states into start states over several blocks of
-    segments (the carry between blocks), for both forward kernels and a batch > 1."""
-    from longapps.kernels import selective_scan as S
-    monkeypatch.setitem(S.FOLD_DEFAULTS, "SP", 4)
-    monkeypatch.setitem(S.FOLD_DEFAULTS, "LANES", 8)
-    args = _inputs(2, 77, 3, 5, torch.float32)
-    y, _, _ = S.selective_scan_forward(*args, segments=20, T=4, impl=impl)
-    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
-
-
-@child
 def test_scan_forward_without_optional_inputs():
     from longapps.kernels.selective_scan import selective_scan_forward
     args = dict(zip(NAMES, _inputs(1, 29, 5, 3)))
@@ -295,3 +282,18 @@ def test_add_rmsnorm_kernel(with_y):
     h, rout = _add_rmsnorm_triton(r, y, w, 1e-5, torch.float32)
     hr, rr = reference_add_rmsnorm(r, y, w, 1e-5, torch.float32)
     assert rel(h, hr) < 1e-5 and rel(rout, rr) < 1e-6
+
+
+@child
+@pytest.mark.parametrize("dt,K,strided", [(torch.float32, 7, False), (torch.float32, 40, True), (torch.bfloat16, 23, True)])
+def test_dt_proj_softplus(dt, K, strided):
+    """softplus(x W^T + b) in one kernel (ranks below and above one K block; a strided view of a wider tensor
+    as the model passes it) against the fp32 PyTorch version; large and very negative pre-activations included."""
+    from longapps.kernels.dt_proj import dt_proj_softplus, reference_dt_proj
+    x = torch.randn(2, 37, K + 9)[..., 3:3 + K] if strided else torch.randn(2, 37, K)
+    x = (x * 3).to(dt)
+    w, b = (torch.randn(21, K) * 2).to(dt), torch.randn(21) * 4
+    y = dt_proj_softplus(x, w, b)
+    assert y.dtype == dt and y.shape == (2, 37, 21)
+    assert rel(y, reference_dt_proj(x, w, b)) < (1e-5 if dt == torch.float32 else 1e-2)
+    assert rel(dt_proj_softplus(x, w), reference_dt_proj(x, w)) < (1e-5 if dt == torch.float32 else 1e-2)

@@ -18,9 +18,8 @@ All tensors are token-major (batch, length, channels), any strides:
   ``BD`` channels x all states in registers and walks its tokens one by one (the next token's inputs loaded
   before the current one is computed); ``impl="tile"``: tiles of ``T`` tokens with a ``tl.associative_scan``
   over (decay, input) pairs. Either way the sequence is also cut into segments so that small batches fill
-  the GPU: a first launch runs every segment from a zero state and keeps only its end state, a small launch
-  turns the end states into start states (an associative scan over the segments), the last walks every segment
-  from its start state and writes ``y``. The backward walks the tiles in reverse with a reverse scan for the adjoint state,
+  the GPU: a first launch runs every segment from a zero state and keeps only its end state, the second
+  folds the earlier segments' end states into its start state and writes ``y``. The backward walks the tiles in reverse with a reverse scan for the adjoint state,
   recomputing each tile's states from the tile-start states the forward saved.
 """
 from __future__ import annotations
@@ -42,8 +41,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
 # Run 59 (MUFU softplus, offsets advanced per token): BD 32 / 1 warp / 16 programs per SM best on the whole
 # model (5.188 vs 5.259 ms for 64 / 2 / 8). One thread per channel (all states in-thread) was slower (runs 57-58).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold": "launch"}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8, "fold": "launch"}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -54,7 +53,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key in ("impl", "fold") else int(val)
+        over[key] = val if key == "impl" else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -62,10 +61,6 @@ def _env_scan_config(value: str) -> dict:
 if os.environ.get("LONGAPPS_SCAN"):
     SCAN_DEFAULTS = _env_scan_config(os.environ["LONGAPPS_SCAN"])
 SCAN_BWD_DEFAULTS = {"BD": 8, "T": 32, "num_warps": 4}
-# the segment fold between the two forward launches: SP segments per associative scan, LANES (channel, state) lanes
-FOLD_DEFAULTS = {"SP": 32, "LANES": 64, "num_warps": 4}
-# SCAN_DEFAULTS["fold"]: "launch" = that fold kernel; "inline" = each segment of the walk folds all earlier end
-# states itself (O(S^2) loads and exp2; the walk before session 10), kept for the A/B on the device
 
 
 def _dt(delta: torch.Tensor, delta_bias: Optional[torch.Tensor], softplus: bool) -> torch.Tensor:
@@ -325,8 +320,8 @@ if HAS_TRITON:
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr,
                          BD: tl.constexpr, NP: tl.constexpr, T: tl.constexpr):
-        """MODE 0: scan one segment from zero, store its end state and sum of dt. MODE 1: from the segment's start
-        state (`_scan_fold_kernel`), scan, write y (and, if SAVE, every tile's start state)."""
+        """MODE 0: scan one segment from zero, store its end state and sum of dt. MODE 1: fold the earlier
+        segments into the start state, scan, write y (and, if SAVE, every tile's start state)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
@@ -341,9 +336,12 @@ if HAS_TRITON:
         bi64 = bi.to(tl.int64)
         h = tl.zeros([BD, NP], dtype=tl.float32)
         st_off = offs_d[:, None] * NP + offs_n[None, :]
-        if MODE == 1:  # start state of the segment (written by the fold launch; zero for the first segment)
-            h = tl.load(Hend + (bi64 * S + seg) * Dm * NP + st_off, mask=dn_mask & (offs_n * 0 + seg > 0)[None, :],
-                        other=0.0)
+        if MODE == 1:
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=dn_mask, other=0.0)
+                h = tl.exp2(A2 * ds[:, None]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
@@ -388,33 +386,6 @@ if HAS_TRITON:
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
 
     @triton.jit
-    def _scan_fold_kernel(A, Hend, Dsum, Hstart, Dm, N, S, NP: tl.constexpr, SP: tl.constexpr, LANES: tl.constexpr):
-        """Segment start states from the end states (each computed from zero) and sums of dt of the segments:
-        start_{s+1} = exp(A dsum_s) start_s + end_s, start_0 = 0, as an associative scan over SP segments at a
-        time (carry between blocks) -> Hstart[s] (s >= 1; same layout as Hend).
-        One program per LANES (channel, state) lanes of one sequence: O(S) work instead of each segment
-        folding all earlier ones (O(S^2))."""
-        lanes = tl.program_id(0) * LANES + tl.arange(0, LANES)
-        bi64 = tl.program_id(1).to(tl.int64)
-        d = lanes // NP
-        n = lanes % NP
-        lmask = (d < Dm) & (n < N)
-        A2 = tl.load(A + d * N + n, mask=lmask, other=0.0).to(tl.float32) * 1.4426950408889634
-        offs_s = tl.arange(0, SP)
-        carry = tl.zeros([LANES], dtype=tl.float32)
-        for s0 in range(0, S - 1, SP):  # segments s0 .. s0 + SP - 1 (the last segment's end state is not needed)
-            srow = s0 + offs_s
-            m = (srow < S - 1)[:, None] & lmask[None, :]
-            base = bi64 * S + srow
-            ds = tl.load(Dsum + base[:, None] * Dm + d[None, :], mask=m, other=0.0)
-            he = tl.load(Hend + base[:, None] * Dm * NP + lanes[None, :], mask=m, other=0.0)
-            a = tl.exp2(A2[None, :] * ds)                             # masked rows: (1, 0), the identity
-            acum, hs = tl.associative_scan((a, he), 0, _combine)
-            hs = hs + acum * carry[None, :]                          # state after segment s0 + i
-            tl.store(Hstart + (base + 1)[:, None] * Dm * NP + lanes[None, :], hs, mask=m)
-            carry = tl.sum(tl.where((offs_s == SP - 1)[:, None], hs, 0.0), 0)
-
-    @triton.jit
     def _tok(X, base, cols, s_c, mask):
         """One token's row of a (batch, length, channels) tensor at `base` (int64 offset), fp32."""
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
@@ -426,13 +397,13 @@ if HAS_TRITON:
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         FAST_LOG: tl.constexpr, FOLD_INLINE: tl.constexpr = False):
+                         FAST_LOG: tl.constexpr):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
         in two shuffles; layouts with all states of a channel in one thread measured slower, runs 57-58.)
-        MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: from the segment's start state
-        (`_scan_fold_kernel`), walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
+        MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
+        states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
         gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
@@ -454,15 +425,11 @@ if HAS_TRITON:
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
         if MODE == 1:
-            if FOLD_INLINE:
-                for s in range(0, seg):  # fold the end states of the earlier segments
-                    base = (bi64 * S + s)
-                    ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                    hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
-                    h = tl.exp2(A2 * ds[None, :]) * h + hs
-            else:  # start state of the segment (written by the fold launch; zero for the first segment)
-                h = tl.load(Hend + (bi64 * S + seg) * Dm * NP + st_off,
-                            mask=nd_mask & (offs_d * 0 + seg > 0)[None, :], other=0.0)
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
@@ -657,7 +624,6 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     f32 = dict(dtype=torch.float32, device=dev)
     hend = torch.empty(bsz * S * d * NP if S > 1 else 1, **f32)
     dsum = torch.empty(bsz * S * d if S > 1 else 1, **f32)
-    hstart = torch.empty_like(hend)  # the MODE-1 launch reads its start state here (slot 0 unused)
     hsave = torch.empty((bsz, n_tiles, d, NP), **f32) if save_states else hend
     zt = z if z is not None else u
     dummy = A
@@ -671,22 +637,15 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
-        flags["FOLD_INLINE"] = cfg.get("fold") == "inline"
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
-    inline = flags.get("FOLD_INLINE", False)
-    if S > 1:  # end states of every segment but the last (nothing folds the last one in), then the start states
+    if S > 1:  # end states of every segment but the last (nothing folds the last one in)
         kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                                  MODE=0, SAVE=False, **flags)
-    if S > 1 and not inline:
-        lanes = FOLD_DEFAULTS["LANES"]
-        _scan_fold_kernel[(triton.cdiv(d * NP, lanes), bsz)](args[2], hend, dsum, hstart, d, n, S, NP=NP,
-                                                             SP=FOLD_DEFAULTS["SP"], LANES=lanes,
-                                                             num_warps=FOLD_DEFAULTS["num_warps"])
-    kern[(bsz * ndb, S)](*args, y, hend if inline else hstart, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+    kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                          MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T
 
