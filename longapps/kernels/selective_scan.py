@@ -613,11 +613,15 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     NP = max(2, triton.next_power_of_2(n))
     ndb = triton.cdiv(d, BD)
     n_tiles = max(1, triton.cdiv(L, T))
+    # segments start at multiples of `unit` tokens: whole tiles for the tile kernel; 8 tokens for the walk (finer
+    # choice of the segment count, so a launch can fill every resident slot)
+    unit = T if cfg.get("impl", "seq") == "tile" else min(T, 8)
+    n_units = max(1, triton.cdiv(L, unit))
     if segments is None:  # enough programs to fill the GPU
         want = cfg["programs_per_sm"] * _sm_count(u.device)
-        segments = min(n_tiles, max(1, -(-want // (bsz * ndb))))
-    S = max(1, min(segments, n_tiles))
-    seg_len = triton.cdiv(n_tiles, S) * T
+        segments = min(n_units, max(1, -(-want // (bsz * ndb))))
+    S = max(1, min(segments, n_units))
+    seg_len = triton.cdiv(n_units, S) * unit
     S = triton.cdiv(max(L, 1), seg_len)
     dev = u.device
     y = torch.empty(u.shape, dtype=u.dtype, device=dev)
