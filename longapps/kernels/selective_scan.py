@@ -41,7 +41,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
 # Run 59 (MUFU softplus, offsets advanced per token): BD 32 / 1 warp / 16 programs per SM best on the whole
 # model (5.188 vs 5.259 ms for 64 / 2 / 8). One thread per channel (all states in-thread) was slower (runs 57-58).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold": "inline"}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold": "inline",
+                 "state_loads": "vector"}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -53,7 +54,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key in ("impl", "fold") else int(val)
+        over[key] = val if key in ("impl", "fold", "state_loads") else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -431,9 +432,8 @@ if HAS_TRITON:
         """One token's row of a (batch, length, channels) tensor at `base` (int64 offset), fp32."""
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
-    @triton.jit
-    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
-                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
+    def _scan_seq(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
+                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS, ONE,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
@@ -464,7 +464,7 @@ if HAS_TRITON:
             dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
         bi64 = bi.to(tl.int64)
         h = tl.zeros([NP, BD], dtype=tl.float32)
-        st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
+        st_off = offs_d[None, :] * NP + offs_n[:, None] * ONE     # state memory layout (.., d, NP)
         if MODE == 1:
             if FOLD == 0:
                 for s in range(0, seg):  # fold the end states of the earlier segments
@@ -537,6 +537,12 @@ if HAS_TRITON:
             base = bi64 * S + seg
             tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
+
+    # two compilations of the walk: with the state stride 1 known (Triton vectorizes the state loads along the
+    # states and lays the (states x channels) tile out as 4 states x 4 channels per thread) or a runtime 1 (no
+    # vector loads; Triton 3.6 then gives each thread 1 state x 16 channels: more shuffles, fewer stalls)
+    _scan_seq_kernel = triton.jit(_scan_seq)
+    _scan_seq_kernel_sl = triton.jit(do_not_specialize=["ONE"])(_scan_seq)
 
     @triton.jit
     def _scan_bwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, G, Hsave,
@@ -686,8 +692,9 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
-        flags["FOLD"] = {"inline": 0, "launch": 1, "none": 2}[cfg.get("fold", "inline")]
-        kern, extra = _scan_seq_kernel, (T,)
+        flags["FOLD"] = {"inline": 0, "launch": 1}[cfg.get("fold", "inline")]
+        kern = _scan_seq_kernel_sl if cfg.get("state_loads", "vector") == "scalar" else _scan_seq_kernel
+        extra = (T, 1)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
     else:
