@@ -145,10 +145,7 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps)
-               for bd, nw, pps in [(32, 1, 16), (16, 1, 16), (16, 1, 24), (16, 1, 28)]]
-# the time steps: softplus(dt_proj) fused in one kernel (the scan reads them ready) or the scan's own softplus
-MODEL_DT = [dict(fused_dt=True), dict(fused_dt=False)]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps) for bd, nw, pps in [(32, 1, 16), (64, 2, 8)]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model
@@ -188,17 +185,14 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     after this one."""
     from longapps.kernels import causal_conv1d as CV
     from longapps.kernels import selective_scan as S
-    from longapps.models import mamba as M
 
     model, cfg = mamba_130m()
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
-    out["model_dt_sweep_1x4096"] = _model_ab(model, ids, M.GPU_OPTIONS, MODEL_DT, rounds, "dt")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
-    out["mamba_gpu_options_used"] = dict(M.GPU_OPTIONS)
     del model
     torch.cuda.empty_cache()
 

@@ -41,8 +41,10 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # the whole model: none was faster (benchmarks/RESULTS.md, "Runs 52-54"), so the walk stays this simple.
 # Run 59 (MUFU softplus, offsets advanced per token): BD 32 / 1 warp / 16 programs per SM best on the whole
 # model (5.188 vs 5.259 ms for 64 / 2 / 8). One thread per channel (all states in-thread) was slower (runs 57-58).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold": "inline",
-                 "state_loads": "vector"}
+# Runs 62-68 (session 10), all slower than this walk on the whole model: a separate fold launch (10 us per layer
+# as an associative scan, still slower with its loads in flight), BD 16, more programs per SM (18-28), the tile
+# laid out 1 state x 16 channels per thread, softplus(dt_proj) precomputed by its own kernel (no change).
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -54,7 +56,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key in ("impl", "fold", "state_loads") else int(val)
+        over[key] = val if key == "impl" else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -387,58 +389,18 @@ if HAS_TRITON:
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
 
     @triton.jit
-    def _fold_load(Dsum, Hend, bi64, s, S, Dm, NP: tl.constexpr, d, lanes, lmask):
-        m = lmask & ((lanes * 0 + s) < S - 1)
-        base = bi64 * S + s
-        return tl.load(Dsum + base * Dm + d, mask=m, other=0.0), tl.load(Hend + base * Dm * NP + lanes, mask=m, other=0.0)
-
-    @triton.jit
-    def _fold_step(Hstart, h, A2, ds, he, bi64, s, S, Dm, NP: tl.constexpr, lanes, lmask):
-        h = tl.exp2(A2 * ds) * h + he
-        tl.store(Hstart + (bi64 * S + s + 1) * Dm * NP + lanes, h, mask=lmask & ((lanes * 0 + s) < S - 1))
-        return h
-
-    @triton.jit
-    def _scan_fold_kernel(A, Hend, Dsum, Hstart, Dm, N, S, NP: tl.constexpr, LANES: tl.constexpr):
-        """Segment start states: start_{s+1} = exp(A dsum_s) start_s + end_s (start_0 = 0), one (channel, state)
-        lane per thread, 8 segments per step with their 16 loads issued before the first update."""
-        lanes = tl.program_id(0) * LANES + tl.arange(0, LANES)
-        bi64 = tl.program_id(1).to(tl.int64)
-        d = lanes // NP
-        n = lanes % NP
-        lmask = (d < Dm) & (n < N)
-        A2 = tl.load(A + d * N + n, mask=lmask, other=0.0).to(tl.float32) * 1.4426950408889634
-        h = tl.zeros([LANES], dtype=tl.float32)
-        for s0 in range(0, S - 1, 8):
-            d0, e0 = _fold_load(Dsum, Hend, bi64, s0, S, Dm, NP, d, lanes, lmask)
-            d1, e1 = _fold_load(Dsum, Hend, bi64, s0 + 1, S, Dm, NP, d, lanes, lmask)
-            d2, e2 = _fold_load(Dsum, Hend, bi64, s0 + 2, S, Dm, NP, d, lanes, lmask)
-            d3, e3 = _fold_load(Dsum, Hend, bi64, s0 + 3, S, Dm, NP, d, lanes, lmask)
-            d4, e4 = _fold_load(Dsum, Hend, bi64, s0 + 4, S, Dm, NP, d, lanes, lmask)
-            d5, e5 = _fold_load(Dsum, Hend, bi64, s0 + 5, S, Dm, NP, d, lanes, lmask)
-            d6, e6 = _fold_load(Dsum, Hend, bi64, s0 + 6, S, Dm, NP, d, lanes, lmask)
-            d7, e7 = _fold_load(Dsum, Hend, bi64, s0 + 7, S, Dm, NP, d, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d0, e0, bi64, s0, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d1, e1, bi64, s0 + 1, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d2, e2, bi64, s0 + 2, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d3, e3, bi64, s0 + 3, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d4, e4, bi64, s0 + 4, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d5, e5, bi64, s0 + 5, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d6, e6, bi64, s0 + 6, S, Dm, NP, lanes, lmask)
-            h = _fold_step(Hstart, h, A2, d7, e7, bi64, s0 + 7, S, Dm, NP, lanes, lmask)
-
-    @triton.jit
     def _tok(X, base, cols, s_c, mask):
         """One token's row of a (batch, length, channels) tensor at `base` (int64 offset), fp32."""
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
-    def _scan_seq(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
-                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS, ONE,
+    @triton.jit
+    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
+                         L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         FAST_LOG: tl.constexpr, FOLD: tl.constexpr = 0):
+                         FAST_LOG: tl.constexpr):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
@@ -464,17 +426,13 @@ if HAS_TRITON:
             dskip = tl.load(Dv + offs_d, mask=dmask, other=0.0).to(tl.float32)
         bi64 = bi.to(tl.int64)
         h = tl.zeros([NP, BD], dtype=tl.float32)
-        st_off = offs_d[None, :] * NP + offs_n[:, None] * ONE     # state memory layout (.., d, NP)
+        st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
         if MODE == 1:
-            if FOLD == 0:
-                for s in range(0, seg):  # fold the end states of the earlier segments
-                    base = (bi64 * S + s)
-                    ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
-                    hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
-                    h = tl.exp2(A2 * ds[None, :]) * h + hs
-            elif FOLD == 1:  # start state from the fold launch (zero for the first segment)
-                h = tl.load(Hend + (bi64 * S + seg) * Dm * NP + st_off,
-                            mask=nd_mask & (offs_d * 0 + seg > 0)[None, :], other=0.0)
+            for s in range(0, seg):  # fold the end states of the earlier segments
+                base = (bi64 * S + s)
+                ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
+                hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
+                h = tl.exp2(A2 * ds[None, :]) * h + hs
         dsum = tl.zeros([BD], dtype=tl.float32)
         start = seg * SEG_LEN
         stop = tl.minimum(start + SEG_LEN, L)
@@ -537,12 +495,6 @@ if HAS_TRITON:
             base = bi64 * S + seg
             tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
-
-    # two compilations of the walk: with the state stride 1 known (Triton vectorizes the state loads along the
-    # states and lays the (states x channels) tile out as 4 states x 4 channels per thread) or a runtime 1 (no
-    # vector loads; Triton 3.6 then gives each thread 1 state x 16 channels: more shuffles, fewer stalls)
-    _scan_seq_kernel = triton.jit(_scan_seq)
-    _scan_seq_kernel_sl = triton.jit(do_not_specialize=["ONE"])(_scan_seq)
 
     @triton.jit
     def _scan_bwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, G, Hsave,
@@ -664,8 +616,8 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     NP = max(2, triton.next_power_of_2(n))
     ndb = triton.cdiv(d, BD)
     n_tiles = max(1, triton.cdiv(L, T))
-    # segments start at multiples of `unit` tokens: whole tiles for the tile kernel; 8 tokens for the walk (finer
-    # choice of the segment count, so a launch can fill every resident slot)
+    # segments start at multiples of `unit` tokens: whole tiles for the tile kernel; 8 tokens for the walk (a finer
+    # choice of the segment count for a given programs_per_sm)
     unit = T if cfg.get("impl", "seq") == "tile" else min(T, 8)
     n_units = max(1, triton.cdiv(L, unit))
     if segments is None:  # enough programs to fill the GPU
@@ -692,9 +644,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
-        flags["FOLD"] = {"inline": 0, "launch": 1}[cfg.get("fold", "inline")]
-        kern = _scan_seq_kernel_sl if cfg.get("state_loads", "vector") == "scalar" else _scan_seq_kernel
-        extra = (T, 1)
+        kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
     else:
@@ -702,12 +652,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if S > 1:  # end states of every segment but the last (nothing folds the last one in)
         kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                                  MODE=0, SAVE=False, **flags)
-    hs = hend
-    if S > 1 and flags.get("FOLD") == 1:  # EXPERIMENT (session 10): start states by a separate fold launch
-        hs = torch.empty_like(hend)
-        _scan_fold_kernel[(triton.cdiv(d * NP, 128), bsz)](args[2], hend, dsum, hs, d, n, S, NP=NP, LANES=128,
-                                                           num_warps=4)
-    kern[(bsz * ndb, S)](*args, y, hs, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+    kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                          MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T
 

@@ -23,17 +23,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels._common import HAS_TRITON, interpreting, triton_or_fallback
 from ..kernels.causal_conv1d import causal_conv1d
-from ..kernels.dt_proj import dt_proj_softplus, reference_dt_proj
 from ..kernels.rmsnorm import add_rmsnorm
 from ..kernels.selective_scan import selective_scan
 from ..resources import LongappsError, ModelNotFoundError, load_offline_first
 
 MODEL_TYPE = "mamba"
-# GPU inference options (benchmarks/mamba_gpu.py compares them on the whole model): fused_dt = the time steps from
-# one dt_proj + softplus kernel (kernels/dt_proj.py), so the scan's two passes skip the softplus
-GPU_OPTIONS = {"fused_dt": True}
 
 
 class RMSNorm(nn.Module):
@@ -80,25 +75,11 @@ class MambaMixer(nn.Module):
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)
         xdbl = self.x_proj(x)
-        B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
-        if self._fused_dt(x, backend):  # GPU inference: softplus(dt_proj) in one kernel, the scan reads it as is
-            dt = triton_or_fallback("dt_proj", lambda: dt_proj_softplus(xdbl[..., :self.rank], self.dt_proj.weight,
-                                                                        self.dt_proj.bias),
-                                    lambda: reference_dt_proj(xdbl[..., :self.rank], self.dt_proj.weight,
-                                                              self.dt_proj.bias))
-            y = selective_scan(x, dt, self.A(), B, C, self.D, z, None, False, backend=backend)
-            return self.out_proj(y.to(h.dtype))
         dt = F.linear(xdbl[..., :self.rank], self.dt_proj.weight)
+        B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
         # D and the dt bias go in as they are (the kernels read them in fp32)
         y = selective_scan(x, dt, self.A(), B, C, self.D, z, self.dt_proj.bias, True, backend=backend)
         return self.out_proj(y.to(h.dtype))
-
-    def _fused_dt(self, x: torch.Tensor, backend: str) -> bool:
-        """Whether the time steps come from the fused dt_proj + softplus kernel: CUDA, Triton scan, fp16/bf16,
-        no autograd (the kernel has no backward; training keeps the scan's own softplus)."""
-        return (GPU_OPTIONS["fused_dt"] and x.is_cuda and HAS_TRITON and not interpreting() and backend in ("auto", "triton")
-                and not torch.is_grad_enabled()
-                and x.dtype in (torch.float16, torch.bfloat16) and self.dt_proj.weight.dtype == x.dtype)
 
     def A(self) -> torch.Tensor:
         """-exp(A_log) in fp32; cached while A_log is unchanged and no gradient is wanted (so an inference
