@@ -145,7 +145,10 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps) for bd, nw, pps in [(32, 1, 16), (64, 2, 8)]]
+# fold_stages > 1: the segment fold's loads prefetched by cp.async (session 10: the O(S^2) fold costs ~0.28 ms at
+# 1 x 4,096; not yet measured on the device)
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs)
+               for bd, nw, pps, fs in [(32, 1, 16, 1), (32, 1, 16, 3), (32, 1, 16, 5), (64, 2, 8, 1), (64, 2, 8, 3)]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model

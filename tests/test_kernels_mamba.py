@@ -160,6 +160,16 @@ def test_scan_forward_tile_impl(L, segments, strided):
 
 
 @child
+def test_scan_fold_with_prefetch_stages():
+    """The walk with its segment fold software-pipelined (``fold_stages``: the GPU prefetches earlier segments' end
+    states; the interpreter runs the same loop) and many segments: same values as the reference."""
+    from longapps.kernels.selective_scan import selective_scan_forward
+    args = _inputs(2, 77, 3, 5, torch.float32)
+    y, _, _ = selective_scan_forward(*args, segments=19, fold_stages=3)
+    assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
+
+
+@child
 def test_scan_seq_saves_tile_states_across_segments():
     """The sequential walk with more segments than one tile each: the saved states (every T tokens) are the
     reference's states at those tokens."""
@@ -282,4 +292,3 @@ def test_add_rmsnorm_kernel(with_y):
     h, rout = _add_rmsnorm_triton(r, y, w, 1e-5, torch.float32)
     hr, rr = reference_add_rmsnorm(r, y, w, 1e-5, torch.float32)
     assert rel(h, hr) < 1e-5 and rel(rout, rr) < 1e-6
-

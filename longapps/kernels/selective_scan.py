@@ -44,8 +44,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # Runs 62-68 (session 10), all slower than this walk on the whole model: a separate fold launch (10 us per layer
 # as an associative scan, still slower with its loads in flight), BD 16, more programs per SM (18-28), the tile
 # laid out 1 state x 16 channels per thread, softplus(dt_proj) precomputed by its own kernel (no change).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 1}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8, "fold_stages": 1}
 
 
 def _env_scan_config(value: str) -> dict:
@@ -400,7 +400,7 @@ if HAS_TRITON:
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         FAST_LOG: tl.constexpr):
+                         FAST_LOG: tl.constexpr, FOLD_STAGES: tl.constexpr = 1):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
@@ -428,7 +428,9 @@ if HAS_TRITON:
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
         if MODE == 1:
-            for s in range(0, seg):  # fold the end states of the earlier segments
+            # fold the end states of the earlier segments (FOLD_STAGES > 1: Triton prefetches the next segments'
+            # end states with cp.async, so the fold does not wait one L2 round trip per segment)
+            for s in tl.range(0, seg, num_stages=FOLD_STAGES):
                 base = (bi64 * S + s)
                 ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
                 hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0)
@@ -644,6 +646,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     if cfg.get("impl", "seq") == "seq":
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
+        flags["FOLD_STAGES"] = int(cfg.get("fold_stages", 1))
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         kern, extra = _scan_fwd_kernel, ()
