@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (historical: ran with options removed afterwards; kept as the record of runs 63-67)
 # Session 10, device call 2 = run 63 (<= 420 s): why run 62's fold launch was slower. Per-kernel GPU time inside the
 # mamba-130m 1 x 4,096 graph (fold launch, inline fold, session-start tree), then the whole-model sweep with both
 # fold modes + the fold launch's shapes, lengths, batch 16; the Mamba GPU tests. Carry: .snap .snap_old.

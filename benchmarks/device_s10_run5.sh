@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (historical: ran with options removed afterwards; kept as the record of runs 63-67)
 # Session 10, device call 5 = run 66 (<= 300 s): how much the walk's inline fold costs at 1 x 4,096. Diagnostic A/B
 # on the whole model: fold inline / none (start from zero: wrong values, timing only) / a separate fold launch with
 # its loads in flight; then the sweep (fold inline vs launch) and lengths with the best. Carry: .snap.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (historical: ran with options removed afterwards; kept as the record of runs 63-67)
 # Session 10, device call 6 = run 67 (<= 400 s): run 66 showed the walk without its fold ran 0.28 ms faster, and that
 # build had another tile layout (1 state x 16 channels per thread). Sweep: the state loads vectorized (4 states x 4
 # channels per thread, the default so far) or scalar (runtime stride: the other layout), fold inline or launch; then
