@@ -45,7 +45,7 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # as an associative scan, still slower with its loads in flight), BD 16, more programs per SM (18-28), the tile
 # laid out 1 state x 16 channels per thread, softplus(dt_proj) precomputed by its own kernel (no change).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 1}
-TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8, "fold_stages": 1}
+TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
 def _env_scan_config(value: str) -> dict:
