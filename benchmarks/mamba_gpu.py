@@ -145,10 +145,13 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # scan launch configs compared on the whole model (graph replay, 1 x 4096): the kernel-alone sweep is too noisy
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
-# fold_stages > 1: the segment fold's loads prefetched by cp.async (session 10: the O(S^2) fold costs ~0.28 ms at
-# 1 x 4,096; not yet measured on the device)
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs)
-               for bd, nw, pps, fs in [(32, 1, 16, 1), (32, 1, 16, 3), (32, 1, 16, 5), (64, 2, 8, 1), (64, 2, 8, 3)]]
+# fold_stages > 1: the segment fold's loads prefetched by cp.async (session 11, run 69: 5.179 vs 5.199 ms, the
+# O(S^2) inline fold is bound by the SMs' L2 bandwidth, not latency); fold "last" / "last_cached": the O(S) fold by
+# the last program of each channel block (zeroed tickets per call / a kept self-resetting buffer); walk_stages > 1:
+# Triton pipelines the walk's B / C loads (dt, u, z are 2 bytes per thread: below cp.async's 4)
+MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=fs, fold=fold, walk_stages=ws)
+               for fs, fold, ws in [(1, "inline", 1), (5, "inline", 1), (1, "last", 1), (3, "last", 1),
+                                    (3, "last_cached", 1), (1, "inline", 3), (3, "last_cached", 3)]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model

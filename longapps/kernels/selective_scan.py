@@ -44,7 +44,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # Runs 62-68 (session 10), all slower than this walk on the whole model: a separate fold launch (10 us per layer
 # as an associative scan, still slower with its loads in flight), BD 16, more programs per SM (18-28), the tile
 # laid out 1 state x 16 channels per thread, softplus(dt_proj) precomputed by its own kernel (no change).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 1}
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 1,
+                 "walk_stages": 1, "fold": "inline"}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -56,7 +57,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key == "impl" else int(val)
+        over[key] = val if key in ("impl", "fold") else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -394,19 +395,22 @@ if HAS_TRITON:
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
-    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave,
+    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave, Count,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
-                         FAST_LOG: tl.constexpr, FOLD_STAGES: tl.constexpr = 1):
+                         FAST_LOG: tl.constexpr, FOLD_STAGES: tl.constexpr = 1,
+                         WALK_STAGES: tl.constexpr = 1, FOLD_LAST: tl.constexpr = False):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
         in two shuffles; layouts with all states of a channel in one thread measured slower, runs 57-58.)
-        MODE 0: one segment from zero -> its end state and sum of dt; MODE 1: fold the earlier segments' end
-        states into the start state, walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
+        MODE 0: one segment from zero -> its end state and sum of dt (FOLD_LAST: the last program of a channel
+        block to finish, found by an atomic ticket in Count, replaces the block's end states by the prefix states
+        in one O(S) pass); MODE 1: fold the earlier segments' end states into the start state (FOLD_LAST: load
+        the prefix state), walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
         gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
@@ -427,9 +431,13 @@ if HAS_TRITON:
         bi64 = bi.to(tl.int64)
         h = tl.zeros([NP, BD], dtype=tl.float32)
         st_off = offs_d[None, :] * NP + offs_n[:, None]           # state memory layout (.., d, NP)
-        if MODE == 1:
+        if MODE == 1 and FOLD_LAST:
+            if seg > 0:
+                h = tl.load(Hend + (bi64 * S + seg - 1) * Dm * NP + st_off, mask=nd_mask, other=0.0)
+        elif MODE == 1:
             # fold the end states of the earlier segments (FOLD_STAGES > 1: Triton prefetches the next segments'
-            # end states with cp.async, so the fold does not wait one L2 round trip per segment)
+            # end states with cp.async, so the fold does not wait one L2 round trip per segment); O(S^2) L2 reads
+            # over a channel block's programs: it is bound by the SMs' L2 bandwidth (session 11)
             for s in tl.range(0, seg, num_stages=FOLD_STAGES):
                 base = (bi64 * S + s)
                 ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0)
@@ -447,32 +455,51 @@ if HAS_TRITON:
         o_c = bi64 * sc_b + start * sc_l
         o_z = bi64 * sz_b + start * sz_l
         o_y = bi64 * sy_b + start * sy_l
-        dt_n = _tok(DT, o_d, offs_d, sd_d, dmask)
-        u_n = _tok(U, o_u, offs_d, su_d, dmask)
-        b_n = _tok(Bm, o_b, offs_n, sb_n, nmask)
-        c_n = b_n
-        z_n = u_n
-        if MODE == 1:
-            c_n = _tok(Cm, o_c, offs_n, sc_n, nmask)
-            if HAS_Z:
-                z_n = _tok(Z, o_z, offs_d, sz_d, dmask)
-        for t in range(start, stop):
-            dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
-            # prefetch token t + 1
-            more = (offs_n * 0 + t + 1) < L
-            more_d = (offs_d * 0 + t + 1) < L
-            o_d += sd_l
-            o_u += su_l
-            o_b += sb_l
-            dt_n = _tok(DT, o_d, offs_d, sd_d, dmask & more_d)
-            u_n = _tok(U, o_u, offs_d, su_d, dmask & more_d)
-            b_n = _tok(Bm, o_b, offs_n, sb_n, nmask & more)
+        if WALK_STAGES == 1:  # token t + 1's inputs are loaded by hand while token t is computed
+            dt_n = _tok(DT, o_d, offs_d, sd_d, dmask)
+            u_n = _tok(U, o_u, offs_d, su_d, dmask)
+            b_n = _tok(Bm, o_b, offs_n, sb_n, nmask)
+            c_n = b_n
+            z_n = u_n
             if MODE == 1:
-                o_c += sc_l
-                c_n = _tok(Cm, o_c, offs_n, sc_n, nmask & more)
+                c_n = _tok(Cm, o_c, offs_n, sc_n, nmask)
                 if HAS_Z:
-                    o_z += sz_l
-                    z_n = _tok(Z, o_z, offs_d, sz_d, dmask & more_d)
+                    z_n = _tok(Z, o_z, offs_d, sz_d, dmask)
+        # WALK_STAGES > 1: the loads are written at token t and Triton's pipeliner keeps WALK_STAGES - 1 tokens of
+        # them in flight (cp.async into shared memory)
+        for t in tl.range(start, stop, num_stages=WALK_STAGES):
+            if WALK_STAGES == 1:
+                dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
+                # prefetch token t + 1
+                more = (offs_n * 0 + t + 1) < L
+                more_d = (offs_d * 0 + t + 1) < L
+                o_d += sd_l
+                o_u += su_l
+                o_b += sb_l
+                dt_n = _tok(DT, o_d, offs_d, sd_d, dmask & more_d)
+                u_n = _tok(U, o_u, offs_d, su_d, dmask & more_d)
+                b_n = _tok(Bm, o_b, offs_n, sb_n, nmask & more)
+                if MODE == 1:
+                    o_c += sc_l
+                    c_n = _tok(Cm, o_c, offs_n, sc_n, nmask & more)
+                    if HAS_Z:
+                        o_z += sz_l
+                        z_n = _tok(Z, o_z, offs_d, sz_d, dmask & more_d)
+            else:
+                dt_raw = _tok(DT, o_d, offs_d, sd_d, dmask)
+                u = _tok(U, o_u, offs_d, su_d, dmask)
+                bv = _tok(Bm, o_b, offs_n, sb_n, nmask)
+                cv = bv
+                zz = u
+                o_d += sd_l
+                o_u += su_l
+                o_b += sb_l
+                if MODE == 1:
+                    cv = _tok(Cm, o_c, offs_n, sc_n, nmask)
+                    o_c += sc_l
+                    if HAS_Z:
+                        zz = _tok(Z, o_z, offs_d, sz_d, dmask)
+                        o_z += sz_l
             x = dt_raw
             if HAS_DB:
                 x = x + bias
@@ -497,6 +524,18 @@ if HAS_TRITON:
             base = bi64 * S + seg
             tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
+            if FOLD_LAST:
+                tl.debug_barrier()  # every thread's stores before the release
+                ticket = tl.atomic_add(Count + pid, 1, sem="acq_rel", scope="gpu")
+                if ticket == S - 2:  # the last of the block's S - 1 programs: all end states are written
+                    tl.store(Count + pid, 0)  # leave the counter zeroed for the next call
+                    h = tl.zeros([NP, BD], dtype=tl.float32)
+                    for s in tl.range(0, S - 1, num_stages=FOLD_STAGES):
+                        base = (bi64 * S + s)
+                        ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0, cache_modifier=".cg")
+                        hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0, cache_modifier=".cg")
+                        h = tl.exp2(A2 * ds[None, :]) * h + hs
+                        tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
 
     @triton.jit
     def _scan_bwd_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, G, Hsave,
@@ -590,6 +629,22 @@ def _strides3(x: torch.Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
+_COUNTERS: dict = {}
+
+
+def _ticket_counters(device: torch.device, n: int, cached: bool) -> torch.Tensor:
+    """n zeroed int32 tickets for the walk's last-program fold. The kernel leaves them zeroed, so with `cached` one
+    buffer per device is kept and reused (no memset per call; not safe for two scans running at once on two
+    streams); otherwise, or while a CUDA graph is being captured and no buffer is kept yet, a fresh zeroed one."""
+    buf = _COUNTERS.get(str(device)) if cached else None
+    if buf is not None and buf.numel() >= n:
+        return buf
+    if not cached or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        return torch.zeros(n, dtype=torch.int32, device=device)
+    buf = _COUNTERS[str(device)] = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+    return buf
+
+
 def _sm_count(device: torch.device) -> int:
     if device.type != "cuda":
         return 4
@@ -647,15 +702,22 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
         flags["FOLD_STAGES"] = int(cfg.get("fold_stages", 1))
+        fold = cfg.get("fold", "inline")
+        if fold not in ("inline", "last", "last_cached"):
+            raise ValueError(f"fold: unknown '{fold}' (inline, last, last_cached)")
+        flags["FOLD_LAST"] = fold != "inline" and S > 1
+        count = _ticket_counters(dev, bsz * ndb, fold == "last_cached") if flags["FOLD_LAST"] else dummy
+        bufs = (y, hend, dsum, hsave, count)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
+        bufs = (y, hend, dsum, hsave)
         kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
     if S > 1:  # end states of every segment but the last (nothing folds the last one in)
-        kern[(bsz * ndb, S - 1)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+        kern[(bsz * ndb, S - 1)](*args, *bufs, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                                  MODE=0, SAVE=False, **flags)
-    kern[(bsz * ndb, S)](*args, y, hend, dsum, hsave, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+    kern[(bsz * ndb, S)](*args, *bufs, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                          MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T
 
