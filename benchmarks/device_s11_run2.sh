@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 11, run 2: the whole-model sweep of the O(S) fold by the last program (fold "last" / "last_cached"), walk_stages,
+# Session 11, runs 70-71: the whole-model sweep (MODEL_SWEEP: the O(S) fold by the last program, walk_stages, walk_unroll),
 # then every must-show row of issue 16 with the sweep's choice and the Mamba GPU tests with it. Carry: .snap.
 R=/tmp/r1
 source benchmarks/device_s9_common.sh

@@ -45,7 +45,7 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # as an associative scan, still slower with its loads in flight), BD 16, more programs per SM (18-28), the tile
 # laid out 1 state x 16 channels per thread, softplus(dt_proj) precomputed by its own kernel (no change).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 1,
-                 "walk_stages": 1, "fold": "inline"}
+                 "walk_stages": 1, "walk_unroll": 1, "fold": "inline"}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -402,7 +402,8 @@ if HAS_TRITON:
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
                          FAST_LOG: tl.constexpr, FOLD_STAGES: tl.constexpr = 1,
-                         WALK_STAGES: tl.constexpr = 1, FOLD_LAST: tl.constexpr = False):
+                         WALK_STAGES: tl.constexpr = 1, FOLD_LAST: tl.constexpr = False,
+                         WALK_UNROLL: tl.constexpr = 1):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
@@ -467,7 +468,7 @@ if HAS_TRITON:
                     z_n = _tok(Z, o_z, offs_d, sz_d, dmask)
         # WALK_STAGES > 1: the loads are written at token t and Triton's pipeliner keeps WALK_STAGES - 1 tokens of
         # them in flight (cp.async into shared memory)
-        for t in tl.range(start, stop, num_stages=WALK_STAGES):
+        for t in tl.range(start, stop, num_stages=WALK_STAGES, loop_unroll_factor=WALK_UNROLL):
             if WALK_STAGES == 1:
                 dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
                 # prefetch token t + 1
@@ -702,6 +703,8 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
         flags["FOLD_STAGES"] = int(cfg.get("fold_stages", 1))
+        flags["WALK_STAGES"] = int(cfg.get("walk_stages", 1))
+        flags["WALK_UNROLL"] = int(cfg.get("walk_unroll", 1))
         fold = cfg.get("fold", "inline")
         if fold not in ("inline", "last", "last_cached"):
             raise ValueError(f"fold: unknown '{fold}' (inline, last, last_cached)")
