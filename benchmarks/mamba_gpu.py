@@ -146,18 +146,18 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # to choose between configs within ~20 % (run 53); the fastest model time becomes the default
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
 # fold_stages > 1: the segment fold's loads prefetched by cp.async (session 11, run 69: 5.179 vs 5.199 ms, the
-# O(S^2) inline fold is bound by the SMs' L2 bandwidth, not latency); fold "last" / "last_cached": the O(S) fold by
-# the last program of each channel block (zeroed tickets per call / a kept self-resetting buffer); walk_stages > 1:
+# O(S^2) inline fold is bound by the SMs' L2 bandwidth, not latency); fold "last": the O(S) fold by the last
+# program of each channel block (atomic tickets, a self-resetting buffer kept per stream); walk_stages > 1:
 # Triton pipelines the walk's B / C loads (dt, u, z are 2 bytes per thread: below cp.async's 4; 80 registers, so
 # 24 programs per SM fit); walk_unroll: the walk's loop unrolled (ptxas interleaves two tokens' independent chains;
-# 128 registers at 2 = still 16 programs per SM, 153 at 4). Run 70 (session 11): fold "last_cached" 5.068 ms,
-# "last" 5.101, inline 5.173 (the memset of the tickets costs ~1.4 us per layer)
+# 128 registers at 2 = still 16 programs per SM, 153 at 4). Run 70 (session 11): fold "last" 5.068 ms with kept
+# tickets, 5.101 with zeroed tickets per call, inline 5.173
 MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=pps, fold_stages=fs, fold=fold, walk_stages=ws, walk_unroll=wu)
-               for pps, fs, fold, ws, wu in [(16, 3, "last_cached", 1, 1), (16, 1, "inline", 1, 1),
-                                             (16, 3, "last_cached", 1, 2), (16, 3, "last_cached", 1, 4),
-                                             (16, 3, "last_cached", 3, 1), (24, 3, "last_cached", 3, 1),
-                                             (16, 3, "last_cached", 3, 2), (16, 5, "last_cached", 1, 1),
-                                             (16, 3, "last", 1, 2)]]
+               for pps, fs, fold, ws, wu in [(16, 3, "last", 1, 1), (16, 1, "inline", 1, 1),
+                                             (16, 3, "last", 1, 2), (16, 3, "last", 1, 4),
+                                             (16, 3, "last", 3, 1), (24, 3, "last", 3, 1),
+                                             (16, 3, "last", 3, 2), (16, 5, "last", 1, 1),
+                                             (16, 8, "last", 1, 1)]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model

@@ -630,19 +630,22 @@ def _strides3(x: torch.Tensor) -> tuple[int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2)
 
 
-_COUNTERS: dict = {}
+_TICKETS: dict = {}
 
 
-def _ticket_counters(device: torch.device, n: int, cached: bool) -> torch.Tensor:
-    """n zeroed int32 tickets for the walk's last-program fold. The kernel leaves them zeroed, so with `cached` one
-    buffer per device is kept and reused (no memset per call; not safe for two scans running at once on two
-    streams); otherwise, or while a CUDA graph is being captured and no buffer is kept yet, a fresh zeroed one."""
-    buf = _COUNTERS.get(str(device)) if cached else None
+def _fold_tickets(device: torch.device, n: int) -> torch.Tensor:
+    """n zeroed int32 tickets for the walk's last-program fold. The kernel leaves them zeroed, so one buffer per
+    (device, stream) is kept and reused: no memset per call (run 70: a fresh zeroed buffer per call cost ~1.4 us per
+    layer), and kernels on one stream never use it at once. While a CUDA graph is captured on a stream that has no
+    buffer yet, a fresh zeroed one (captured with its memset); warm up on the capture stream to avoid it."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    buf = _TICKETS.get(key)
     if buf is not None and buf.numel() >= n:
         return buf
-    if not cached or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return torch.zeros(n, dtype=torch.int32, device=device)
-    buf = _COUNTERS[str(device)] = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+    buf = _TICKETS[key] = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
     return buf
 
 
@@ -706,10 +709,10 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         flags["WALK_STAGES"] = int(cfg.get("walk_stages", 1))
         flags["WALK_UNROLL"] = int(cfg.get("walk_unroll", 1))
         fold = cfg.get("fold", "inline")
-        if fold not in ("inline", "last", "last_cached"):
-            raise ValueError(f"fold: unknown '{fold}' (inline, last, last_cached)")
-        flags["FOLD_LAST"] = fold != "inline" and S > 1
-        count = _ticket_counters(dev, bsz * ndb, fold == "last_cached") if flags["FOLD_LAST"] else dummy
+        if fold not in ("inline", "last"):
+            raise ValueError(f"fold: unknown '{fold}' (inline, last)")
+        flags["FOLD_LAST"] = fold == "last" and S > 1
+        count = _fold_tickets(dev, bsz * ndb) if flags["FOLD_LAST"] else dummy
         bufs = (y, hend, dsum, hsave, count)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":

@@ -241,7 +241,8 @@ class MambaCudaGraph:
                 model(self.ids)
         torch.cuda.current_stream().wait_stream(s)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(self.graph):
+        # captured on the warm-up stream: buffers kept per stream (the scan's fold tickets) are ready for capture
+        with torch.no_grad(), torch.cuda.graph(self.graph, stream=s):
             self.out = model(self.ids)
 
     def replay(self) -> torch.Tensor:
