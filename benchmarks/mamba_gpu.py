@@ -160,14 +160,7 @@ MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=pps, fold_stages=fs, fol
                                              (16, 8, "last", 1, 1)]]
 
 
-# after the scan: the fused conv + x_proj + dt_proj kernel (inference) against the unfused kernels ("enabled": False)
-# and its launch shapes (BT tokens per program, BC channels per step, warps, stages of the channel loops)
-MODEL_CONV_PROJ = [dict(enabled=en, BT=bt, BC=bc, num_warps=nw, stages=st)
-                   for en, bt, bc, nw, st in [(False, 32, 64, 4, 2), (True, 32, 64, 4, 2), (True, 32, 64, 8, 2),
-                                              (True, 64, 64, 8, 2), (True, 16, 64, 4, 2), (True, 32, 32, 4, 3),
-                                              (True, 32, 64, 8, 1), (True, 16, 128, 4, 3)]]
-
-# then, if the unfused kernels won, the conv launch shapes, also chosen on the whole model
+# after the scan: the conv launch shapes, also chosen on the whole model
 MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
               dict(T=16, BC=256, num_warps=4)]
 
@@ -203,20 +196,15 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     b=1 L=4096 (graph replay, ``rounds`` interleaved rounds); the fastest become the defaults for the sections
     after this one."""
     from longapps.kernels import causal_conv1d as CV
-    from longapps.kernels import conv_proj as CP
     from longapps.kernels import selective_scan as S
 
     model, cfg = mamba_130m()
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
-    out["model_conv_proj_sweep_1x4096"] = _model_ab(model, ids, CP.CONV_PROJ_DEFAULTS, MODEL_CONV_PROJ, rounds,
-                                                    "conv_proj")
-    if not CP.CONV_PROJ_DEFAULTS["enabled"]:
-        out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
+    out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
-    out["conv_proj_defaults_used"] = dict(CP.CONV_PROJ_DEFAULTS)
     del model
     torch.cuda.empty_cache()
 

@@ -23,8 +23,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import conv_proj as CP
-from ..kernels._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 from ..kernels.causal_conv1d import causal_conv1d
 from ..kernels.rmsnorm import add_rmsnorm
 from ..kernels.selective_scan import selective_scan
@@ -72,36 +70,16 @@ class MambaMixer(nn.Module):
             h = h * mask[..., None].to(h.dtype)
         xz = self.in_proj(h)
         x, z = xz[..., :self.d_inner], xz[..., self.d_inner:]
-        if self._fused_input(x, backend):  # inference on the GPU: conv + x_proj + dt_proj in one kernel
-            args = (x, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight, mask)
-            if backend == "triton":
-                x, xdbl, dt = CP.conv_proj_forward(*args)
-            else:
-                x, xdbl, dt = triton_or_fallback("conv_proj", lambda: CP.conv_proj_forward(*args),
-                                                 lambda: CP.reference_conv_proj(*args))
-        else:
-            x = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
-                              backend="torch" if backend == "reference" else backend)
-            if mask is not None:
-                x = x * mask[..., None].to(x.dtype)
-            xdbl = self.x_proj(x)
-            dt = F.linear(xdbl[..., :self.rank], self.dt_proj.weight)
+        x = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
+                          backend="torch" if backend == "reference" else backend)
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)
+        xdbl = self.x_proj(x)
+        dt = F.linear(xdbl[..., :self.rank], self.dt_proj.weight)
         B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
         # D and the dt bias go in as they are (the kernels read them in fp32)
         y = selective_scan(x, dt, self.A(), B, C, self.D, z, self.dt_proj.bias, True, backend=backend)
         return self.out_proj(y.to(h.dtype))
-
-    def _fused_input(self, x: torch.Tensor, backend: str) -> bool:
-        """The fused conv + projections kernel applies: Triton available for x ("auto": CUDA; "triton": also the
-        interpreter), no gradient wanted, and not switched off (``CONV_PROJ_DEFAULTS["enabled"]``)."""
-        if not CP.CONV_PROJ_DEFAULTS.get("enabled", True) or backend not in ("auto", "triton"):
-            return False
-        if backend == "auto" and not (x.is_cuda and HAS_TRITON and not interpreting()):
-            return False
-        if not triton_usable(x):
-            return False
-        return not (torch.is_grad_enabled() and (x.requires_grad or any(
-            p.requires_grad for p in (self.conv1d.weight, self.x_proj.weight, self.dt_proj.weight))))
 
     def A(self) -> torch.Tensor:
         """-exp(A_log) in fp32; cached while A_log is unchanged and no gradient is wanted (so an inference
