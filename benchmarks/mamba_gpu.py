@@ -147,17 +147,11 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # (programs per SM within one resident wave: the walk takes ~114 registers per thread on sm_90 with Triton 3.6)
 # fold_stages > 1: the segment fold's loads prefetched by cp.async (session 11, run 69: 5.179 vs 5.199 ms, the
 # O(S^2) inline fold is bound by the SMs' L2 bandwidth, not latency); fold "last": the O(S) fold by the last
-# program of each channel block (atomic tickets, a self-resetting buffer kept per stream); walk_stages > 1:
-# Triton pipelines the walk's B / C loads (dt, u, z are 2 bytes per thread: below cp.async's 4; 80 registers, so
-# 24 programs per SM fit); walk_unroll: the walk's loop unrolled (ptxas interleaves two tokens' independent chains;
-# 128 registers at 2 = still 16 programs per SM, 153 at 4). Run 70 (session 11): fold "last" 5.068 ms with kept
-# tickets, 5.101 with zeroed tickets per call, inline 5.173
-MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=pps, fold_stages=fs, fold=fold, walk_stages=ws, walk_unroll=wu)
-               for pps, fs, fold, ws, wu in [(16, 3, "last", 1, 1), (16, 1, "inline", 1, 1),
-                                             (16, 3, "last", 1, 2), (16, 3, "last", 1, 4),
-                                             (16, 3, "last", 3, 1), (24, 3, "last", 3, 1),
-                                             (16, 3, "last", 3, 2), (16, 5, "last", 1, 1),
-                                             (16, 8, "last", 1, 1)]]
+# program of each channel block (atomic tickets, a self-resetting buffer kept per stream): run 70 5.068 ms vs inline
+# 5.173 (5.101 with zeroed tickets per call). Run 71 also measured the walk unrolled and its B / C loads pipelined by
+# Triton (both slower: see SCAN_DEFAULTS' comment; the options were removed)
+MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=fs, fold=fold)
+               for fs, fold in [(3, "last"), (1, "inline"), (2, "last")]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model

@@ -161,11 +161,11 @@ def test_scan_forward_tile_impl(L, segments, strided):
 
 @child
 def test_scan_fold_with_prefetch_stages():
-    """The walk with its segment fold software-pipelined (``fold_stages``: the GPU prefetches earlier segments' end
+    """The walk with its inline segment fold software-pipelined (``fold_stages``: the GPU prefetches earlier segments' end
     states; the interpreter runs the same loop) and many segments: same values as the reference."""
     from longapps.kernels.selective_scan import selective_scan_forward
     args = _inputs(2, 77, 3, 5, torch.float32)
-    y, _, _ = selective_scan_forward(*args, segments=19, fold_stages=3)
+    y, _, _ = selective_scan_forward(*args, segments=19, fold="inline", fold_stages=3)
     assert rel(y, reference_selective_scan(*args, dtype=torch.float64)) < 1e-5
 
 
@@ -174,11 +174,11 @@ def test_scan_fold_by_last_program():
     """The segment fold done once by the last program of each channel block to finish (an atomic ticket; the
     prefix states replace the end states, each later segment loads one): same values as the reference, with
     several batches and channel blocks, on repeated calls (the kept tickets are left zeroed for the next call), and
-    with the walk's loads pipelined by Triton (``walk_stages``) and the walk unrolled (``walk_unroll``)."""
+    with the fold's loads pipelined or not (``fold_stages``)."""
     from longapps.kernels.selective_scan import selective_scan_forward
     args = _inputs(2, 77, 6, 5, torch.float32)
     ref = reference_selective_scan(*args, dtype=torch.float64)
-    for segments, extra in ((19, {}), (2, {}), (7, dict(walk_stages=3, fold_stages=2)), (5, dict(walk_unroll=2))):
+    for segments, extra in ((19, {}), (2, {}), (7, dict(fold_stages=1)), (5, dict(fold_stages=2))):
         for _ in range(2):
             y, _, _ = selective_scan_forward(*args, segments=segments, fold="last", BD=4, **extra)
             assert rel(y, ref) < 1e-5, (segments, extra)

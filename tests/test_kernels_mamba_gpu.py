@@ -40,12 +40,12 @@ def test_scan_forward(dt, L, segments):
                                  dict(impl="seq", BD=128, num_warps=4, programs_per_sm=4),
                                  dict(impl="seq", BD=64, num_warps=2, programs_per_sm=32),
                                  dict(impl="seq", BD=64, num_warps=2, programs_per_sm=8),
-                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold_stages=3),
-                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold="last"),
-                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold="last", fold_stages=3),
-                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=24, walk_stages=3),
-                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, walk_unroll=2,
-                                      fold="last", fold_stages=3)])
+                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold="inline",
+                                      fold_stages=1),
+                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold="inline",
+                                      fold_stages=3),
+                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold="last", fold_stages=1),
+                                 dict(impl="seq", BD=32, num_warps=1, programs_per_sm=16, fold="last", fold_stages=3)])
 def test_scan_forward_implementations(cfg):
     """Both forward kernels (tile + associative scan, sequential walk) and several launch shapes: d_inner not a
     multiple of the channel block, a length that is not a multiple of the save tile, many segments."""

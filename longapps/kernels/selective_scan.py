@@ -18,9 +18,12 @@ All tensors are token-major (batch, length, channels), any strides:
   ``BD`` channels x all states in registers and walks its tokens one by one (the next token's inputs loaded
   before the current one is computed); ``impl="tile"``: tiles of ``T`` tokens with a ``tl.associative_scan``
   over (decay, input) pairs. Either way the sequence is also cut into segments so that small batches fill
-  the GPU: a first launch runs every segment from a zero state and keeps only its end state, the second
-  folds the earlier segments' end states into its start state and writes ``y``. The backward walks the tiles in reverse with a reverse scan for the adjoint state,
-  recomputing each tile's states from the tile-start states the forward saved.
+  the GPU: a first launch runs every segment from a zero state and keeps only its end state (with the walk's
+  default ``fold="last"``, the last program of each channel block to finish, found by an atomic ticket, then turns
+  those end states into every segment's start state in one pass), the second starts from that state (or, with
+  ``fold="inline"``, folds all earlier end states itself) and writes ``y``. The backward walks the tiles in
+  reverse with a reverse scan for the adjoint state, recomputing each tile's states from the tile-start states
+  the forward saved.
 """
 from __future__ import annotations
 
@@ -44,8 +47,12 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # Runs 62-68 (session 10), all slower than this walk on the whole model: a separate fold launch (10 us per layer
 # as an associative scan, still slower with its loads in flight), BD 16, more programs per SM (18-28), the tile
 # laid out 1 state x 16 channels per thread, softplus(dt_proj) precomputed by its own kernel (no change).
-SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 1,
-                 "walk_stages": 1, "walk_unroll": 1, "fold": "inline"}
+# Session 11 (runs 70-71): the segment fold done once by the last program of each channel block (fold "last", its
+# loads 3 stages deep) instead of by every segment (fold "inline", O(S^2) L2 reads): -0.105 ms on the whole model.
+# Slower there: the walk's loop unrolled 2 / 4 (+0.36 / +0.29 ms), its B / C loads pipelined by Triton with dt, u, z
+# loaded at their token (+0.83 ms; +1.5 ms at 24 programs per SM), fold_stages 5 / 8 (+0.07 / +0.32 ms).
+SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 3,
+                 "fold": "last"}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -402,8 +409,7 @@ if HAS_TRITON:
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
                          FAST_LOG: tl.constexpr, FOLD_STAGES: tl.constexpr = 1,
-                         WALK_STAGES: tl.constexpr = 1, FOLD_LAST: tl.constexpr = False,
-                         WALK_UNROLL: tl.constexpr = 1):
+                         FOLD_LAST: tl.constexpr = False):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
@@ -456,51 +462,32 @@ if HAS_TRITON:
         o_c = bi64 * sc_b + start * sc_l
         o_z = bi64 * sz_b + start * sz_l
         o_y = bi64 * sy_b + start * sy_l
-        if WALK_STAGES == 1:  # token t + 1's inputs are loaded by hand while token t is computed
-            dt_n = _tok(DT, o_d, offs_d, sd_d, dmask)
-            u_n = _tok(U, o_u, offs_d, su_d, dmask)
-            b_n = _tok(Bm, o_b, offs_n, sb_n, nmask)
-            c_n = b_n
-            z_n = u_n
+        dt_n = _tok(DT, o_d, offs_d, sd_d, dmask)
+        u_n = _tok(U, o_u, offs_d, su_d, dmask)
+        b_n = _tok(Bm, o_b, offs_n, sb_n, nmask)
+        c_n = b_n
+        z_n = u_n
+        if MODE == 1:
+            c_n = _tok(Cm, o_c, offs_n, sc_n, nmask)
+            if HAS_Z:
+                z_n = _tok(Z, o_z, offs_d, sz_d, dmask)
+        for t in range(start, stop):
+            dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
+            # prefetch token t + 1
+            more = (offs_n * 0 + t + 1) < L
+            more_d = (offs_d * 0 + t + 1) < L
+            o_d += sd_l
+            o_u += su_l
+            o_b += sb_l
+            dt_n = _tok(DT, o_d, offs_d, sd_d, dmask & more_d)
+            u_n = _tok(U, o_u, offs_d, su_d, dmask & more_d)
+            b_n = _tok(Bm, o_b, offs_n, sb_n, nmask & more)
             if MODE == 1:
-                c_n = _tok(Cm, o_c, offs_n, sc_n, nmask)
+                o_c += sc_l
+                c_n = _tok(Cm, o_c, offs_n, sc_n, nmask & more)
                 if HAS_Z:
-                    z_n = _tok(Z, o_z, offs_d, sz_d, dmask)
-        # WALK_STAGES > 1: the loads are written at token t and Triton's pipeliner keeps WALK_STAGES - 1 tokens of
-        # them in flight (cp.async into shared memory)
-        for t in tl.range(start, stop, num_stages=WALK_STAGES, loop_unroll_factor=WALK_UNROLL):
-            if WALK_STAGES == 1:
-                dt_raw, u, bv, cv, zz = dt_n, u_n, b_n, c_n, z_n
-                # prefetch token t + 1
-                more = (offs_n * 0 + t + 1) < L
-                more_d = (offs_d * 0 + t + 1) < L
-                o_d += sd_l
-                o_u += su_l
-                o_b += sb_l
-                dt_n = _tok(DT, o_d, offs_d, sd_d, dmask & more_d)
-                u_n = _tok(U, o_u, offs_d, su_d, dmask & more_d)
-                b_n = _tok(Bm, o_b, offs_n, sb_n, nmask & more)
-                if MODE == 1:
-                    o_c += sc_l
-                    c_n = _tok(Cm, o_c, offs_n, sc_n, nmask & more)
-                    if HAS_Z:
-                        o_z += sz_l
-                        z_n = _tok(Z, o_z, offs_d, sz_d, dmask & more_d)
-            else:
-                dt_raw = _tok(DT, o_d, offs_d, sd_d, dmask)
-                u = _tok(U, o_u, offs_d, su_d, dmask)
-                bv = _tok(Bm, o_b, offs_n, sb_n, nmask)
-                cv = bv
-                zz = u
-                o_d += sd_l
-                o_u += su_l
-                o_b += sb_l
-                if MODE == 1:
-                    cv = _tok(Cm, o_c, offs_n, sc_n, nmask)
-                    o_c += sc_l
-                    if HAS_Z:
-                        zz = _tok(Z, o_z, offs_d, sz_d, dmask)
-                        o_z += sz_l
+                    o_z += sz_l
+                    z_n = _tok(Z, o_z, offs_d, sz_d, dmask & more_d)
             x = dt_raw
             if HAS_DB:
                 x = x + bias
@@ -706,8 +693,6 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         flags.pop("T")
         flags["FAST_LOG"] = u.is_cuda and not interpreting()
         flags["FOLD_STAGES"] = int(cfg.get("fold_stages", 1))
-        flags["WALK_STAGES"] = int(cfg.get("walk_stages", 1))
-        flags["WALK_UNROLL"] = int(cfg.get("walk_unroll", 1))
         fold = cfg.get("fold", "inline")
         if fold not in ("inline", "last"):
             raise ValueError(f"fold: unknown '{fold}' (inline, last)")
