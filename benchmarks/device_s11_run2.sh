@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 11, runs 70-71: the whole-model sweep (MODEL_SWEEP: the O(S) fold by the last program, walk_stages, walk_unroll),
+# Session 11, runs 70-72: the whole-model sweep (MODEL_SWEEP: the fold by the last program against the inline fold),
 # then every must-show row of issue 16 with the sweep's choice and the Mamba GPU tests with it. Carry: .snap.
 R=/tmp/r1
 source benchmarks/device_s9_common.sh
