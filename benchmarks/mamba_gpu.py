@@ -150,8 +150,9 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # program of each channel block (atomic tickets, a self-resetting buffer kept per stream): run 70 5.068 ms vs inline
 # 5.173 (5.101 with zeroed tickets per call). Run 71 also measured the walk unrolled and its B / C loads pipelined by
 # Triton (both slower: see SCAN_DEFAULTS' comment; the options were removed)
-MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=fs, fold=fold)
-               for fs, fold in [(3, "last"), (1, "inline"), (2, "last")]]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs, fold=fold)
+               for bd, nw, pps, fs, fold in [(32, 1, 16, 3, "last"), (32, 1, 16, 1, "inline"), (32, 1, 16, 2, "last"),
+                                             (32, 1, 14, 3, "last"), (64, 2, 8, 3, "last")]]
 
 
 # after the scan: the conv launch shapes, also chosen on the whole model
