@@ -155,7 +155,12 @@ MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs, fo
                                              (32, 1, 14, 3, "last"), (64, 2, 8, 3, "last")]]
 
 
-# after the scan: the conv launch shapes, also chosen on the whole model
+# after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)
+MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
+                 for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4), (True, 128, 128, 8),
+                                        (True, 64, 64, 4), (True, 128, 64, 4)]]
+
+# then the conv launch shapes, also chosen on the whole model
 MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
               dict(T=16, BC=256, num_warps=4)]
 
@@ -191,13 +196,16 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     b=1 L=4096 (graph replay, ``rounds`` interleaved rounds); the fastest become the defaults for the sections
     after this one."""
     from longapps.kernels import causal_conv1d as CV
+    from longapps.kernels import lowrank_linear as LR
     from longapps.kernels import selective_scan as S
 
     model, cfg = mamba_130m()
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
+    out["model_lowrank_sweep_1x4096"] = _model_ab(model, ids, LR.LOWRANK_DEFAULTS, MODEL_LOWRANK, rounds, "dt_proj")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
+    out["lowrank_defaults_used"] = dict(LR.LOWRANK_DEFAULTS)
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
     del model

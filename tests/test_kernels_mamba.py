@@ -309,3 +309,18 @@ def test_add_rmsnorm_kernel(with_y):
     h, rout = _add_rmsnorm_triton(r, y, w, 1e-5, torch.float32)
     hr, rr = reference_add_rmsnorm(r, y, w, 1e-5, torch.float32)
     assert rel(h, hr) < 1e-5 and rel(rout, rr) < 1e-6
+
+
+@child
+@pytest.mark.parametrize("M,K,N", [(37, 5, 40), (16, 48, 33), (3, 16, 16)])
+def test_lowrank_linear(M, K, N):
+    """x @ w.T for a small inner dimension (dt_proj) against F.linear: x a strided view of a wider tensor (as
+    xdbl[..., :dt_rank]), sizes that are not multiples of the tiles; too large a K is refused."""
+    from longapps.kernels.lowrank_linear import lowrank_linear, reference_lowrank_linear
+    xdbl = torch.randn(2, M, K + 9)
+    x, w = xdbl[..., :K], torch.randn(N, K) / K ** 0.5
+    y = lowrank_linear(x, w)
+    assert y.shape == (2, M, N) and y.is_contiguous()
+    assert rel(y, reference_lowrank_linear(x, w)) < 1e-5
+    with pytest.raises(ValueError, match="K <= 128"):
+        lowrank_linear(torch.randn(4, 130), torch.randn(8, 130))

@@ -88,6 +88,30 @@ def test_conv(dt):
         assert rel(a, c) < TOL[dt] * 2
 
 
+@pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("cfg", [{}, dict(BM=128, BN=64, num_warps=4), dict(BM=128, BN=128, num_warps=8)])
+def test_lowrank_linear(dt, cfg):
+    """dt_proj's low-rank kernel against float64 F.linear: x a strided view (xdbl[..., :dt_rank]), sizes that
+    are not multiples of the tiles; the model with it equals the model without it."""
+    from longapps.kernels.lowrank_linear import lowrank_linear
+    xdbl = torch.randn(3, 1111, 80, device="cuda")
+    x, w = xdbl[..., :48].to(dt), torch.randn(1500, 48, device="cuda") / 48 ** 0.5
+    y = lowrank_linear(x, w, **cfg)
+    assert y.dtype == dt and rel(y, torch.nn.functional.linear(x.double(), w.double())) < TOL[dt] / 10
+
+
+def test_model_lowrank_dt_proj_equals_f_linear(monkeypatch):
+    from longapps.kernels import lowrank_linear as LR
+    _, ours = _small_pair()
+    ours.to(torch.bfloat16)
+    ids = torch.randint(0, 500, (2, 700), device="cuda")
+    with torch.no_grad():
+        fast = ours(ids)
+        monkeypatch.setitem(LR.LOWRANK_DEFAULTS, "enabled", False)
+        plain = ours(ids)
+    assert rel(fast, plain) < 1e-2
+
+
 def _small_pair():
     from transformers import MambaModel
 
