@@ -97,7 +97,9 @@ def test_lowrank_linear(dt, cfg):
     xdbl = torch.randn(3, 1111, 80, device="cuda")
     x, w = xdbl[..., :48].to(dt), torch.randn(1500, 48, device="cuda") / 48 ** 0.5
     y = lowrank_linear(x, w, **cfg)
-    assert y.dtype == dt and rel(y, torch.nn.functional.linear(x.double(), w.double())) < TOL[dt] / 10
+    # bf16: the output's own rounding is ~2.3e-3 relative (run 72); fp32: ieee dots
+    assert y.dtype == dt and rel(y, torch.nn.functional.linear(x.double(), w.double())) < {torch.float32: 1e-5,
+                                                                                          torch.bfloat16: 5e-3}[dt]
 
 
 def test_model_lowrank_dt_proj_equals_f_linear(monkeypatch):
