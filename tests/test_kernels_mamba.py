@@ -324,3 +324,13 @@ def test_lowrank_linear(M, K, N):
     assert rel(y, reference_lowrank_linear(x, w)) < 1e-5
     with pytest.raises(ValueError, match="K <= 128"):
         lowrank_linear(torch.randn(4, 130), torch.randn(8, 130))
+
+
+def test_lowrank_linear_auto_is_f_linear_off_cuda():
+    """Off CUDA (and with gradients wanted) the dispatcher is F.linear, gradients included."""
+    from longapps.kernels.lowrank_linear import lowrank_linear_auto
+    x, w = torch.randn(3, 7, 5, requires_grad=True), torch.randn(11, 5, requires_grad=True)
+    y = lowrank_linear_auto(x, w)
+    assert torch.equal(y, torch.nn.functional.linear(x, w))
+    y.sum().backward()
+    assert x.grad is not None and w.grad is not None

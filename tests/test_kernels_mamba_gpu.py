@@ -92,7 +92,7 @@ def test_conv(dt):
 @pytest.mark.parametrize("cfg", [{}, dict(BM=128, BN=64, num_warps=4), dict(BM=128, BN=128, num_warps=8)])
 def test_lowrank_linear(dt, cfg):
     """dt_proj's low-rank kernel against float64 F.linear: x a strided view (xdbl[..., :dt_rank]), sizes that
-    are not multiples of the tiles; the model with it equals the model without it."""
+    are not multiples of the tiles."""
     from longapps.kernels.lowrank_linear import lowrank_linear
     xdbl = torch.randn(3, 1111, 80, device="cuda")
     x, w = xdbl[..., :48].to(dt), torch.randn(1500, 48, device="cuda") / 48 ** 0.5
@@ -103,6 +103,7 @@ def test_lowrank_linear(dt, cfg):
 
 
 def test_model_lowrank_dt_proj_equals_f_linear(monkeypatch):
+    """The model with the low-rank dt_proj kernel (its inference default on CUDA) equals the model without it."""
     from longapps.kernels import lowrank_linear as LR
     _, ours = _small_pair()
     ours.to(torch.bfloat16)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, dot_dtype, interpreting
+from ._common import HAS_TRITON, dot_dtype, interpreting, triton_or_fallback
 
 # output tile and warps; benchmarks/mamba_gpu.py compares them (and "enabled": False, cuBLAS) on the whole model
 LOWRANK_DEFAULTS = {"enabled": True, "BM": 64, "BN": 128, "num_warps": 4}
@@ -56,9 +56,19 @@ def lowrank_linear(x: torch.Tensor, weight: torch.Tensor, **cfg_over) -> torch.T
     return y.view(*x.shape[:-1], N)
 
 
+def lowrank_linear_auto(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The Triton kernel for inference on CUDA (no gradient wanted, K <= 128, ``LOWRANK_DEFAULTS["enabled"]``),
+    ``F.linear`` otherwise and if the kernel fails to build."""
+    if (x.is_cuda and HAS_TRITON and not interpreting() and LOWRANK_DEFAULTS["enabled"] and x.shape[-1] <= MAX_K
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return triton_or_fallback("lowrank_linear", lambda: lowrank_linear(x, weight),
+                                  lambda: reference_lowrank_linear(x, weight))
+    return reference_lowrank_linear(x, weight)
+
+
 def reference_lowrank_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """PyTorch: ``F.linear`` in x's dtype."""
     return F.linear(x, weight.to(x.dtype))
 
 
-__all__ = ["lowrank_linear", "reference_lowrank_linear", "LOWRANK_DEFAULTS"]
+__all__ = ["lowrank_linear", "lowrank_linear_auto", "reference_lowrank_linear", "LOWRANK_DEFAULTS"]

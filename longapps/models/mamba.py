@@ -23,9 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import lowrank_linear as LR
-from ..kernels._common import HAS_TRITON, interpreting, triton_or_fallback
 from ..kernels.causal_conv1d import causal_conv1d
+from ..kernels.lowrank_linear import lowrank_linear_auto
 from ..kernels.rmsnorm import add_rmsnorm
 from ..kernels.selective_scan import selective_scan
 from ..resources import LongappsError, ModelNotFoundError, load_offline_first
@@ -77,20 +76,13 @@ class MambaMixer(nn.Module):
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)
         xdbl = self.x_proj(x)
-        dt = self._dt_proj(xdbl[..., :self.rank], backend)
+        # dt_proj without its bias (the scan adds it); "auto": the low-rank Triton kernel for inference on CUDA
+        xr = xdbl[..., :self.rank]
+        dt = lowrank_linear_auto(xr, self.dt_proj.weight) if backend == "auto" else F.linear(xr, self.dt_proj.weight)
         B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
         # D and the dt bias go in as they are (the kernels read them in fp32)
         y = selective_scan(x, dt, self.A(), B, C, self.D, z, self.dt_proj.bias, True, backend=backend)
         return self.out_proj(y.to(h.dtype))
-
-    def _dt_proj(self, x: torch.Tensor, backend: str) -> torch.Tensor:
-        """dt_proj without its bias (the scan adds it): the low-rank Triton kernel for inference on CUDA ("auto"),
-        ``F.linear`` otherwise (autograd, CPU, other backends, ``LOWRANK_DEFAULTS["enabled"]`` False)."""
-        w = self.dt_proj.weight
-        if (backend == "auto" and x.is_cuda and HAS_TRITON and not interpreting() and LR.LOWRANK_DEFAULTS["enabled"]
-                and x.shape[-1] <= LR.MAX_K and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))):
-            return triton_or_fallback("lowrank_linear", lambda: LR.lowrank_linear(x, w), lambda: F.linear(x, w))
-        return F.linear(x, w)
 
     def A(self) -> torch.Tensor:
         """-exp(A_log) in fp32; cached while A_log is unchanged and no gradient is wanted (so an inference
