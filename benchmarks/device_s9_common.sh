@@ -14,12 +14,10 @@ mamba_speed() {  # mamba_speed LIMIT_S SPEED_ARGS... : benchmarks/mamba_gpu.py s
   echo "mamba speed rc=$? t=$((SECONDS - T0))" >> "$R/mamba_speed.log"
   BEST=$(python3 -c "import json; d=json.load(open('$R/mamba_speed.json'))['scan_defaults_used']; print(','.join(f'{k}={v}' for k,v in d.items()))" 2>/dev/null)
   echo "best scan: $BEST" >> "$R/mamba_speed.log"
-  PDLV=$(python3 -c "import json; print(int(json.load(open('$R/mamba_speed.json')).get('pdl_used', {}).get('enabled', 0)))" 2>/dev/null)
-  echo "pdl: ${PDLV:-0}" >> "$R/mamba_speed.log"
 }
 
 mamba_gpu_tests() {  # mamba_gpu_tests LIMIT_S : the Mamba GPU tests with the sweep's config
-  LONGAPPS_SCAN="${BEST:-impl=seq}" LONGAPPS_PDL="${PDLV:-0}" timeout "$1" python3 -m pytest -q -rfE -p no:cacheprovider --durations=5 \
+  LONGAPPS_SCAN="${BEST:-impl=seq}" timeout "$1" python3 -m pytest -q -rfE -p no:cacheprovider --durations=5 \
     tests/test_kernels_mamba_gpu.py > "$R/mamba_gpu_tests.log" 2>&1
   echo "mamba gpu tests rc=$? t=$((SECONDS - T0))" >> "$R/mamba_gpu_tests.log"
 }

@@ -150,22 +150,19 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # program of each channel block (atomic tickets, a self-resetting buffer kept per stream): run 70 5.068 ms vs inline
 # 5.173 (5.101 with zeroed tickets per call). Run 71 also measured the walk unrolled and its B / C loads pipelined by
 # Triton (both slower: see SCAN_DEFAULTS' comment; the options were removed)
-# Session 12: fold_decay 1 = each segment's decay exp(A sum dt) stored by its own program, so the last program's
-# fold is one FMA per state and segment (no exp on its serial path)
-MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs, fold=fold, fold_decay=fd)
-               for bd, nw, pps, fs, fold, fd in [(32, 1, 16, 3, "last", 1), (32, 1, 16, 3, "last", 0),
-                                                 (32, 1, 16, 1, "inline", 0), (32, 1, 16, 2, "last", 1)]]
-
-# programmatic dependent launch of the Mamba Triton kernels (conv, dt_proj, scan, add+RMSNorm), on and off
-MODEL_PDL = [dict(enabled=False), dict(enabled=True)]
+MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs, fold=fold)
+               for bd, nw, pps, fs, fold in [(32, 1, 16, 3, "last"), (32, 1, 16, 1, "inline"), (32, 1, 16, 2, "last"),
+                                             (32, 1, 14, 3, "last"), (64, 2, 8, 3, "last")]]
 
 
 # after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)
 MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
-                 for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4), (True, 64, 64, 4)]]
+                 for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4), (True, 128, 128, 8),
+                                        (True, 64, 64, 4), (True, 128, 64, 4)]]
 
 # then the conv launch shapes, also chosen on the whole model
-MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=16, BC=256, num_warps=4)]
+MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
+              dict(T=16, BC=256, num_warps=4)]
 
 
 def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) -> dict:
@@ -198,7 +195,6 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     """The scan configs (MODEL_SWEEP), then the conv launch shapes, each compared on mamba-130m
     b=1 L=4096 (graph replay, ``rounds`` interleaved rounds); the fastest become the defaults for the sections
     after this one."""
-    from longapps.kernels import _common as KC
     from longapps.kernels import causal_conv1d as CV
     from longapps.kernels import lowrank_linear as LR
     from longapps.kernels import selective_scan as S
@@ -207,13 +203,6 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
-    try:
-        out["model_pdl_sweep_1x4096"] = _model_ab(model, ids, KC.PDL, MODEL_PDL, rounds + 2, "pdl")
-    except Exception as err:  # noqa: BLE001  (a driver without PDL in graph capture: keep it off)
-        KC.PDL["enabled"] = False
-        out["model_pdl_sweep_1x4096"] = {"error": repr(err)[:300]}
-        log(f"  pdl sweep failed: {err!r}"[:300])
-    out["pdl_used"] = dict(KC.PDL)
     out["model_lowrank_sweep_1x4096"] = _model_ab(model, ids, LR.LOWRANK_DEFAULTS, MODEL_LOWRANK, rounds, "dt_proj")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
     out["lowrank_defaults_used"] = dict(LR.LOWRANK_DEFAULTS)

@@ -15,12 +15,6 @@ except Exception:  # pragma: no cover
 
 LOG2E = 1.4426950408889634
 
-# Programmatic dependent launch (Hopper and later): a kernel launched with it may be scheduled while the previous
-# kernel on the stream drains; it waits (griddepcontrol.wait) before it touches memory and lets its own dependents be
-# scheduled right after. Only the Mamba inference kernels take part (benchmarks/mamba_gpu.py measures it on the model).
-PDL = {"enabled": os.environ.get("LONGAPPS_PDL", "0") == "1"}
-_CAPABILITY: dict = {}
-
 
 def interpreting() -> bool:
     """True when Triton runs in interpreter mode (TRITON_INTERPRET=1, CPU tensors)."""
@@ -32,18 +26,6 @@ def triton_usable(t: torch.Tensor) -> bool:
     if not HAS_TRITON:
         return False
     return t.is_cuda or (interpreting() and t.device.type == "cpu")
-
-
-def pdl_for(t: torch.Tensor) -> bool:
-    """Launch with programmatic dependent launch: ``PDL["enabled"]``, a CUDA tensor on compute capability >= 9, not
-    under the interpreter (which has no griddepcontrol). Pass the result as the kernel's ``PDL`` constexpr and as
-    ``launch_pdl``; a kernel that takes part calls ``pdl_enter(PDL)`` before any load or store."""
-    if not (PDL["enabled"] and HAS_TRITON and t.is_cuda and not interpreting()):
-        return False
-    idx = t.device.index if t.device.index is not None else torch.cuda.current_device()
-    if idx not in _CAPABILITY:
-        _CAPABILITY[idx] = torch.cuda.get_device_capability(idx)[0]
-    return _CAPABILITY[idx] >= 9
 
 
 def dot_dtype(dtype: torch.dtype):
@@ -60,18 +42,6 @@ def default_blocks(t: torch.Tensor, bm: int = 128, bn: int = 64) -> tuple[int, i
         return 16, 16
     return bm, bn
 
-
-
-if HAS_TRITON:
-    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
-
-    @triton.jit
-    def pdl_enter(PDL: tl.constexpr):
-        """With PDL: wait until the previous kernel on the stream has finished and its writes are visible, then let
-        the next kernel's programs be scheduled (they wait in their own ``pdl_enter``). Nothing without it."""
-        if PDL:
-            gdc_wait()
-            gdc_launch_dependents()
 
 
 _SIDE_STREAMS: dict = {}

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, interpreting, pdl_for, triton_or_fallback, triton_usable
+from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 
 CONV_DEFAULTS = {"T": 64, "BC": 64, "num_warps": 4}
 
@@ -38,8 +38,6 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from ._common import pdl_enter
-
     @triton.jit
     def _pre(X, W, Bias, bi64, rows, offs_c, cmask, L, sx_b, sx_l, sx_c,
              K: tl.constexpr, HAS_BIAS: tl.constexpr, T: tl.constexpr, BC: tl.constexpr):
@@ -58,8 +56,7 @@ if HAS_TRITON:
     @triton.jit
     def _conv_fwd_kernel(X, W, Bias, Y, L, Cn, sx_b, sx_l, sx_c, sy_b, sy_l, sy_c,
                          K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
-                         T: tl.constexpr, BC: tl.constexpr, PDL: tl.constexpr = False):
-        pdl_enter(PDL)
+                         T: tl.constexpr, BC: tl.constexpr):
         bi64 = tl.program_id(0).to(tl.int64)
         rows = tl.program_id(1) * T + tl.arange(0, T)
         offs_c = tl.program_id(2) * BC + tl.arange(0, BC)
@@ -134,10 +131,9 @@ def causal_conv1d_forward(x, weight, bias=None, silu: bool = True, out: Optional
     if L == 0:
         return y
     grid = (bsz, triton.cdiv(L, cfg["T"]), triton.cdiv(c, cfg["BC"]))
-    pdl = pdl_for(x)
     _conv_fwd_kernel[grid](x, weight.contiguous(), bias if bias is not None else weight, y, L, c,
                            *x.stride(), *y.stride(), K=k, HAS_BIAS=bias is not None, SILU=silu,
-                           T=cfg["T"], BC=cfg["BC"], PDL=pdl, launch_pdl=pdl, num_warps=cfg["num_warps"])
+                           T=cfg["T"], BC=cfg["BC"], num_warps=cfg["num_warps"])
     return y
 
 

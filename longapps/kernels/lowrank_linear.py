@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, dot_dtype, interpreting, pdl_for, triton_or_fallback
+from ._common import HAS_TRITON, dot_dtype, interpreting, triton_or_fallback
 
 # output tile and warps; benchmarks/mamba_gpu.py compares them (and "enabled": False, cuBLAS) on the whole model
 LOWRANK_DEFAULTS = {"enabled": True, "BM": 64, "BN": 128, "num_warps": 4}
@@ -19,13 +19,10 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from ._common import pdl_enter
-
     @triton.jit
     def _lowrank_kernel(X, W, Y, M, N, K, sx_m, sx_k, sw_n, sw_k,
                         BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr,
-                        PREC: tl.constexpr, PDL: tl.constexpr = False):
-        pdl_enter(PDL)
+                        PREC: tl.constexpr):
         rm = tl.program_id(0) * BM + tl.arange(0, BM)
         rn = tl.program_id(1) * BN + tl.arange(0, BN)
         rk = tl.arange(0, BK)
@@ -53,11 +50,9 @@ def lowrank_linear(x: torch.Tensor, weight: torch.Tensor, **cfg_over) -> torch.T
     if x2.shape[0] == 0:
         return y.view(*x.shape[:-1], N)
     grid = (triton.cdiv(x2.shape[0], cfg["BM"]), triton.cdiv(N, cfg["BN"]))
-    pdl = pdl_for(x)
     _lowrank_kernel[grid](x2, w, y, x2.shape[0], N, K, *x2.stride(), *w.stride(),
                           BM=cfg["BM"], BN=cfg["BN"], BK=max(16, triton.next_power_of_2(K)), DOT=dot_dtype(x.dtype),
-                          PREC="ieee" if x.dtype == torch.float32 else "tf32", PDL=pdl, launch_pdl=pdl,
-                          num_warps=cfg["num_warps"])
+                          PREC="ieee" if x.dtype == torch.float32 else "tf32", num_warps=cfg["num_warps"])
     return y.view(*x.shape[:-1], N)
 
 

@@ -12,18 +12,15 @@ from typing import Optional
 
 import torch
 
-from ._common import HAS_TRITON, interpreting, pdl_for, triton_or_fallback
+from ._common import HAS_TRITON, interpreting, triton_or_fallback
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from ._common import pdl_enter
-
     @triton.jit
     def _add_rmsnorm_kernel(R, Y, W, Rout, H, sr, sy, so, sh, C, eps, HAS_Y: tl.constexpr, ROUND: tl.constexpr,
-                            BLOCK: tl.constexpr, PDL: tl.constexpr = False):
-        pdl_enter(PDL)
+                            BLOCK: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         cols = tl.arange(0, BLOCK)
         m = cols < C
@@ -73,9 +70,8 @@ def _add_rmsnorm_triton(r, y, weight, eps, norm_dtype):
         r2, y2 = r2.contiguous(), y2.contiguous()
     rout = torch.empty_like(r2) if y is not None else r2
     h = torch.empty(r2.shape, dtype=out_dtype, device=r.device)
-    pdl = pdl_for(r)
     _add_rmsnorm_kernel[(r2.shape[0],)](r2, y2, weight, rout, h, r2.stride(0), y2.stride(0), rout.stride(0),
                                         h.stride(0), C, eps, HAS_Y=y is not None,
                                         ROUND=norm_dtype != torch.float32 or r.dtype != torch.float32,
-                                        BLOCK=triton.next_power_of_2(C), PDL=pdl, launch_pdl=pdl, num_warps=4)
+                                        BLOCK=triton.next_power_of_2(C), num_warps=4)
     return h.view(r.shape), rout.view(r.shape)

@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._common import HAS_TRITON, interpreting, pdl_for, triton_or_fallback, triton_usable
+from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 
 # tile sizes and launch shape; the GPU benchmark (benchmarks/mamba_gpu.py) measures alternatives
 # impl "seq": sequential in-register walk (`_scan_seq_kernel`); "tile": tiles of T tokens with an associative scan
@@ -52,7 +52,7 @@ from ._common import HAS_TRITON, interpreting, pdl_for, triton_or_fallback, trit
 # Slower there: the walk's loop unrolled 2 / 4 (+0.36 / +0.29 ms), its B / C loads pipelined by Triton with dt, u, z
 # loaded at their token (+0.83 ms; +1.5 ms at 24 programs per SM), fold_stages 5 / 8 (+0.07 / +0.32 ms).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 3,
-                 "fold": "last", "fold_decay": 1}
+                 "fold": "last"}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -280,8 +280,6 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from ._common import pdl_enter
-
     @triton.jit
     def _combine(a1, b1, a2, b2):
         return a1 * a2, a2 * b1 + b2
@@ -404,27 +402,23 @@ if HAS_TRITON:
         return tl.load(X + base + cols * s_c, mask=mask, other=0.0).to(tl.float32)
 
     @triton.jit
-    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave, Count, Hdec,
+    def _scan_seq_kernel(U, DT, A, Bm, Cm, Dv, Z, DB, Y, Hend, Dsum, Hsave, Count,
                          L, Dm, N, NDB, S, SEG_LEN, n_tiles, TS,
                          su_b, su_l, su_d, sd_b, sd_l, sd_d, sb_b, sb_l, sb_n, sc_b, sc_l, sc_n,
                          sz_b, sz_l, sz_d, sy_b, sy_l, sy_d,
                          MODE: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                          HAS_DB: tl.constexpr, SAVE: tl.constexpr, BD: tl.constexpr, NP: tl.constexpr,
                          FAST_LOG: tl.constexpr, FOLD_STAGES: tl.constexpr = 1,
-                         FOLD_LAST: tl.constexpr = False, FOLD_DECAY: tl.constexpr = False,
-                         PDL: tl.constexpr = False):
+                         FOLD_LAST: tl.constexpr = False):
         """Sequential walk (mamba-ssm style): the program's state, an (NP states x BD channels) tile, stays in
         registers and is advanced one token at a time (no scan tree); the next token's inputs are loaded before
         the current one is computed. (Triton 3.6 gives each thread 4 states x 4 channels, the C contraction ends
         in two shuffles; layouts with all states of a channel in one thread measured slower, runs 57-58.)
         MODE 0: one segment from zero -> its end state and sum of dt (FOLD_LAST: the last program of a channel
         block to finish, found by an atomic ticket in Count, replaces the block's end states by the prefix states
-        in one O(S) pass; FOLD_DECAY: each program also stores its segment's decay exp(A sum dt) in Hdec, so that
-        pass is one FMA per state and segment, no exp); MODE 1: fold the earlier segments' end states into the start state (FOLD_LAST: load
+        in one O(S) pass); MODE 1: fold the earlier segments' end states into the start state (FOLD_LAST: load
         the prefix state), walk, write y (fused softplus(dt + bias), exp(dt A), D skip, silu(z)
-        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states).
-        PDL: programmatic dependent launch (``pdl_enter``)."""
-        pdl_enter(PDL)
+        gate), and, if SAVE, the state at every TS-th token (the backward's tile start states)."""
         pid = tl.program_id(0)
         seg = tl.program_id(1)
         bi = pid // NDB
@@ -518,8 +512,6 @@ if HAS_TRITON:
             base = bi64 * S + seg
             tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
             tl.store(Dsum + base * Dm + offs_d, dsum, mask=dmask)
-            if FOLD_LAST and FOLD_DECAY:
-                tl.store(Hdec + base * Dm * NP + st_off, tl.exp2(A2 * dsum[None, :]), mask=nd_mask)
             if FOLD_LAST:
                 tl.debug_barrier()  # every thread's stores before the release
                 ticket = tl.atomic_add(Count + pid, 1, sem="acq_rel", scope="gpu")
@@ -528,14 +520,9 @@ if HAS_TRITON:
                     h = tl.zeros([NP, BD], dtype=tl.float32)
                     for s in tl.range(0, S - 1, num_stages=FOLD_STAGES):
                         base = (bi64 * S + s)
+                        ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0, cache_modifier=".cg")
                         hs = tl.load(Hend + base * Dm * NP + st_off, mask=nd_mask, other=0.0, cache_modifier=".cg")
-                        if FOLD_DECAY:
-                            dec = tl.load(Hdec + base * Dm * NP + st_off, mask=nd_mask, other=0.0,
-                                          cache_modifier=".cg")
-                        else:
-                            ds = tl.load(Dsum + base * Dm + offs_d, mask=dmask, other=0.0, cache_modifier=".cg")
-                            dec = tl.exp2(A2 * ds[None, :])
-                        h = dec * h + hs
+                        h = tl.exp2(A2 * ds[None, :]) * h + hs
                         tl.store(Hend + base * Dm * NP + st_off, h, mask=nd_mask)
 
     @triton.jit
@@ -710,11 +697,8 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         if fold not in ("inline", "last"):
             raise ValueError(f"fold: unknown '{fold}' (inline, last)")
         flags["FOLD_LAST"] = fold == "last" and S > 1
-        flags["FOLD_DECAY"] = flags["FOLD_LAST"] and bool(cfg.get("fold_decay", 0))
-        flags["PDL"] = flags["launch_pdl"] = pdl_for(u)
         count = _fold_tickets(dev, bsz * ndb) if flags["FOLD_LAST"] else dummy
-        hdec = torch.empty(bsz * S * d * NP, **f32) if flags["FOLD_DECAY"] else dummy
-        bufs = (y, hend, dsum, hsave, count, hdec)
+        bufs = (y, hend, dsum, hsave, count)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         bufs = (y, hend, dsum, hsave)
