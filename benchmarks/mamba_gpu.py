@@ -150,19 +150,22 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # program of each channel block (atomic tickets, a self-resetting buffer kept per stream): run 70 5.068 ms vs inline
 # 5.173 (5.101 with zeroed tickets per call). Run 71 also measured the walk unrolled and its B / C loads pipelined by
 # Triton (both slower: see SCAN_DEFAULTS' comment; the options were removed)
+# Session 12 (run 74): PDL for the Mamba kernels measured 5.217 vs 5.036 ms without, the fold reading stored segment
+# decays 5.070 vs 5.045 ms: both removed. Runs 72-74 measured BD 64, 14 programs per SM and fold_stages 2 slower.
 MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs, fold=fold)
-               for bd, nw, pps, fs, fold in [(32, 1, 16, 3, "last"), (32, 1, 16, 1, "inline"), (32, 1, 16, 2, "last"),
-                                             (32, 1, 14, 3, "last"), (64, 2, 8, 3, "last")]]
+               for bd, nw, pps, fs, fold in [(32, 1, 16, 3, "last"), (32, 1, 16, 1, "inline")]]
 
 
 # after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)
 MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
-                 for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4), (True, 128, 128, 8),
-                                        (True, 64, 64, 4), (True, 128, 64, 4)]]
+                 for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4)]]
+
+# x_proj by the narrow Triton kernel (rows per program, K step, stages) against cuBLAS (split-K + memset)
+MODEL_NARROW = [dict(enabled=en, BM=bm, BK=bk, stages=st)
+                for en, bm, bk, st in [(False, 32, 64, 4), (True, 32, 64, 4), (True, 64, 64, 3), (True, 32, 128, 3)]]
 
 # then the conv launch shapes, also chosen on the whole model
-MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4), dict(T=128, BC=64, num_warps=8),
-              dict(T=16, BC=256, num_warps=4)]
+MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4)]
 
 
 def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) -> dict:
@@ -203,9 +206,11 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
+    out["model_narrow_sweep_1x4096"] = _model_ab(model, ids, LR.NARROW_DEFAULTS, MODEL_NARROW, rounds + 1, "x_proj")
     out["model_lowrank_sweep_1x4096"] = _model_ab(model, ids, LR.LOWRANK_DEFAULTS, MODEL_LOWRANK, rounds, "dt_proj")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
     out["lowrank_defaults_used"] = dict(LR.LOWRANK_DEFAULTS)
+    out["narrow_defaults_used"] = dict(LR.NARROW_DEFAULTS)
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
     del model

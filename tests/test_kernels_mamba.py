@@ -309,6 +309,21 @@ def test_add_rmsnorm_kernel(with_y):
     h, rout = _add_rmsnorm_triton(r, y, w, 1e-5, torch.float32)
     hr, rr = reference_add_rmsnorm(r, y, w, 1e-5, torch.float32)
     assert rel(h, hr) < 1e-5 and rel(rout, rr) < 1e-6
+    h2, none = _add_rmsnorm_triton(r, y, w, 1e-5, torch.float32, keep_sum=False)  # the final norm: no stream out
+    assert none is None and rel(h2, hr) < 1e-5
+
+
+@child
+def test_embed_rmsnorm_kernel():
+    """The first layer's norm with the stream gathered from the embedding table by id in the same kernel (bf16 table,
+    fp32 stream, bf16 norm as mamba-130m) vs F.embedding + the reference: equal stream, equal h."""
+    from longapps.kernels.rmsnorm import _embed_rmsnorm_triton, reference_add_rmsnorm
+    table, w = torch.randn(50, 48).to(torch.bfloat16), torch.randn(48).to(torch.bfloat16)
+    ids = torch.randint(0, 50, (3, 7))
+    h, r = _embed_rmsnorm_triton(ids, table, w, 1e-5, torch.bfloat16, torch.float32)
+    hr, rr = reference_add_rmsnorm(torch.nn.functional.embedding(ids, table).float(), None, w, 1e-5, torch.bfloat16)
+    assert r.dtype == torch.float32 and torch.equal(r, rr)
+    assert h.dtype == torch.bfloat16 and h.shape == (3, 7, 48) and rel(h, hr) < 1e-2
 
 
 @child
@@ -324,6 +339,21 @@ def test_lowrank_linear(M, K, N):
     assert rel(y, reference_lowrank_linear(x, w)) < 1e-5
     with pytest.raises(ValueError, match="K <= 128"):
         lowrank_linear(torch.randn(4, 130), torch.randn(8, 130))
+
+
+@child
+@pytest.mark.parametrize("M,K,N", [(37, 100, 80), (16, 64, 33), (5, 16, 16)])
+def test_narrow_linear(M, K, N):
+    """x @ w.T for a small output (x_proj) against F.linear: K a multiple of the K step or not, a ragged last row
+    block, x a strided view; too many outputs are refused."""
+    from longapps.kernels.lowrank_linear import narrow_linear, reference_lowrank_linear
+    xz = torch.randn(2, M, 2 * K)
+    x, w = xz[..., :K], torch.randn(N, K) / K ** 0.5
+    y = narrow_linear(x, w)
+    assert y.shape == (2, M, N) and y.is_contiguous()
+    assert rel(y, reference_lowrank_linear(x, w)) < 1e-5
+    with pytest.raises(ValueError, match="N <= 128"):
+        narrow_linear(torch.randn(4, 8), torch.randn(130, 8))
 
 
 def test_lowrank_linear_auto_is_f_linear_off_cuda():

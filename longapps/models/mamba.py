@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..kernels.causal_conv1d import causal_conv1d
-from ..kernels.lowrank_linear import lowrank_linear_auto
-from ..kernels.rmsnorm import add_rmsnorm
+from ..kernels.lowrank_linear import lowrank_linear_auto, narrow_linear_auto
+from ..kernels.rmsnorm import add_rmsnorm, embed_rmsnorm
 from ..kernels.selective_scan import selective_scan
 from ..resources import LongappsError, ModelNotFoundError, load_offline_first
 
@@ -75,7 +75,8 @@ class MambaMixer(nn.Module):
                           backend="torch" if backend == "reference" else backend)
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)
-        xdbl = self.x_proj(x)
+        xdbl = narrow_linear_auto(x, self.x_proj.weight) if backend == "auto" and self.x_proj.bias is None \
+            else self.x_proj(x)
         # dt_proj without its bias (the scan adds it); "auto": the low-rank Triton kernel for inference on CUDA
         xr = xdbl[..., :self.rank]
         dt = lowrank_linear_auto(xr, self.dt_proj.weight) if backend == "auto" else F.linear(xr, self.dt_proj.weight)
@@ -208,18 +209,28 @@ class MambaEncoder(nn.Module):
 
             if mamba_cpu.usable(self, input_ids):
                 return mamba_cpu.fused_forward(self, input_ids, attention_mask)
-        r = self.embeddings(input_ids)
-        if self.config.residual_in_fp32:
-            r = r.float()
-        y = None
-        for layer in self.layers:
+        layers = list(self.layers)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        if layers and not checkpointing:  # layer 0's norm gathers the stream from the table itself (one kernel)
+            first = layers.pop(0)
+            h, r = embed_rmsnorm(input_ids, self.embeddings.weight, first.norm.weight, first.norm.eps,
+                                 first.norm.weight.dtype,
+                                 torch.float32 if self.config.residual_in_fp32 else self.embeddings.weight.dtype)
+            y = first.mixer(h, attention_mask, self.backend)
+        else:
+            r = self.embeddings(input_ids)
+            if self.config.residual_in_fp32:
+                r = r.float()
+            y = None
+        for layer in layers:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 r, y = torch.utils.checkpoint.checkpoint(layer, r, y, attention_mask, self.backend, use_reentrant=False)
             else:
                 r, y = layer(r, y, attention_mask, self.backend)
         if y is None:
             return self.norm_f(r)
-        h, _ = add_rmsnorm(r, y, self.norm_f.weight, self.norm_f.eps, torch.promote_types(r.dtype, y.dtype))
+        h, _ = add_rmsnorm(r, y, self.norm_f.weight, self.norm_f.eps, torch.promote_types(r.dtype, y.dtype),
+                           keep_sum=False)
         return h
 
     def cuda_graph(self, input_ids: torch.Tensor, warmup: int = 3) -> "MambaCudaGraph":
