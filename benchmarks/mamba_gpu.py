@@ -160,9 +160,9 @@ MODEL_SWEEP = [dict(BD=bd, num_warps=nw, programs_per_sm=pps, fold_stages=fs, fo
 MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
                  for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4)]]
 
-# x_proj by the narrow Triton kernel (rows per program, K step, stages) against cuBLAS (split-K + memset)
-MODEL_NARROW = [dict(enabled=en, BM=bm, BK=bk, stages=st)
-                for en, bm, bk, st in [(False, 32, 64, 4), (True, 32, 64, 4), (True, 64, 64, 3), (True, 32, 128, 3)]]
+
+# in_proj split in two GEMMs, z on a side stream overlapping the conv / x_proj / dt_proj, against one GEMM
+MODEL_SPLIT = [dict(enabled=False), dict(enabled=True)]
 
 # then the conv launch shapes, also chosen on the whole model
 MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4)]
@@ -201,16 +201,17 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     from longapps.kernels import causal_conv1d as CV
     from longapps.kernels import lowrank_linear as LR
     from longapps.kernels import selective_scan as S
+    from longapps.models import mamba as MM
 
     model, cfg = mamba_130m()
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device="cuda")
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds, "scan")
-    out["model_narrow_sweep_1x4096"] = _model_ab(model, ids, LR.NARROW_DEFAULTS, MODEL_NARROW, rounds + 1, "x_proj")
+    out["model_split_sweep_1x4096"] = _model_ab(model, ids, MM.SPLIT_IN_PROJ, MODEL_SPLIT, rounds + 2, "in_proj split")
+    out["split_in_proj_used"] = dict(MM.SPLIT_IN_PROJ)
     out["model_lowrank_sweep_1x4096"] = _model_ab(model, ids, LR.LOWRANK_DEFAULTS, MODEL_LOWRANK, rounds, "dt_proj")
     out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
     out["lowrank_defaults_used"] = dict(LR.LOWRANK_DEFAULTS)
-    out["narrow_defaults_used"] = dict(LR.NARROW_DEFAULTS)
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)
     del model

@@ -341,21 +341,6 @@ def test_lowrank_linear(M, K, N):
         lowrank_linear(torch.randn(4, 130), torch.randn(8, 130))
 
 
-@child
-@pytest.mark.parametrize("M,K,N", [(37, 100, 80), (16, 64, 33), (5, 16, 16)])
-def test_narrow_linear(M, K, N):
-    """x @ w.T for a small output (x_proj) against F.linear: K a multiple of the K step or not, a ragged last row
-    block, x a strided view; too many outputs are refused."""
-    from longapps.kernels.lowrank_linear import narrow_linear, reference_lowrank_linear
-    xz = torch.randn(2, M, 2 * K)
-    x, w = xz[..., :K], torch.randn(N, K) / K ** 0.5
-    y = narrow_linear(x, w)
-    assert y.shape == (2, M, N) and y.is_contiguous()
-    assert rel(y, reference_lowrank_linear(x, w)) < 1e-5
-    with pytest.raises(ValueError, match="N <= 128"):
-        narrow_linear(torch.randn(4, 8), torch.randn(130, 8))
-
-
 def test_lowrank_linear_auto_is_f_linear_off_cuda():
     """Off CUDA (and with gradients wanted) the dispatcher is F.linear, gradients included."""
     from longapps.kernels.lowrank_linear import lowrank_linear_auto
