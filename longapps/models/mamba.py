@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels._common import fork_to, join_from, side_stream
 from ..kernels.causal_conv1d import causal_conv1d
 from ..kernels.lowrank_linear import lowrank_linear_auto
 from ..kernels.rmsnorm import add_rmsnorm, embed_rmsnorm
@@ -31,14 +30,6 @@ from ..kernels.selective_scan import selective_scan
 from ..resources import LongappsError, ModelNotFoundError, load_offline_first
 
 MODEL_TYPE = "mamba"
-
-# CUDA inference: in_proj as two GEMMs, the z half on a side stream while the conv, x_proj and dt_proj run (z is only
-# needed by the scan); benchmarks/mamba_gpu.py compares it with the single GEMM on the whole model
-SPLIT_IN_PROJ = {"enabled": False}
-
-
-def _nothing() -> None:
-    """The ``join`` of an unsplit in_proj."""
 
 
 class RMSNorm(nn.Module):
@@ -78,7 +69,8 @@ class MambaMixer(nn.Module):
     def forward(self, h: torch.Tensor, mask: Optional[torch.Tensor] = None, backend: str = "auto") -> torch.Tensor:
         if mask is not None:
             h = h * mask[..., None].to(h.dtype)
-        x, z, join = self._in_proj(h)
+        xz = self.in_proj(h)
+        x, z = xz[..., :self.d_inner], xz[..., self.d_inner:]
         x = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
                           backend="torch" if backend == "reference" else backend)
         if mask is not None:
@@ -88,28 +80,9 @@ class MambaMixer(nn.Module):
         xr = xdbl[..., :self.rank]
         dt = lowrank_linear_auto(xr, self.dt_proj.weight) if backend == "auto" else F.linear(xr, self.dt_proj.weight)
         B, C = xdbl[..., self.rank:self.rank + self.n], xdbl[..., self.rank + self.n:]
-        join()
         # D and the dt bias go in as they are (the kernels read them in fp32)
         y = selective_scan(x, dt, self.A(), B, C, self.D, z, self.dt_proj.bias, True, backend=backend)
         return self.out_proj(y.to(h.dtype))
-
-    def _in_proj(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Callable[[], None]]:
-        """(x, z, join): one GEMM; or, with ``SPLIT_IN_PROJ`` on CUDA without autograd, x on the current stream and z
-        on a side stream that starts after x's GEMM (into a buffer allocated on the current stream); ``join()`` makes
-        the current stream wait for z."""
-        d = self.d_inner
-        if not (SPLIT_IN_PROJ["enabled"] and h.is_cuda and self.in_proj.bias is None and not (
-                torch.is_grad_enabled() and (h.requires_grad or self.in_proj.weight.requires_grad))):
-            xz = self.in_proj(h)
-            return xz[..., :d], xz[..., d:], _nothing
-        w = self.in_proj.weight
-        x = F.linear(h, w[:d])
-        z = torch.empty(*h.shape[:-1], d, dtype=x.dtype, device=h.device)
-        main, side = torch.cuda.current_stream(h.device), side_stream(h.device)
-        fork_to(side, main)
-        with torch.cuda.stream(side):
-            torch.mm(h.reshape(-1, h.shape[-1]), w[d:].t(), out=z.view(-1, d))
-        return x, z, lambda: join_from(main, side)
 
     def A(self) -> torch.Tensor:
         """-exp(A_log) in fp32; cached while A_log is unchanged and no gradient is wanted (so an inference
