@@ -154,12 +154,11 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # decays 5.070 vs 5.045 ms: both removed. Runs 72-74 measured BD 64, 14 programs per SM and fold_stages 2 slower.
 # Run 75-76: x_proj by a narrow Triton kernel (10.5 vs 5.6 us per layer) and in_proj split with z on a side stream
 # (5.052 vs 5.006 ms) were slower: removed. Run 77: segments on a one-token grid (seg_unit 1: 44 segments of 94 tokens
-# at 4k fill the 2,112 resident slots exactly, instead of 43 of 96); the end-state pass with 16 channels per program
-# (BD0 16: 64 registers, 32 resident per SM, 4,128 programs in one wave); the y pass with 16 channels (72 registers, 28
-# per SM)
-MODEL_SWEEP = [dict(BD=bd, num_warps=1, programs_per_sm=pps, fold_stages=3, fold="last", BD0=bd0, seg_unit=unit)
-               for bd, pps, bd0, unit in [(32, 16, 0, 8), (32, 16, 0, 1), (32, 16, 16, 1), (32, 16, 16, 8),
-                                          (16, 28, 0, 1)]]
+# at 4k fill the 2,112 resident slots exactly, instead of 43 of 96): 5.015 vs 5.059 ms, kept as the default; the
+# end-state pass with 16 channels per program (64 registers, 32 resident per SM): 5.617; the y pass with 16 channels
+# and 28 programs per SM: 7.346 (both removed)
+MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=3, fold="last", seg_unit=unit)
+               for unit in (1, 8)]
 
 
 # after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)

@@ -174,14 +174,13 @@ def test_scan_fold_by_last_program():
     """The segment fold done once by the last program of each channel block to finish (an atomic ticket; the
     prefix states replace the end states, each later segment loads one): same values as the reference, with
     several batches and channel blocks, on repeated calls (the kept tickets are left zeroed for the next call), and
-    with the fold's loads pipelined or not (``fold_stages``), with the end-state pass on fewer channels per program
-    than the y pass (``BD0``), and segments on a one-token grid (``seg_unit``)."""
+    with the fold's loads pipelined or not (``fold_stages``), and segments on the default one-token grid or on an
+    8-token grid (``seg_unit``)."""
     from longapps.kernels.selective_scan import selective_scan_forward
     args = _inputs(2, 77, 6, 5, torch.float32)
     ref = reference_selective_scan(*args, dtype=torch.float64)
     for segments, extra in ((19, {}), (2, {}), (7, dict(fold_stages=1)), (5, dict(fold_stages=2)),
-                            (9, dict(BD0=2)), (4, dict(BD0=2, fold="inline")), (6, dict(seg_unit=1)),
-                            (None, dict(seg_unit=1, BD0=2))):
+                            (4, dict(fold="inline")), (6, dict(seg_unit=8)), (None, {})):
         for _ in range(2):
             y, _, _ = selective_scan_forward(*args, segments=segments, **{"fold": "last", "BD": 4, **extra})
             assert rel(y, ref) < 1e-5, (segments, extra)

@@ -52,7 +52,7 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # Slower there: the walk's loop unrolled 2 / 4 (+0.36 / +0.29 ms), its B / C loads pipelined by Triton with dt, u, z
 # loaded at their token (+0.83 ms; +1.5 ms at 24 programs per SM), fold_stages 5 / 8 (+0.07 / +0.32 ms).
 SCAN_DEFAULTS = {"impl": "seq", "BD": 32, "T": 32, "num_warps": 1, "programs_per_sm": 16, "fold_stages": 3,
-                 "fold": "last", "BD0": 0, "seg_unit": 8}
+                 "fold": "last", "seg_unit": 1}
 TILE_SCAN_DEFAULTS = {"impl": "tile", "BD": 8, "T": 32, "num_warps": 4, "programs_per_sm": 8}
 
 
@@ -651,8 +651,6 @@ def _blocks(u: torch.Tensor, defaults: dict, **over) -> dict:
     cfg.update({k: v for k, v in over.items() if v is not None})
     if interpreting() and not u.is_cuda:
         cfg["BD"], cfg["T"] = min(cfg["BD"], 4), min(cfg["T"], 8)
-        if cfg.get("BD0"):
-            cfg["BD0"] = min(cfg["BD0"], 4)
     return cfg
 
 
@@ -667,8 +665,9 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     ndb = triton.cdiv(d, BD)
     n_tiles = max(1, triton.cdiv(L, T))
     # segments start at multiples of `unit` tokens: whole tiles for the tile kernel; `seg_unit` tokens for the walk
-    # (1: every segment count is possible, so the programs fill the resident slots exactly)
-    unit = T if cfg.get("impl", "seq") == "tile" else max(1, min(T, int(cfg.get("seg_unit", 8))))
+    # (1, the default: every segment count is possible, so the programs fill the resident slots exactly: 44 segments
+    # of 94 tokens at 1 x 4,096 instead of 43 of 96 on an 8-token grid, run 77: 5.015 vs 5.059 ms on the model)
+    unit = T if cfg.get("impl", "seq") == "tile" else max(1, min(T, int(cfg.get("seg_unit", 1))))
     n_units = max(1, triton.cdiv(L, unit))
     if segments is None:  # enough programs to fill the GPU
         want = cfg["programs_per_sm"] * _sm_count(u.device)
@@ -699,22 +698,17 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         if fold not in ("inline", "last"):
             raise ValueError(f"fold: unknown '{fold}' (inline, last)")
         flags["FOLD_LAST"] = fold == "last" and S > 1
-        # the end-state pass may take fewer channels per program (BD0: fewer registers, more resident programs);
-        # the end states' layout (segment, channel, state) does not depend on it
-        BD0 = int(cfg.get("BD0") or BD)
-        ndb0 = triton.cdiv(d, BD0)
-        flags0 = {**flags, "BD": BD0}
-        count = _fold_tickets(dev, bsz * ndb0) if flags["FOLD_LAST"] else dummy
+        count = _fold_tickets(dev, bsz * ndb) if flags["FOLD_LAST"] else dummy
         bufs = (y, hend, dsum, hsave, count)
         kern, extra = _scan_seq_kernel, (T,)
     elif cfg["impl"] == "tile":
         bufs = (y, hend, dsum, hsave)
-        kern, extra, ndb0, flags0 = _scan_fwd_kernel, (), ndb, flags
+        kern, extra = _scan_fwd_kernel, ()
     else:
         raise ValueError(f"impl: unknown '{cfg['impl']}' (seq, tile)")
     if S > 1:  # end states of every segment but the last (nothing folds the last one in)
-        kern[(bsz * ndb0, S - 1)](*args, *bufs, L, d, n, ndb0, S, seg_len, n_tiles, *extra, *strides,
-                                  MODE=0, SAVE=False, **flags0)
+        kern[(bsz * ndb, S - 1)](*args, *bufs, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
+                                 MODE=0, SAVE=False, **flags)
     kern[(bsz * ndb, S)](*args, *bufs, L, d, n, ndb, S, seg_len, n_tiles, *extra, *strides,
                          MODE=1, SAVE=save_states, **flags)
     return y, (hsave if save_states else None), T

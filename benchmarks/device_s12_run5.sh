@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Session 12, run 78: every must-show row of issue 16 with the shipped defaults (no sweep: segments on the one-token
+# grid, dt_proj by the low-rank kernel), two more 1 x 4,096 samples in fresh processes, the Mamba GPU tests and the
+# per-kernel profile of the 1 x 4,096 graph replay. Carry: .snap.
+R=/tmp/r1
+source benchmarks/device_s9_common.sh
+mamba_speed 300 --skip breakdown model_sweep
+pack
+for i in 1 2; do
+  timeout 100 python3 benchmarks/mamba_gpu.py speed --lengths 4096 --skip model_sweep scan peers breakdown \
+    --json "$R/mamba_4k_$i.json" > "$R/mamba_4k_$i.log" 2>&1
+  echo "4k sample $i rc=$?" >> "$R/mamba_4k_$i.log"
+done
+pack
+mamba_gpu_tests 170
+pack
+timeout 120 python3 benchmarks/graph_profile.py --only mamba --json "$R/graph_profile.json" > "$R/graph_profile.log" 2>&1
+echo "graph profile rc=$?" >> "$R/graph_profile.log"
+pack
+grep -E "ours mamba|ns/token|HF|scan b=|HBM|rc=|^\|" "$R/mamba_speed.log" | tail -24
+grep -hE "L=4096: graph|rc=" "$R"/mamba_4k_*.log
+tail -3 "$R/mamba_gpu_tests.log"
+head -14 "$R/graph_profile.log" | tail -10
