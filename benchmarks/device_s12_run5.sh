@@ -14,8 +14,7 @@ done
 pack
 mamba_gpu_tests 170
 pack
-timeout 120 python3 benchmarks/graph_profile.py --only mamba --json "$R/graph_profile.json" > "$R/graph_profile.log" 2>&1
-echo "graph profile rc=$?" >> "$R/graph_profile.log"
+mamba_profile 120
 pack
 grep -E "ours mamba|ns/token|HF|scan b=|HBM|rc=|^\|" "$R/mamba_speed.log" | tail -24
 grep -hE "L=4096: graph|rc=" "$R"/mamba_4k_*.log

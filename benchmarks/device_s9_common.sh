@@ -28,4 +28,10 @@ old_mamba() {  # old_mamba LIMIT_S NAME : mamba-130m 1 x 4,096 from the .snap_ol
    echo "$2 rc=$? t=$((SECONDS - T0))" >> "$R/$2.log")
 }
 
+mamba_profile() {  # mamba_profile LIMIT_S : per-kernel GPU time of the 1 x 4,096 graph replay with the sweep's config
+  LONGAPPS_SCAN="${BEST:-impl=seq}" timeout "$1" python3 benchmarks/graph_profile.py --only mamba \
+    --json "$R/graph_profile.json" > "$R/graph_profile.log" 2>&1
+  echo "graph profile rc=$?" >> "$R/graph_profile.log"
+}
+
 pack() { tar -C "$(dirname "$R")" -czf "$OUT/results.tar.gz" "$(basename "$R")"; }
