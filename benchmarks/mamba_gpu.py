@@ -157,8 +157,10 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # at 4k fill the 2,112 resident slots exactly, instead of 43 of 96): 5.015 vs 5.059 ms, kept as the default; the
 # end-state pass with 16 channels per program (64 registers, 32 resident per SM): 5.617; the y pass with 16 channels
 # and 28 programs per SM: 7.346 (both removed)
-MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=3, fold="last", seg_unit=unit)
-               for unit in (1, 8)]
+# Run 79: 16.5 programs per SM = 46 segments of 90 tokens at 4k, 2,208 programs (17 on most SMs: the y pass takes 117
+# registers, 17 one-warp programs fit), against 44 of 94 (16 per SM)
+MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=pps, fold_stages=3, fold="last", seg_unit=1)
+               for pps in (16, 16.5)]
 
 
 # after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)

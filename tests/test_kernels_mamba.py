@@ -184,6 +184,8 @@ def test_scan_fold_by_last_program():
         for _ in range(2):
             y, _, _ = selective_scan_forward(*args, segments=segments, **{"fold": "last", "BD": 4, **extra})
             assert rel(y, ref) < 1e-5, (segments, extra)
+    y, _, _ = selective_scan_forward(*args, fold="last", BD=4, programs_per_sm=2.5)  # a fractional programs per SM
+    assert rel(y, ref) < 1e-5
     with pytest.raises(ValueError, match="fold"):
         selective_scan_forward(*args, fold="tree")
 

@@ -64,7 +64,7 @@ def _env_scan_config(value: str) -> dict:
         key, _, val = part.partition("=")
         if key not in SCAN_DEFAULTS:
             raise ValueError(f"LONGAPPS_SCAN: unknown key '{key}' ({', '.join(SCAN_DEFAULTS)})")
-        over[key] = val if key in ("impl", "fold") else int(val)
+        over[key] = val if key in ("impl", "fold") else float(val) if key == "programs_per_sm" else int(val)
     base = TILE_SCAN_DEFAULTS if over.get("impl") == "tile" else SCAN_DEFAULTS
     return {**base, **over}
 
@@ -670,7 +670,7 @@ def selective_scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     unit = T if cfg.get("impl", "seq") == "tile" else max(1, min(T, int(cfg.get("seg_unit", 1))))
     n_units = max(1, triton.cdiv(L, unit))
     if segments is None:  # enough programs to fill the GPU
-        want = cfg["programs_per_sm"] * _sm_count(u.device)
+        want = int(cfg["programs_per_sm"] * _sm_count(u.device))  # programs_per_sm may be fractional
         segments = min(n_units, max(1, -(-want // (bsz * ndb))))
     S = max(1, min(segments, n_units))
     seg_len = triton.cdiv(n_units, S) * unit
