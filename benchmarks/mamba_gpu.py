@@ -157,8 +157,8 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # at 4k fill the 2,112 resident slots exactly, instead of 43 of 96): 5.015 vs 5.059 ms, kept as the default; the
 # end-state pass with 16 channels per program (64 registers, 32 resident per SM): 5.617; the y pass with 16 channels
 # and 28 programs per SM: 7.346 (both removed)
-# Run 79: 16.5 programs per SM = 46 segments of 90 tokens at 4k, 2,208 programs (17 on most SMs: the y pass takes 117
-# registers, 17 one-warp programs fit), against 44 of 94 (16 per SM)
+# Run 79: 16.5 programs per SM (46 segments of 90 tokens at 4k, 2,208 programs: 17 on most SMs) measured 6.029 vs
+# 4.988 ms for 16 (44 of 94, 16 per SM): the 17th program does not become resident, a second wave follows
 MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=pps, fold_stages=3, fold="last", seg_unit=1)
                for pps in (16, 16.5)]
 
