@@ -36,7 +36,6 @@ if HAS_TRITON:
                  mask=(rm < M)[:, None] & (rn < N)[None, :])
 
 
-
 def lowrank_linear(x: torch.Tensor, weight: torch.Tensor, **cfg_over) -> torch.Tensor:
     """x (..., K) any strides with K <= 128, weight (N, K) -> (..., N) contiguous in x's dtype (Triton: CUDA, or
     CPU under ``TRITON_INTERPRET=1``)."""
@@ -58,19 +57,14 @@ def lowrank_linear(x: torch.Tensor, weight: torch.Tensor, **cfg_over) -> torch.T
     return y.view(*x.shape[:-1], N)
 
 
-def _inference_kernel(x: torch.Tensor, weight: torch.Tensor, defaults: dict, fits: bool) -> bool:
-    return (x.is_cuda and HAS_TRITON and not interpreting() and defaults["enabled"] and fits
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
-
-
 def lowrank_linear_auto(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The Triton kernel for inference on CUDA (no gradient wanted, K <= 128, ``LOWRANK_DEFAULTS["enabled"]``),
     ``F.linear`` otherwise and if the kernel fails to build."""
-    if _inference_kernel(x, weight, LOWRANK_DEFAULTS, x.shape[-1] <= MAX_K):
+    if (x.is_cuda and HAS_TRITON and not interpreting() and LOWRANK_DEFAULTS["enabled"] and x.shape[-1] <= MAX_K
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
         return triton_or_fallback("lowrank_linear", lambda: lowrank_linear(x, weight),
                                   lambda: reference_lowrank_linear(x, weight))
     return reference_lowrank_linear(x, weight)
-
 
 
 def reference_lowrank_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

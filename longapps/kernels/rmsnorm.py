@@ -74,24 +74,28 @@ def add_rmsnorm(r: torch.Tensor, y: Optional[torch.Tensor], weight: torch.Tensor
     """Fused on CUDA without autograd (one Triton kernel), the PyTorch reference otherwise. ``keep_sum=False``:
     the stream r + y is not needed afterwards (the final norm); the kernel does not write it and None is returned
     in its place."""
-    if not _fused(r, y, weight):
+    def reference() -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         h, rr = reference_add_rmsnorm(r, y, weight, eps, norm_dtype)
         return h, (rr if keep_sum else None)
+
+    if not _fused(r, y, weight):
+        return reference()
     return triton_or_fallback("add_rmsnorm", lambda: _add_rmsnorm_triton(r, y, weight, eps, norm_dtype, keep_sum),
-                              lambda: reference_add_rmsnorm(r, y, weight, eps, norm_dtype))
+                              reference)
 
 
 def embed_rmsnorm(ids: torch.Tensor, table: torch.Tensor, weight: torch.Tensor, eps: float, norm_dtype: torch.dtype,
                   residual_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(h, r) for the first layer: r = ``table[ids]`` in ``residual_dtype`` (the stream), h = RMSNorm(r) as
     ``add_rmsnorm(r, None, ...)`` computes it. One Triton kernel on CUDA without autograd (no separate gather and
-    cast), ``F.embedding`` + the reference otherwise."""
-    if not _fused(table, weight):
+    cast), ``F.embedding`` + the reference otherwise (ids on another device: PyTorch's own error)."""
+    def reference() -> tuple[torch.Tensor, torch.Tensor]:
         return reference_add_rmsnorm(F.embedding(ids, table).to(residual_dtype), None, weight, eps, norm_dtype)
+
+    if not _fused(table, weight) or ids.device != table.device:
+        return reference()
     return triton_or_fallback("embed_rmsnorm", lambda: _embed_rmsnorm_triton(ids, table, weight, eps, norm_dtype,
-                                                                            residual_dtype),
-                              lambda: reference_add_rmsnorm(F.embedding(ids, table).to(residual_dtype), None, weight,
-                                                            eps, norm_dtype))
+                                                                            residual_dtype), reference)
 
 
 def _launch(src, y, ids, weight, rout, h, sr, C, eps, round_: bool, **flags) -> None:

@@ -222,7 +222,7 @@ class MambaEncoder(nn.Module):
                 r = r.float()
             y = None
         for layer in layers:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            if checkpointing:
                 r, y = torch.utils.checkpoint.checkpoint(layer, r, y, attention_mask, self.backend, use_reentrant=False)
             else:
                 r, y = layer(r, y, attention_mask, self.backend)
