@@ -159,17 +159,20 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 # and 28 programs per SM: 7.346 (both removed)
 # Run 79: 16.5 programs per SM (46 segments of 90 tokens at 4k, 2,208 programs: 17 on most SMs) measured 6.029 vs
 # 4.988 ms for 16 (44 of 94, 16 per SM): the 17th program does not become resident, a second wave follows
-MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=pps, fold_stages=3, fold="last", seg_unit=1)
-               for pps in (16, 16.5)]
+MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=3, fold="last", seg_unit=1)]
 
 
 # after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)
 MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
-                 for en, bm, bn, nw in [(False, 64, 128, 4), (True, 64, 128, 4)]]
+                 for en, bm, bn, nw in [(True, 64, 128, 4), (True, 128, 128, 8), (True, 64, 256, 8),
+                                        (True, 128, 64, 4)]]
 
 
 # then the conv launch shapes, also chosen on the whole model
-MODEL_CONV = [dict(T=64, BC=64, num_warps=4), dict(T=32, BC=128, num_warps=4)]
+# (session 13: "walk" = one read of each input row, the last K-1 rows in registers)
+MODEL_CONV = [dict(impl=impl, walk_T=t, walk_BC=bc, walk_warps=nw)
+              for impl, t, bc, nw in [("tile", 16, 256, 1), ("walk", 16, 256, 1), ("walk", 8, 256, 1),
+                                      ("walk", 16, 512, 2), ("walk", 8, 128, 1)]]
 
 
 def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) -> dict:
@@ -211,7 +214,7 @@ def model_sweep_section(out: dict, rounds: int = 3) -> None:
     S.SCAN_DEFAULTS.update(impl="seq", T=32)
     out["model_scan_sweep_1x4096"] = _model_ab(model, ids, S.SCAN_DEFAULTS, MODEL_SWEEP, rounds + 1, "scan")
     out["model_lowrank_sweep_1x4096"] = _model_ab(model, ids, LR.LOWRANK_DEFAULTS, MODEL_LOWRANK, rounds, "dt_proj")
-    out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds, "conv")
+    out["model_conv_sweep_1x4096"] = _model_ab(model, ids, CV.CONV_DEFAULTS, MODEL_CONV, rounds + 1, "conv")
     out["lowrank_defaults_used"] = dict(LR.LOWRANK_DEFAULTS)
     out["scan_defaults_used"] = dict(S.SCAN_DEFAULTS)
     out["conv_defaults_used"] = dict(CV.CONV_DEFAULTS)

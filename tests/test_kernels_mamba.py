@@ -260,6 +260,29 @@ def test_conv_forward_backward(dt, L, act, strided):
 
 
 @child
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_conv_walk_forward(k):
+    """The walk forward (K <= 4; K = 5 goes to the tile kernel) against PyTorch's conv on fresh random inputs:
+    strided bf16 and contiguous fp32, lengths around the program's token block and below K, several channel
+    blocks, with and without bias / SiLU; both impls agree with each other."""
+    from longapps.kernels.causal_conv1d import causal_conv1d_forward
+    for L, dt, strided, has_bias, silu in [(21, torch.float32, False, True, True), (2, torch.float32, True, False, True),
+                                           (17, torch.bfloat16, True, True, False), (8, torch.float32, False, True, True)]:
+        base = torch.randn(2, L, 38)
+        x = (base[..., 3:22] if strided else base[..., :19].contiguous()).to(dt)
+        w, b = torch.randn(19, k), torch.randn(19)
+        bias = b if has_bias else None
+        ref = reference_causal_conv1d(x.double(), w.double(), bias.double() if has_bias else None,
+                                      "silu" if silu else None)
+        walk = causal_conv1d_forward(x, w, bias, silu, impl="walk")
+        tile = causal_conv1d_forward(x, w, bias, silu, impl="tile")
+        assert walk.dtype == dt and walk.is_contiguous()
+        assert rel(walk, ref) < TOL[dt] and rel(walk, tile) < TOL[dt]
+    with pytest.raises(ValueError):
+        causal_conv1d_forward(x, w, bias, silu, impl="nope")
+
+
+@child
 def test_conv_without_bias():
     from longapps.kernels.causal_conv1d import causal_conv1d
     x, w = torch.randn(1, 9, 5), torch.randn(5, 3)

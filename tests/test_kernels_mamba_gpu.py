@@ -90,6 +90,22 @@ def test_conv(dt):
         assert rel(a, c) < TOL[dt] * 2
 
 
+@pytest.mark.parametrize("impl,shape", [("tile", {}), ("walk", {}), ("walk", dict(walk_T=8)),
+                                         ("walk", dict(walk_T=16, walk_BC=512, walk_warps=2))])
+@pytest.mark.parametrize("k", [3, 4])
+def test_conv_forward_impls(impl, shape, k, monkeypatch):
+    """Both conv forwards at the model's shape (bf16, x a strided half of xz, 1,536 channels) and at a channel
+    count that is not a multiple of the block, lengths not multiples of the token block."""
+    from longapps.kernels import causal_conv1d as CV
+    for key, v in shape.items():
+        monkeypatch.setitem(CV.CONV_DEFAULTS, key, v)
+    for c, L in [(1536, 4099), (200, 37)]:
+        x = torch.randn(1, L, 2 * c, device="cuda")[..., :c].to(torch.bfloat16)
+        w, b = torch.randn(c, k, device="cuda"), torch.randn(c, device="cuda")
+        y = CV.causal_conv1d_forward(x, w, b, True, impl=impl)
+        assert rel(y, CV.reference_causal_conv1d(x.double(), w.double(), b.double())) < TOL[torch.bfloat16]
+
+
 @pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("cfg", [{}, dict(BM=128, BN=64, num_warps=4), dict(BM=128, BN=128, num_warps=8)])
 def test_lowrank_linear(dt, cfg):

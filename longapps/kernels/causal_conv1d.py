@@ -5,9 +5,11 @@ Token-major layout: x (batch, length, channels), any strides; weight (channels, 
     y[b, t, c] = act(bias[c] + sum_k weight[c, k] * x[b, t - (K - 1) + k, c])      (x before 0 is 0)
 
 ``reference_causal_conv1d`` is PyTorch's grouped conv1d (the CPU path with autograd; without it, the compiled
-token-major kernel of ``selective_scan_cpu``). The Triton forward reads
-``K`` shifted tiles of ``T`` tokens x ``BC`` channels; the backward first forms g * act'(pre) (recomputing
-the pre-activation) and the weight/bias gradients (atomics per tile), then dx with the anti-causal taps.
+token-major kernel of ``selective_scan_cpu``). Two Triton forwards (``CONV_DEFAULTS["impl"]``): "walk" (K <= 4)
+steps through ``T`` tokens of ``BC`` channels with the last K-1 rows kept in registers, so each input row is read
+once (plus a K-1 row halo per program); "tile" reads ``K`` shifted tiles of ``T`` tokens x ``BC`` channels (any K).
+The backward first forms g * act'(pre) (recomputing the pre-activation) and the weight/bias gradients (atomics per
+tile), then dx with the anti-causal taps.
 """
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ import torch.nn.functional as F
 
 from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 
-CONV_DEFAULTS = {"T": 64, "BC": 64, "num_warps": 4}
+# impl: the forward kernel; T / BC / num_warps: the tile kernels' shape (forward "tile" and the backward);
+# walk_*: the walk forward's shape (BC = 32 lanes x warps x 8 channels: 16-byte bf16 rows per lane)
+CONV_DEFAULTS = {"impl": "walk", "T": 64, "BC": 64, "num_warps": 4, "walk_T": 16, "walk_BC": 256, "walk_warps": 1}
+WALK_MAX_K = 4
 
 
 def reference_causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -69,6 +74,50 @@ if HAS_TRITON:
                  acc.to(Y.dtype.element_ty), mask=m)
 
     @triton.jit
+    def _tap(W, offs_c, cmask, K: tl.constexpr, j: tl.constexpr):
+        """Weight of the tap j rows back (0 = the current row) as fp32, 0 where K <= j."""
+        if j < K:
+            return tl.load(W + offs_c * K + (K - 1 - j), mask=cmask, other=0.0).to(tl.float32)
+        return tl.zeros(offs_c.shape, dtype=tl.float32)
+
+    @triton.jit
+    def _conv_fwd_walk_kernel(X, W, Bias, Y, L, Cn, sx_b, sx_l, sx_c, sy_b, sy_l, sy_c,
+                              K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
+                              T: tl.constexpr, BC: tl.constexpr):
+        """y rows t0..t0+T-1 of BC channels; x_{t-1..t-3} carried in registers (K <= 4, missing taps are 0)."""
+        bi64 = tl.program_id(0).to(tl.int64)
+        t0 = tl.program_id(1) * T
+        offs_c = tl.program_id(2) * BC + tl.arange(0, BC)
+        cmask = offs_c < Cn
+        xp = X + bi64 * sx_b + offs_c * sx_c
+        yp = Y + bi64 * sy_b + offs_c * sy_c
+        w0 = _tap(W, offs_c, cmask, K, 0)
+        w1 = _tap(W, offs_c, cmask, K, 1)
+        w2 = _tap(W, offs_c, cmask, K, 2)
+        w3 = _tap(W, offs_c, cmask, K, 3)
+        if HAS_BIAS:
+            bias = tl.load(Bias + offs_c, mask=cmask, other=0.0).to(tl.float32)
+        else:
+            bias = tl.zeros([BC], dtype=tl.float32)
+        tv = tl.zeros([BC], dtype=tl.int32) + t0  # the row index as a vector (masks stay vectors)
+        x1 = tl.load(xp + (t0 - 1).to(tl.int64) * sx_l, mask=cmask & (tv >= 1), other=0.0).to(tl.float32)
+        x2 = tl.load(xp + (t0 - 2).to(tl.int64) * sx_l, mask=cmask & (tv >= 2), other=0.0).to(tl.float32)
+        x3 = tl.load(xp + (t0 - 3).to(tl.int64) * sx_l, mask=cmask & (tv >= 3), other=0.0).to(tl.float32)
+        rows = ()  # every row's load is issued before the first store (the stores could alias x otherwise)
+        for i in tl.static_range(T):
+            rows = rows + (tl.load(xp + (t0 + i).to(tl.int64) * sx_l, mask=cmask & (tv + i < L), other=0.0),)
+        for i in tl.static_range(T):
+            t = t0 + i
+            x0 = rows[i].to(tl.float32)
+            acc = bias + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+            if SILU:
+                acc = acc * tl.sigmoid(acc)
+            tl.store(yp + t.to(tl.int64) * sy_l, acc.to(Y.dtype.element_ty), mask=cmask & (tv + i < L))
+            x3 = x2
+            x2 = x1
+            x1 = x0
+
+    @triton.jit
     def _conv_bwd_gp_kernel(X, W, Bias, G, GP, dW, dB, L, Cn, sx_b, sx_l, sx_c, sg_b, sg_l, sg_c,
                             K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
                             T: tl.constexpr, BC: tl.constexpr):
@@ -115,25 +164,33 @@ if HAS_TRITON:
                  acc.to(DX.dtype.element_ty), mask=m)
 
 
-def _cfg(x: torch.Tensor) -> dict:
-    cfg = dict(CONV_DEFAULTS)
+def _cfg(x: torch.Tensor, walk: bool = False) -> dict:
+    d = CONV_DEFAULTS
+    cfg = dict(T=d["walk_T"], BC=d["walk_BC"], num_warps=d["walk_warps"]) if walk else dict(d)
     if interpreting() and not x.is_cuda:
         cfg["T"], cfg["BC"] = 8, 8
     return cfg
 
 
-def causal_conv1d_forward(x, weight, bias=None, silu: bool = True, out: Optional[torch.Tensor] = None):
-    """Triton forward; returns y (x's dtype, contiguous unless `out` is given)."""
+def causal_conv1d_forward(x, weight, bias=None, silu: bool = True, out: Optional[torch.Tensor] = None,
+                          impl: Optional[str] = None):
+    """Triton forward; returns y (x's dtype, contiguous unless `out` is given). impl: "walk" (K <= 4) or "tile";
+    None = ``CONV_DEFAULTS["impl"]`` (the tile kernel where the walk does not apply)."""
     bsz, L, c = x.shape
     k = weight.shape[1]
-    cfg = _cfg(x)
+    impl = impl or CONV_DEFAULTS["impl"]
+    if impl not in ("walk", "tile"):
+        raise ValueError(f"impl: unknown '{impl}' (walk or tile)")
+    walk = impl == "walk" and k <= WALK_MAX_K
+    cfg = _cfg(x, walk)
     y = out if out is not None else torch.empty((bsz, L, c), dtype=x.dtype, device=x.device)
     if L == 0:
         return y
     grid = (bsz, triton.cdiv(L, cfg["T"]), triton.cdiv(c, cfg["BC"]))
-    _conv_fwd_kernel[grid](x, weight.contiguous(), bias if bias is not None else weight, y, L, c,
-                           *x.stride(), *y.stride(), K=k, HAS_BIAS=bias is not None, SILU=silu,
-                           T=cfg["T"], BC=cfg["BC"], num_warps=cfg["num_warps"])
+    kernel = _conv_fwd_walk_kernel if walk else _conv_fwd_kernel
+    kernel[grid](x, weight.contiguous(), bias if bias is not None else weight, y, L, c,
+                 *x.stride(), *y.stride(), K=k, HAS_BIAS=bias is not None, SILU=silu,
+                 T=cfg["T"], BC=cfg["BC"], num_warps=cfg["num_warps"])
     return y
 
 
