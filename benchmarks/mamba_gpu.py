@@ -172,7 +172,8 @@ MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
 # (session 13: "walk" = one read of each input row, the last K-1 rows in registers)
 MODEL_CONV = [dict(impl=impl, walk_T=t, walk_BC=bc, walk_warps=nw)
               for impl, t, bc, nw in [("tile", 16, 256, 1), ("walk", 16, 256, 1), ("walk", 8, 256, 1),
-                                      ("walk", 16, 512, 2), ("walk", 8, 128, 1)]]
+                                      ("walk", 12, 256, 1), ("walk", 16, 128, 1), ("walk", 8, 128, 1),
+                                      ("walk", 16, 512, 2)]]
 
 
 def _model_ab(model, ids, table: dict, variants: list, rounds: int, label: str) -> dict:
