@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Session 13, run 80: the conv forward "walk" (each input row read once) against the tile kernel and four dt_proj
-# output tiles, compared on the whole model (interleaved rounds), then every issue-16 row with the sweep's choice
-# and the per-kernel profile of the 1 x 4,096 replay (shipped defaults). Carry: .snap.
+# output tiles, compared on the whole model (interleaved rounds), then every issue-16 row with the sweep's choice;
+# with the shipped defaults: the per-kernel profile of the 1 x 4,096 replay, the Mamba GPU tests and two more
+# 1 x 4,096 samples in fresh processes. Carry: .snap.
 R=/tmp/r1
 source benchmarks/device_s9_common.sh
-mamba_speed 330 --skip breakdown
+mamba_speed 240 --skip breakdown
 pack
-mamba_profile 100
+mamba_profile 80
+pack
+mamba_gpu_tests 170
+pack
+for i in 1 2; do
+  timeout 60 python3 benchmarks/mamba_gpu.py speed --lengths 4096 --skip model_sweep scan peers breakdown \
+    --json "$R/mamba_4k_$i.json" > "$R/mamba_4k_$i.log" 2>&1
+  echo "4k sample $i rc=$?" >> "$R/mamba_4k_$i.log"
+done
 pack
 grep -E "best|model 1x4096|ours mamba|ns/token|HF|scan b=|HBM|rc=|^\|" "$R/mamba_speed.log" | tail -40
 head -16 "$R/graph_profile.log" | tail -12
+tail -3 "$R/mamba_gpu_tests.log"
+grep -hE "L=4096: graph|rc=" "$R"/mamba_4k_*.log
