@@ -6,11 +6,7 @@ R=/tmp/r1
 source benchmarks/device_s9_common.sh
 mamba_speed 300 --skip breakdown model_sweep
 pack
-for i in 1 2; do
-  timeout 100 python3 benchmarks/mamba_gpu.py speed --lengths 4096 --skip model_sweep scan peers breakdown \
-    --json "$R/mamba_4k_$i.json" > "$R/mamba_4k_$i.log" 2>&1
-  echo "4k sample $i rc=$?" >> "$R/mamba_4k_$i.log"
-done
+mamba_4k_samples 2 100
 pack
 mamba_profile 120
 pack

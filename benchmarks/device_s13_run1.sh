@@ -11,11 +11,7 @@ mamba_profile 80
 pack
 mamba_gpu_tests 170
 pack
-for i in 1 2; do
-  timeout 60 python3 benchmarks/mamba_gpu.py speed --lengths 4096 --skip model_sweep scan peers breakdown \
-    --json "$R/mamba_4k_$i.json" > "$R/mamba_4k_$i.log" 2>&1
-  echo "4k sample $i rc=$?" >> "$R/mamba_4k_$i.log"
-done
+mamba_4k_samples 2 60
 pack
 grep -E "best|model 1x4096|ours mamba|ns/token|HF|scan b=|HBM|rc=|^\|" "$R/mamba_speed.log" | tail -40
 head -16 "$R/graph_profile.log" | tail -12

@@ -35,3 +35,12 @@ mamba_profile() {  # mamba_profile LIMIT_S : per-kernel GPU time of the 1 x 4,09
 }
 
 pack() { tar -C "$(dirname "$R")" -czf "$OUT/results.tar.gz" "$(basename "$R")"; }
+
+mamba_4k_samples() {  # mamba_4k_samples N LIMIT_S : N more 1 x 4,096 rows in fresh processes (shipped defaults)
+  local i
+  for i in $(seq 1 "$1"); do
+    timeout "$2" python3 benchmarks/mamba_gpu.py speed --lengths 4096 --skip model_sweep scan peers breakdown \
+      --json "$R/mamba_4k_$i.json" > "$R/mamba_4k_$i.log" 2>&1
+    echo "4k sample $i rc=$?" >> "$R/mamba_4k_$i.log"
+  done
+}
