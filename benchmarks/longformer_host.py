@@ -2,6 +2,10 @@
 self time per op (ATen calls, Triton launches) and the Python functions with the most own time (cProfile).
 
     python benchmarks/longformer_host.py [--batch 1] [--n 4096] [--json out.json]
+
+--ops adds the host time of single calls at the layer's shapes (median of 200 enqueues, no sync between):
+cuBLASLt addmm (F.linear with bias) against cuBLAS mm (no bias), the GELU-epilogue GEMM, add_layernorm,
+torch.empty, a gather, to show which calls a leaner eager layer should avoid.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--host-only", action="store_true", help="only the host time per forward (no profilers)")
+    ap.add_argument("--ops", action="store_true", help="also the host time of single calls (see above)")
     ap.add_argument("--json")
     a = ap.parse_args()
     from transformers import LongformerConfig, LongformerModel
@@ -52,6 +57,8 @@ def main() -> None:
         torch.cuda.synchronize()
         out["host_ms_median"] = sorted(hosts)[len(hosts) // 2]
         print(f"host (enqueue) per eager forward: {out['host_ms_median']:.3f} ms", flush=True)
+        if a.ops:
+            out["ops_host_us"] = ops_host(fast, a.batch, a.n)
         if a.host_only:
             return
         from torch.profiler import ProfilerActivity, profile
@@ -75,6 +82,45 @@ def main() -> None:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
+
+
+def ops_host(fast, batch: int, n: int) -> dict:
+    """Median host microseconds per call of the eager layer's building blocks (layer 0's weights)."""
+    import torch.nn.functional as F
+
+    from longapps.kernels.layernorm import add_layernorm
+
+    layer = fast.layers[0]
+    x = torch.randn(batch, n, 768, device="cuda", dtype=torch.float16)
+    h4 = torch.randn(batch * n, 3072, device="cuda", dtype=torch.float16)
+    w, b = layer.attn_out.weight, layer.attn_out.bias
+    idx = torch.zeros(batch, 1, 768, dtype=torch.long, device="cuda")
+    calls = {
+        "F.linear 768->768 with bias (cuBLASLt addmm)": lambda: F.linear(x, w, b),
+        "F.linear 768->768 no bias (cuBLAS mm)": lambda: F.linear(x, w),
+        "torch.mm 2-D no bias": lambda: torch.mm(x.view(-1, 768), w.t()),
+        "F.linear 768->2304 with bias (qkv)": lambda: F.linear(x, layer.w_in[:2304], layer.b_in[:2304]),
+        "_addmm_activation gelu 768->3072": lambda: layer._intermediate(x),
+        "F.linear 3072->768 with bias": lambda: F.linear(h4, layer.out.weight, layer.out.bias),
+        "add_layernorm": lambda: add_layernorm(x, x, layer.ln1.weight, layer.ln1.bias, layer.ln1.eps),
+        "torch.empty (B, N, 12, 64)": lambda: torch.empty(batch, n, 12, 64, dtype=x.dtype, device="cuda"),
+        "torch.gather 1 row": lambda: torch.gather(x, 1, idx),
+        "view+transpose": lambda: x.view(batch, n, 12, 64).transpose(1, 2),
+    }
+    res = {}
+    for name, fn in calls.items():
+        for _ in range(20):
+            fn()
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e6)
+        torch.cuda.synchronize()
+        res[name] = sorted(ts)[len(ts) // 2]
+        print(f"  host {name}: {res[name]:.1f} us", flush=True)
+    return res
 
 
 if __name__ == "__main__":
