@@ -90,7 +90,7 @@ def test_conv(dt):
         assert rel(a, c) < TOL[dt] * 2
 
 
-@pytest.mark.parametrize("impl,shape", [("tile", {}), ("walk", {}), ("walk", dict(walk_T=8)),
+@pytest.mark.parametrize("impl,shape", [("tile", {}), ("walk", {}), ("walk", dict(walk_T=16, walk_BC=256)),
                                          ("walk", dict(walk_T=16, walk_BC=512, walk_warps=2))])
 @pytest.mark.parametrize("k", [3, 4])
 def test_conv_forward_impls(impl, shape, k, monkeypatch):
