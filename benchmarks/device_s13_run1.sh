@@ -5,20 +5,10 @@
 # 1 x 4,096 samples in fresh processes; the eager Longformer's host profile (issue 11). Carry: .snap.
 R=/tmp/r1
 source benchmarks/device_s9_common.sh
-mamba_speed 240 --skip breakdown
-pack
-mamba_profile 80
-pack
-mamba_gpu_tests 170
-pack
-mamba_4k_samples 2 60
-pack
+mamba_round 240 2
 # issue 11 planning: where the eager Longformer's host time goes now, and single calls' host cost
 timeout 100 python3 benchmarks/longformer_host.py --ops --json "$R/longformer_host.json" > "$R/longformer_host.log" 2>&1
 echo "longformer host rc=$?" >> "$R/longformer_host.log"
 pack
-grep -E "best|model 1x4096|ours mamba|ns/token|HF|scan b=|HBM|rc=|^\|" "$R/mamba_speed.log" | tail -40
-head -16 "$R/graph_profile.log" | tail -12
-tail -3 "$R/mamba_gpu_tests.log"
-grep -hE "L=4096: graph|rc=" "$R"/mamba_4k_*.log
+mamba_round_summary
 grep -E "host|rc=" "$R/longformer_host.log" | head -14

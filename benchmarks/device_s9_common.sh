@@ -44,3 +44,21 @@ mamba_4k_samples() {  # mamba_4k_samples N LIMIT_S : N more 1 x 4,096 rows in fr
     echo "4k sample $i rc=$?" >> "$R/mamba_4k_$i.log"
   done
 }
+
+mamba_round() {  # mamba_round SPEED_LIMIT_S N_SAMPLES : speed (whole-model sweep + rows), profile, GPU tests, samples
+  mamba_speed "$1" --skip breakdown
+  pack
+  mamba_profile 80
+  pack
+  mamba_gpu_tests 170
+  pack
+  mamba_4k_samples "$2" 60
+  pack
+}
+
+mamba_round_summary() {  # the lines of mamba_round's logs worth reading in the device reply
+  grep -E "best|model 1x4096|ours mamba|ns/token|HF|scan b=|HBM|rc=|^\|" "$R/mamba_speed.log" | tail -40
+  head -16 "$R/graph_profile.log" | tail -12
+  tail -3 "$R/mamba_gpu_tests.log"
+  grep -hE "L=4096: graph|rc=" "$R"/mamba_4k_*.log
+}
