@@ -23,7 +23,8 @@ from ._common import HAS_TRITON, interpreting, triton_or_fallback, triton_usable
 # impl: the forward kernel; T / BC / num_warps: the tile kernels' shape (forward "tile" and the backward);
 # walk_*: the walk forward's shape (tokens per program, channels per program = 32 lanes x warps x channels per lane).
 # Run 80 (mamba-130m 1 x 4,096, whole model, interleaved): tile 5.022 ms; walk 8 x 128 / 1 warp 4.973, 16 x 128
-# 4.978, 8 x 256 5.094, 16 x 256 5.130 (182 registers: fewer resident programs), 16 x 512 / 2 warps 5.122
+# 4.978, 8 x 256 5.094, 16 x 256 5.130 (182 registers: fewer resident programs), 16 x 512 / 2 warps 5.122; run 81:
+# tile 4.993, every walk shape with <= 4 channels per lane 4.937-4.966 (8 x 128 / 1 warp 4.948)
 CONV_DEFAULTS = {"impl": "walk", "T": 64, "BC": 64, "num_warps": 4, "walk_T": 8, "walk_BC": 128, "walk_warps": 1}
 WALK_MAX_K = 4
 
