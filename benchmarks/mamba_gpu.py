@@ -162,14 +162,15 @@ def breakdown_section(out: dict, L: int = 4096, device: str = "cuda") -> None:
 MODEL_SWEEP = [dict(BD=32, num_warps=1, programs_per_sm=16, fold_stages=3, fold="last", seg_unit=1)]
 
 
-# after the scan: dt_proj by the low-rank Triton kernel (output tile, warps) against cuBLAS ("enabled": False)
+# after the scan: dt_proj by the low-rank Triton kernel (output tile, warps; "enabled": False = cuBLAS, even with it
+# over runs 72-77), measured with the kept shape only since run 81
 MODEL_LOWRANK = [dict(enabled=en, BM=bm, BN=bn, num_warps=nw)
                  for en, bm, bn, nw in [(True, 64, 128, 4)]]
 # run 80: 64 x 128 / 4 warps 5.126 ms, 128 x 128 / 8 5.149, 64 x 256 / 8 5.150, 128 x 64 / 4 5.135
 
 
-# then the conv launch shapes, also chosen on the whole model
-# (session 13: "walk" = one read of each input row, the last K-1 rows in registers)
+# then the conv forward, also chosen on the whole model (session 13: "walk" = one read of each input row, the last
+# K-1 rows in registers; the walk_* keys do not apply to "tile", which keeps its T / BC / num_warps)
 MODEL_CONV = [dict(impl=impl, walk_T=t, walk_BC=bc, walk_warps=nw)
               for impl, t, bc, nw in [("tile", 8, 128, 1), ("walk", 8, 128, 1), ("walk", 16, 128, 1),
                                       ("walk", 8, 64, 1), ("walk", 16, 64, 1), ("walk", 32, 64, 1),

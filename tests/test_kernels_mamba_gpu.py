@@ -133,7 +133,6 @@ def test_model_lowrank_dt_proj_equals_f_linear(monkeypatch):
     assert rel(fast, plain) < 1e-2
 
 
-
 def _small_pair():
     from transformers import MambaModel
 
