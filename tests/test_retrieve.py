@@ -201,6 +201,31 @@ def test_corrupt_index_and_interrupted_indexing(corpus, tmp_path, hashing_encode
     assert r2.search("gzip compressed logs", k=1)[0].id == "logs.txt"
 
 
+def test_unreadable_state_and_embedding_cache_are_rebuilt(corpus, tmp_path, hashing_encoder, capsys):
+    """The index's file-state database and the embedding cache only cache derived data: overwritten with garbage,
+    the next run says so on stderr, rebuilds them and answers the same."""
+    from longapps.adapters.encode import EmbeddingCache
+    from longapps.pipelines.retriever import Retriever
+
+    r = Retriever(corpus, encoder=hashing_encoder, index_dir=tmp_path / "idx")
+    r.index()
+    before = [h.id for h in r.search("gzip compressed logs", k=3)]
+    r.store.db.close()
+    (tmp_path / "idx" / "state.sqlite").write_bytes(b"\x07garbage" * 200)
+    r2 = Retriever(corpus, encoder=hashing_encoder, index_dir=tmp_path / "idx")
+    assert [h.id for h in r2.search("gzip compressed logs", k=3)] == before
+    assert "state.sqlite is unreadable" in capsys.readouterr().err
+    path = tmp_path / "emb.sqlite"
+    cache = EmbeddingCache(path, 4)
+    cache.put_many([(EmbeddingCache.key("a"), np.ones(4, np.float32))])
+    cache.close()
+    path.write_bytes(b"not a database" * 100)
+    cache = EmbeddingCache(path, 4)
+    assert len(cache) == 0 and "emb.sqlite is unreadable" in capsys.readouterr().err
+    cache.put_many([(EmbeddingCache.key("a"), np.ones(4, np.float32))])
+    assert len(cache.get_many([EmbeddingCache.key("a")])) == 1
+
+
 # -- training ----------------------------------------------------------------------------------------------
 
 def test_pseudo_queries():

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from longapps.index.cache_db import open_cache_db
 from longapps.resources import ModelNotFoundError, cache_dir, load_offline_first, resolve_model
 
 log = logging.getLogger(__name__)
@@ -263,10 +263,9 @@ class EmbeddingCache:
         self.dim = dim
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB NOT NULL)")
+        self._db = open_cache_db(self.path, ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+                                             "CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB NOT NULL)"],
+                                 timeout=30, check_same_thread=False)
 
     @staticmethod
     def key(text: str) -> bytes:

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from longapps.index.cache_db import open_cache_db
 from longapps.resources import LongappsError
 
 
@@ -37,12 +38,13 @@ class IndexStore:
     # -- file state -------------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
+        """The file-state database (a cache of what the corpus and the snapshots determine: rebuilt if unreadable)."""
         if self._db is None:
-            self._db = sqlite3.connect(str(self.folder / "state.sqlite"), timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER, "
-                             "mtime_ns INTEGER, sha1 TEXT, units TEXT)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self._db = open_cache_db(self.folder / "state.sqlite", [
+                "PRAGMA journal_mode=WAL",
+                "CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, sha1 TEXT, "
+                "units TEXT)",
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"])
         return self._db
 
     def file_states(self) -> dict[str, tuple[int, int, str]]:
