@@ -25,6 +25,15 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> dict:
             "finite": bool(torch.isfinite(a).all())}
 
 
+def _without_native(model, fn):
+    """``fn()`` with the model's native eager layers switched off."""
+    native, model.native = model.native, None
+    try:
+        return fn()
+    finally:
+        model.native = native
+
+
 def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
     """``variants``: True (all), False (none) or "global" (the two global-row modes only)."""
     from transformers import BertConfig, BertModel, LongformerConfig, LongformerModel
@@ -55,22 +64,42 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
         t = {}
         t["hf_longformer"] = measure(hf_fn, iters=10, budget_s=3.0)
         log(f"  HF LongformerModel: {t['hf_longformer'][0]:.2f} ms")
-        t["ours_eager"] = measure(ours_fn, iters=30)
-        log(f"  ours eager: {t['ours_eager'][0]:.3f} ms")
-        # host side of one eager forward: the time to enqueue it (GPU idle at the start) vs its wall time
         import statistics
         import time as _time
-        hosts, walls = [], []
-        for _ in range(15):
-            torch.cuda.synchronize()
-            t0 = _time.perf_counter()
-            ours_fn()
-            t1 = _time.perf_counter()
-            torch.cuda.synchronize()
-            hosts.append((t1 - t0) * 1e3)
-            walls.append((_time.perf_counter() - t0) * 1e3)
-        out["eager_host_ms"], out["eager_wall_ms"] = statistics.median(hosts), statistics.median(walls)
-        log(f"  ours eager, one call: host (enqueue) {out['eager_host_ms']:.3f} ms, wall {out['eager_wall_ms']:.3f} ms")
+
+        def host_and_wall(fn) -> tuple:
+            """Host side of one eager forward (the time to enqueue it, GPU idle at the start) and its wall time."""
+            hosts, walls = [], []
+            for _ in range(15):
+                torch.cuda.synchronize()
+                t0 = _time.perf_counter()
+                fn()
+                t1 = _time.perf_counter()
+                torch.cuda.synchronize()
+                hosts.append((t1 - t0) * 1e3)
+                walls.append((_time.perf_counter() - t0) * 1e3)
+            return statistics.median(hosts), statistics.median(walls)
+
+        # eager: the native layers (models/longformer_native.py) and the PyTorch-level path, interleaved
+        native = fast.native
+        for rnd in range(2):
+            t[f"ours_eager_r{rnd}"] = measure(ours_fn, iters=30)
+            fast.native = None
+            t[f"ours_eager_pytorch_r{rnd}"] = measure(ours_fn, iters=30)
+            fast.native = native
+        for key in ("ours_eager", "ours_eager_pytorch"):
+            t[key] = min((t.pop(f"{key}_r0"), t.pop(f"{key}_r1")), key=lambda r: r[0])
+        out["native_calls"], out["native_refused"] = native.calls, dict((str(k), v) for k, v in native.refused.items())
+        out["err_native_vs_pytorch_eager"] = _err(ours_fn(), _without_native(fast, ours_fn))
+        log(f"  ours eager (native layers): {t['ours_eager'][0]:.3f} ms (native calls {native.calls}, refused "
+            f"{out['native_refused']}); PyTorch-level eager {t['ours_eager_pytorch'][0]:.3f} ms; native vs "
+            f"PyTorch-level {out['err_native_vs_pytorch_eager']}")
+        out["eager_host_ms"], out["eager_wall_ms"] = host_and_wall(ours_fn)
+        fast.native = None
+        out["eager_pytorch_host_ms"], out["eager_pytorch_wall_ms"] = host_and_wall(ours_fn)
+        fast.native = native
+        log(f"  ours eager, one call: host (enqueue) {out['eager_host_ms']:.3f} ms, wall {out['eager_wall_ms']:.3f} ms; "
+            f"PyTorch-level host {out['eager_pytorch_host_ms']:.3f} ms, wall {out['eager_pytorch_wall_ms']:.3f} ms")
         # CUDA graph of the whole encoder (embeddings + 12 layers), the model's own runner
         runner = fast.cuda_graph(ids, am, gm)
         static_out = runner(ids, am, gm)
@@ -241,10 +270,11 @@ def main() -> None:
     print(f"device: {dev}; torch {torch.__version__}")
     _report(dev, [run(n, b, a.n_global, variants="global" if a.global_variants else not a.no_variants) for n in a.n for b in a.batch], a.json,
             f"fp16, {dev}",
-            ["N", "batch", "HF ms", "ours eager ms", "ours graph ms", "ours forward() auto graph ms",
-             "eager / graph", "BERT SDPA dense ms", "speedup (graph)",
+            ["N", "batch", "HF ms", "ours eager ms", "PyTorch-level eager ms", "ours graph ms",
+             "ours forward() auto graph ms", "eager / graph", "BERT SDPA dense ms", "speedup (graph)",
              "speedup (eager)", "max abs err vs HF16", "rel err vs HF16", "rel err vs HF32 (HF16 vs HF32)"],
             lambda r: [r["n"], r["batch"], f"{r['ms']['hf_longformer']:.2f}", f"{r['ms']['ours_eager']:.3f}",
+                       f"{r['ms']['ours_eager_pytorch']:.3f}",
                        f"{r['ms']['ours_cuda_graph']:.3f}", f"{r['ms']['ours_auto_graph']:.3f}",
                        f"{r['ms']['ours_eager'] / r['ms']['ours_cuda_graph']:.2f}x",
                        f"{r['ms'].get('bert_sdpa_dense', float('nan')):.3f}",

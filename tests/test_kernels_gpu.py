@@ -5,6 +5,8 @@ fp32 inputs go through tf32 dots in Triton, hence the looser fp32 threshold here
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -442,6 +444,59 @@ def test_longformer_automatic_graphs_match_eager_with_new_inputs():
         eager.float()
         same_as_eager(range(2), N=1800)
         assert fast.graphs.captures == 2 and fast.embeddings.word_embeddings.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])
+def test_longformer_native_eager_matches_pytorch_level_path(dt):
+    """The native eager layers (cuBLASLt + direct kernel launches): after the probe call of a signature, every
+    call goes native and equals the PyTorch-level eager path for that call's inputs (token ids and global
+    positions change between calls: nothing reads a previous call's buffers); per-layer windows (128, 256),
+    no / one / three global tokens per row, batch 1 and 2; padding, training mode and
+    LONGAPPS_NATIVE_EAGER=0 take the PyTorch-level path."""
+    transformers = pytest.importorskip("transformers")
+    from longapps.models.longformer import FastLongformerModel
+    torch.manual_seed(0)
+    hf = transformers.LongformerModel(_small_lf_cfg()).cuda().to(dt).eval()
+    fast = FastLongformerModel.from_hf(hf).eval().disable_graphs()
+    ref = FastLongformerModel.from_hf(hf).eval().disable_graphs()
+    ref.native = None
+
+    def check(B, N, n_glob, seed):
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        ids = torch.randint(3, 1000, (B, N), device="cuda", generator=g)
+        gm = torch.zeros_like(ids)
+        for b in range(B):
+            gm[b, torch.randperm(N, device="cuda", generator=g)[:n_glob]] = 1
+        o = fast(input_ids=ids, global_attention_mask=gm if n_glob else None).last_hidden_state
+        r = ref(input_ids=ids, global_attention_mask=gm if n_glob else None).last_hidden_state
+        assert o.shape == r.shape and o.dtype == r.dtype and torch.isfinite(o).all()
+        assert rel(o, r) < 5e-3, (B, N, n_glob, seed, rel(o, r))
+        rows = gm.bool()
+        if n_glob:  # the global rows alone (their own launch)
+            assert rel(o[rows], r[rows]) < 5e-3, (B, N, n_glob, seed)
+
+    with torch.no_grad():
+        calls = 0
+        for B, N, n_glob in ((1, 2000, 1), (2, 1536, 3), (1, 1000, 0)):
+            for seed in range(3):
+                check(B, N, n_glob, seed)
+            calls += 2  # the first call of a signature is the probe (PyTorch-level output)
+            assert fast.native.calls == calls and not fast.native.refused, fast.native.refused
+        ids = torch.randint(3, 1000, (2, 1536), device="cuda")
+        am = torch.ones_like(ids)
+        am[1, 1400:] = 0
+        o = fast(input_ids=ids, attention_mask=am).last_hidden_state
+        r = ref(input_ids=ids, attention_mask=am).last_hidden_state
+        assert fast.native.calls == calls and rel(o[am.bool()], r[am.bool()]) < 1e-3
+        os.environ["LONGAPPS_NATIVE_EAGER"] = "0"
+        try:
+            fast(input_ids=ids)
+        finally:
+            del os.environ["LONGAPPS_NATIVE_EAGER"]
+        assert fast.native.calls == calls
+    fast.train()
+    fast(input_ids=ids)
+    assert fast.native.calls == calls
 
 
 @pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])

@@ -49,16 +49,9 @@ def add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, bias: 
     C = x.shape[-1]
     if x.is_contiguous() and r.is_contiguous() and not (
             (x.data_ptr() | r.data_ptr() | weight.data_ptr() | bias.data_ptr()) & 15):
-        rows = x.numel() // C
-        key = (x.get_device(), x.dtype, r.dtype, weight.dtype, rows, C, eps)
-        b = _BOUND.get(key)
-        if b is None:  # every non-tensor argument is fixed by the key (rows of C contiguous values each)
-            if len(_BOUND) > 256:
-                _BOUND.clear()
-            b = _BOUND[key] = BoundLaunch(_ADD_LN, key, (rows,), (C, C, C, C, eps, triton.next_power_of_2(C)),
-                                          {"num_warps": 4})
+        b = bound_add_layernorm(x, r, weight, eps)
         y = torch.empty_like(x)
-        b((x, r, weight, bias, y), torch._C._cuda_getCurrentRawStream(key[0]))
+        b((x, r, weight, bias, y), torch._C._cuda_getCurrentRawStream(x.get_device()))
         return y
     x2, r2 = x.reshape(-1, C), r.reshape(-1, C)
     if x2.stride(-1) != 1 or r2.stride(-1) != 1:
@@ -67,6 +60,21 @@ def add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, bias: 
     _ADD_LN(None, (x2.shape[0],), (x2, r2, weight, bias, y, x2.stride(0), r2.stride(0), y.stride(0), C, eps,
                                    triton.next_power_of_2(C)), {"num_warps": 4})
     return y.view(x.shape)
+
+
+def bound_add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, eps: float) -> BoundLaunch:
+    """The bound launch of ``add_layernorm`` for contiguous 16-byte-aligned CUDA inputs of this signature
+    (rows of C values; head = (x, r, weight, bias, y)); every non-tensor argument is fixed by the key."""
+    C = x.shape[-1]
+    rows = x.numel() // C
+    key = (x.get_device(), x.dtype, r.dtype, weight.dtype, rows, C, eps)
+    b = _BOUND.get(key)
+    if b is None:
+        if len(_BOUND) > 256:
+            _BOUND.clear()
+        b = _BOUND[key] = BoundLaunch(_ADD_LN, key, (rows,), (C, C, C, C, eps, triton.next_power_of_2(C)),
+                                      {"num_warps": 4})
+    return b
 
 
 _BOUND: dict = {}  # launcher key -> BoundLaunch

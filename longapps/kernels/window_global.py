@@ -795,7 +795,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
                           global_rows: bool = True, grows: Optional[str] = None,
-                          tma: Optional[Union[bool, str]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                          tma: Optional[Union[bool, str]] = None,
+                          plan_sink: Optional[list] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
 
     ``sinks > 0`` selects the StreamingLLM case (global keys = prefix, no global rows; needs
@@ -806,6 +807,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     output then hold window attention only). ``grows``: where the global-row launch goes, "first",
     "overlap" or "launch", see ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA
     descriptors where the layout allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
+    ``plan_sink``: a list that gets this call's plan appended (its bound launches: ``band_b``, ``grow_b``).
 
     Host cost: everything that depends only on the call's signature (shapes, strides, dtypes, flags,
     ``FWD_DEFAULTS``) is planned once and cached (``_PLANS``), and the kernels are launched through
@@ -849,6 +851,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                                         split, tile_major, grows, tma)
     if plan.band_b is None:  # the launches of this signature, every non-tensor argument fixed (the key pins them)
         _bind(plan, key if aligned else None, q, k, v, o, qg, kg, vg, window, G, sgb, skpb)
+    if plan_sink is not None:
+        plan_sink.append(plan)
     raw = _raw_stream(dev.index) if q.is_cuda else None
     main = side = None
     if plan.side:

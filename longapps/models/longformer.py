@@ -296,6 +296,8 @@ class FastLongformerModel(nn.Module):
         self.gradient_checkpointing = False
         from .longformer_graphs import LongformerGraphs
         self.graphs: Optional[LongformerGraphs] = LongformerGraphs()  # automatic CUDA graphs (compile_graphs)
+        from .longformer_native import NativeEager
+        self.native: Optional[NativeEager] = NativeEager()  # eager CUDA inference without per-op host cost
 
     def gradient_checkpointing_enable(self) -> None:
         """Training: recompute each layer's activations in the backward pass (memory for time)."""
@@ -372,8 +374,14 @@ class FastLongformerModel(nn.Module):
         """Capture the encoder for this input shape; call the result like the model (returns hidden states)."""
         return LongformerCudaGraph(self, input_ids, attention_mask, global_attention_mask)
 
-    def encode(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> torch.Tensor:
-        """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path)."""
+    def encode(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
+               native: bool = True) -> torch.Tensor:
+        """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path). Eager CUDA
+        inference goes through ``self.native`` (``longformer_native``) where it applies (``native=False``: never)."""
+        if native and self.native is not None:
+            out = self.native(self, hidden, gidx, kpm)
+            if out is not None:
+                return out
         be = self._backend(hidden)
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         aux = layer_aux(hidden, gidx, kpm)
