@@ -477,11 +477,18 @@ def test_longformer_native_eager_matches_pytorch_level_path(dt):
 
     with torch.no_grad():
         calls = 0
-        for B, N, n_glob in ((1, 2000, 1), (2, 1536, 3), (1, 1000, 0)):
+        for B, N, n_glob in ((1, 1000, 0), (1, 2000, 1), (2, 1536, 3)):
             for seed in range(3):
                 check(B, N, n_glob, seed)
             calls += 2  # the first call of a signature is the probe (PyTorch-level output)
             assert fast.native.calls == calls and not fast.native.refused, fast.native.refused
+        # query_global rows now stored after w_in (one GEMM): the entry built before that was dropped
+        l0 = fast.layers[0]
+        assert l0.w_qg.data_ptr() == l0.w_in.data_ptr() + l0.w_in.numel() * l0.w_in.element_size()
+        for seed in (5, 6):
+            check(1, 1000, 0, seed)
+        calls += 1
+        assert fast.native.calls == calls
         ids = torch.randint(3, 1000, (2, 1536), device="cuda")
         am = torch.ones_like(ids)
         am[1, 1400:] = 0

@@ -137,27 +137,36 @@ class LtShape:
 
 
 class LtLinear:
-    """One ``y = act(x @ W^T + b)`` on fixed addresses of ``W`` and ``b``: ``__call__(x_ptr, y_ptr, stream)``."""
-    __slots__ = ("fn", "args", "_keep")
+    """One ``y = act(x @ W^T + b)`` on fixed addresses of ``W`` and ``b``. ``bind(x_ptr, y_ptr, stream,
+    workspace_ptr)`` sets the call's addresses; ``call`` = (``cublasLtMatmul``, its argument list) for a caller's
+    own loop (a nonzero return is a cuBLAS error: ``check``); ``__call__()`` runs it."""
+    __slots__ = ("call", "args", "_keep")
 
     _ONE, _ZERO = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
     def __init__(self, shape: LtShape, weight: torch.Tensor, bias: torch.Tensor) -> None:
         desc = shape.make_desc(bias.data_ptr())
-        self._keep = (shape, weight, bias, desc)  # the descriptor holds the bias address: keep them alive
-        self.fn = cublaslt().cublasLtMatmul
-        x, y, stream = ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0)
-        ws = ctypes.c_void_p(0)
-        self.args = [_handle(shape.device), desc, ctypes.byref(self._ONE), ctypes.c_void_p(weight.data_ptr()),
-                     shape.a, x, shape.b, ctypes.byref(self._ZERO), y, shape.d, y, shape.d,
-                     ctypes.byref(shape.algo.algo), ws, ctypes.c_size_t(WORKSPACE_BYTES), stream]
+        # the descriptor holds the bias address, the arguments the weight's: keep their storage alive
+        self._keep = (shape, weight.detach(), bias.detach(), desc)
+        y = ctypes.c_void_p(0)
+        self.args = (_handle(shape.device), desc, ctypes.byref(self._ONE), ctypes.c_void_p(weight.data_ptr()),
+                     shape.a, ctypes.c_void_p(0), shape.b, ctypes.byref(self._ZERO), y, shape.d, y, shape.d,
+                     ctypes.byref(shape.algo.algo), ctypes.c_void_p(0), ctypes.c_size_t(WORKSPACE_BYTES),
+                     ctypes.c_void_p(0))
+        self.call = (cublaslt().cublasLtMatmul, self.args)
 
-    def __call__(self, x_ptr: int, y_ptr: int, stream: int, ws_ptr: int) -> None:
+    def bind(self, x_ptr: int, y_ptr: int, stream: int, ws_ptr: int) -> None:
         a = self.args
-        a[5].value = x_ptr
-        a[8].value = y_ptr
-        a[13].value = ws_ptr
-        a[15].value = stream
-        status = self.fn(*a)
-        if status:
-            _check(status, "matmul")
+        a[5].value, a[8].value, a[13].value, a[15].value = x_ptr, y_ptr, ws_ptr, stream
+
+    def set_input(self, x_ptr: int) -> None:
+        self.args[5].value = x_ptr
+
+    def __call__(self) -> None:
+        fn, a = self.call
+        check(fn(*a))
+
+
+def check(status: int) -> None:
+    """Raise for a nonzero cublasLtMatmul status."""
+    _check(status, "matmul")

@@ -48,30 +48,37 @@ def cuda_check(code: int, what: str) -> None:
 
 class DirectLaunch:
     """One packed launch of a compiled Triton kernel. ``set(slot, address)`` writes the pointer argument at
-    head position ``slot``; ``__call__(stream)`` launches on a raw CUDA stream (an int)."""
-    __slots__ = ("fn", "args", "ptrs", "params", "_keep")
+    head position ``slot``; ``call`` = (``cuLaunchKernel``, its argument list) for a caller's own loop (a
+    nonzero return is a CUDA error: ``cuda_check``); ``__call__()`` launches on the stream set by
+    ``set_stream``. ``clone()``: an independent copy (its own parameter block)."""
+    __slots__ = ("function", "grid", "block", "shared", "params", "slot_param", "args", "call")
 
     def __init__(self, function: int, grid: Sequence[int], block: int, shared: int, params: list,
-                 ptrs: dict) -> None:
-        self.params = params
-        self.ptrs = ptrs
+                 slot_param: dict) -> None:
+        self.function, self.grid, self.block, self.shared = function, tuple(grid), block, shared
+        self.params, self.slot_param = params, slot_param
         arr = (ctypes.c_void_p * len(params))(*[ctypes.addressof(p) for p in params])
-        self._keep = arr
-        self.fn = cuda_driver().cuLaunchKernel
-        self.args = [ctypes.c_void_p(function), ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]),
+        self.args = (ctypes.c_void_p(function), ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]),
                      ctypes.c_uint(grid[2]), ctypes.c_uint(block), ctypes.c_uint(1), ctypes.c_uint(1),
-                     ctypes.c_uint(shared), ctypes.c_void_p(0), arr, None]
+                     ctypes.c_uint(shared), ctypes.c_void_p(0), arr, None)
+        self.call = (cuda_driver().cuLaunchKernel, self.args)
 
     def set(self, slot: int, address: int) -> None:
         """The pointer argument at head position ``slot`` (every pointer slot of the head can be set)."""
-        self.ptrs[slot].value = address
+        self.params[self.slot_param[slot]].value = address
 
-    def __call__(self, stream: int) -> None:
-        a = self.args
-        a[8].value = stream
-        code = self.fn(*a)
-        if code:
-            cuda_check(code, "cuLaunchKernel")
+    def set_stream(self, stream: int) -> None:
+        self.args[8].value = stream
+
+    def __call__(self) -> None:
+        fn, a = self.call
+        cuda_check(fn(*a), "cuLaunchKernel")
+
+    def clone(self) -> "DirectLaunch":
+        params = [type(p).from_buffer_copy(p) for p in self.params]
+        d = DirectLaunch(self.function, self.grid, self.block, self.shared, params, dict(self.slot_param))
+        d.set_stream(self.args[8].value or 0)
+        return d
 
     @staticmethod
     def from_bound(bound, head: tuple) -> Optional["DirectLaunch"]:
@@ -95,7 +102,7 @@ class DirectLaunch:
         if not sig or len(sig) != len(args):
             return None
         params: list = []
-        ptrs: dict = {}
+        slot_param: dict = {}
         for i, (ty, a) in enumerate(zip(sig, args)):
             if not isinstance(ty, str) or ty == "constexpr":
                 continue
@@ -103,7 +110,7 @@ class DirectLaunch:
                 addr = a.data_ptr() if isinstance(a, torch.Tensor) else (0 if a is None else int(a))
                 p = ctypes.c_uint64(addr)
                 if i < len(head):
-                    ptrs[i] = p
+                    slot_param[i] = len(params)
             elif ty in _SCALARS:
                 p = _SCALARS[ty](int(a))
             elif ty in ("fp32", "f32"):
@@ -114,6 +121,6 @@ class DirectLaunch:
                 return None
             params.append(p)
         params += [ctypes.c_uint64(0), ctypes.c_uint64(0)]  # global and profile scratch (none)
-        if any(not isinstance(h, torch.Tensor) for h in head) or len(ptrs) != len(head):
+        if any(not isinstance(h, torch.Tensor) for h in head) or len(slot_param) != len(head):
             return None
-        return DirectLaunch(kern.function, bound.g, 32 * md.num_warps, md.shared, params, ptrs)
+        return DirectLaunch(kern.function, bound.g, 32 * md.num_warps, md.shared, params, slot_param)

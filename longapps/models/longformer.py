@@ -402,9 +402,11 @@ class FastLongformerModel(nn.Module):
             h = self.graphs(self, input_ids, attention_mask, global_attention_mask)
         if h is None:
             dev = (input_ids if input_ids is not None else inputs_embeds).device
-            gidx, kpm = self.prepare(attention_mask, global_attention_mask, dev)  # before any launch: no wait
+            # the embeddings first: prepare()'s one host read then waits for them (and the previous call's
+            # tail) instead of leaving the GPU idle while the host launches them after it
             emb = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
                                   inputs_embeds=inputs_embeds)
+            gidx, kpm = self.prepare(attention_mask, global_attention_mask, dev)
             h = self.encode(emb, gidx, kpm)
         pooled = self.pooler(h) if self.pooler is not None else None
         return FastLongformerOutput(h, pooled)

@@ -45,11 +45,13 @@ class _Arena:
 class NativeLayers:
     """All layers of a ``FastLongformerModel`` for one signature (batch, length, global tokens, dtype,
     device): ``__call__(hidden, gidx)`` -> last hidden state. Built from one forward of the PyTorch-level path
-    on the same shapes (which compiles the kernels and plans their launches)."""
+    on the same shapes (which compiles the kernels and plans their launches). The prepared calls keep their
+    addresses between forwards (re-pointed when the scratch moves or the stream changes), so one object must
+    not be called from two threads at once."""
 
     def __init__(self, model: "FastLongformerModel", hidden: torch.Tensor, gidx: Optional[torch.Tensor]) -> None:
         from ..kernels.layernorm import add_layernorm, bound_add_layernorm
-        from ..kernels.window_global import _zeroed, window_global_forward
+        from ..kernels.window_global import _no_globals, _zeroed, window_global_forward
 
         B, N, C = hidden.shape
         dev = hidden.device
@@ -59,150 +61,171 @@ class NativeLayers:
         H, D = l0.num_heads, l0.head_dim
         _check_layers(model, hidden.dtype)
         G = gidx.shape[1] if gidx is not None else 0
-        self.G = G
+        if G:
+            fuse_global_query_rows(model)
         es = hidden.element_size()
         M = B * N
-        rows = 5 * C if G else 3 * C
+        rows = 6 * C if G else 3 * C  # [q, k, v | key_global, value_global, query_global]
         ffn = l0.inter.out_features
         a = _Arena()
         self.off = {"proj": a.take(M * max(rows, ffn) * es),  # the intermediate activation reuses it
-                    "qg": a.take(M * C * es) if G else None, "o": a.take(M * C * es), "t": a.take(M * C * es),
-                    "h": a.take(M * C * es), "x0": a.take(M * C * es), "x1": a.take(M * C * es),
-                    "lse": a.take(B * H * N * 4)}
-        self.rows = rows
+                    "o": a.take(M * C * es), "t": a.take(M * C * es), "h": a.take(M * C * es),
+                    "x0": a.take(M * C * es), "x1": a.take(M * C * es), "lse": a.take(B * H * N * 4)}
         arena = torch.empty(a.size, dtype=torch.uint8, device=dev)  # for the PyTorch-level warm-up forward
 
         def view(name: str, cols: int) -> torch.Tensor:
             return arena[self.off[name]:].view(self.dtype)[:M * cols].view(B, N, cols)
 
         proj = view("proj", rows)
-        p5 = proj.view(B, N, rows // C, H, D)
-        q, k, v = (p5[:, :, i].transpose(1, 2) for i in range(3))
+        p6 = proj.view(B, N, rows // C, H, D)
+        q, k, v = (p6[:, :, i].transpose(1, 2) for i in range(3))
         o4 = view("o", C).view(B, N, H, D).transpose(1, 2)
         lse = arena[self.off["lse"]:].view(torch.float32)[:B * H * N].view(B, H, N)
         kpm0 = _zeroed(dev, torch.int8, 1)
-        plans: list = []
-        x = hidden
+        glob = tuple(p6[:, :, i].transpose(1, 2) for i in (5, 3, 4)) if G else None  # (qg, kg, vg)
         windows = sorted({layer.window for layer in model.layers})
+        plans: list = []
         with torch.no_grad():
-            proj.copy_(torch.nn.functional.linear(x, l0.w_in[:rows], l0.b_in[:rows]))
-            glob = None
-            if G:
-                qgf = view("qg", C)
-                qgf.copy_(torch.nn.functional.linear(x, l0.w_qg, l0.b_qg))
-                glob = (qgf.view(B, N, H, D).transpose(1, 2), p5[:, :, 3].transpose(1, 2), p5[:, :, 4].transpose(1, 2))
+            proj.copy_(torch.nn.functional.linear(hidden, _rows(l0.w_in, rows), _rows(l0.b_in, rows)))
             for w in windows:  # one band launch per window size (the global-row launch does not depend on it)
                 window_global_forward(q, k, v, w, gidx, False, None, None, global_qkv=glob, out=o4,
                                       gidx_prepared=G > 0, grows="launch", plan_sink=plans)
             t, h = view("t", C), view("h", C)
-            add_layernorm(t, x, l0.ln1.weight, l0.ln1.bias, l0.ln1.eps)  # compiles / binds the LayerNorm launch
+            add_layernorm(t, hidden, l0.ln1.weight, l0.ln1.bias, l0.ln1.eps)  # compiles / binds the LayerNorm launch
         bands = {}
         for w, plan in zip(windows, plans):
             if plan.band_b is None or plan.band_b.kern is None or (G and (plan.grow_b is None or plan.grow_b.kern is None)):
                 raise RuntimeError("the attention launches were not bound (unaligned or not compiled)")
             if plan.side:
                 raise RuntimeError("the attention plan uses a side stream")
-            # initial addresses only: every scratch slot is pointed at the forward's own scratch by ``_point``
-            bands[w] = DirectLaunch.from_bound(plan.band_b, (q, k, v, o4, lse, gidx if G else _no_globals_like(dev),
+            # initial addresses only: ``_bind`` points every scratch slot at the forward's own scratch
+            bands[w] = DirectLaunch.from_bound(plan.band_b, (q, k, v, o4, lse, gidx if G else _no_globals(dev),
                                                              kpm0, q, k, v))
             if bands[w] is None:
                 raise RuntimeError("the band launch layout is not handled")
         self.bands = list(bands.values())
-        plan = plans[0]
         self.grow = None
-        self.cnt: dict = {}
         if G:
-            g = plan.grow
+            g = plans[0].grow
             self.off["po"] = a.take(g.rows * D * 4)
             self.off["pml"] = a.take(g.rows * 2 * 4)
             self.cnt_n = g.cnt
-            self.grow = DirectLaunch.from_bound(plan.grow_b, (*glob, gidx, kpm0, lse, lse, lse, o4, lse, glob[1], glob[2]))
+            self.grow = DirectLaunch.from_bound(plans[0].grow_b, (*glob, gidx, kpm0, lse, lse, lse, o4, lse, glob[1],
+                                                                  glob[2]))
             if self.grow is None:
                 raise RuntimeError("the global-row launch layout is not handled")
         self.arena_bytes = a.size
-        self.ln = DirectLaunch.from_bound(bound_add_layernorm(t, x, l0.ln1.weight, l0.ln1.eps),
-                                          (t, x, l0.ln1.weight, l0.ln1.bias, h))
-        if self.ln is None:
+        ln = DirectLaunch.from_bound(bound_add_layernorm(t, hidden, l0.ln1.weight, l0.ln1.eps),
+                                     (t, hidden, l0.ln1.weight, l0.ln1.bias, h))
+        if ln is None:
             raise RuntimeError("the LayerNorm launch layout is not handled")
-        self.kpm0 = kpm0
-        # GEMMs: one descriptor per (layer, projection), layouts and algorithm per shape
+        # GEMMs: one descriptor per (layer, projection), layouts and algorithm per shape; LayerNorm launches
+        # per layer (their weights bound)
         s_in = LtShape(self.index, self.dtype, M, C, rows, False)
         s_cc = LtShape(self.index, self.dtype, M, C, C, False)
         s_ff = LtShape(self.index, self.dtype, M, C, ffn, True)
         s_out = LtShape(self.index, self.dtype, M, ffn, C, False)
         self.layers = []
         for layer in model.layers:
+            ln1, ln2 = ln.clone(), ln.clone()
+            ln1.set(2, layer.ln1.weight.data_ptr()), ln1.set(3, layer.ln1.bias.data_ptr())
+            ln2.set(2, layer.ln2.weight.data_ptr()), ln2.set(3, layer.ln2.bias.data_ptr())
             self.layers.append((bands[layer.window],
-                LtLinear(s_in, layer.w_in, layer.b_in),  # rows [:rows] are the first rows of W and b
-                LtLinear(s_cc, layer.w_qg, layer.b_qg) if G else None,
-                LtLinear(s_cc, layer.attn_out.weight, layer.attn_out.bias),
-                LtLinear(s_ff, layer.inter.weight, layer.inter.bias),
-                LtLinear(s_out, layer.out.weight, layer.out.bias),
-                layer.ln1.weight.data_ptr(), layer.ln1.bias.data_ptr(),
-                layer.ln2.weight.data_ptr(), layer.ln2.bias.data_ptr()))
-        self.eps = (l0.ln1.eps, l0.ln2.eps)
-        self.base = self.gptr = None
-        self.head_bytes = (C * es, 2 * C * es, 3 * C * es, 4 * C * es)
+                                LtLinear(s_in, layer.w_in, layer.b_in),  # rows [:rows] (fused: + query_global)
+                                LtLinear(s_cc, layer.attn_out.weight, layer.attn_out.bias), ln1,
+                                LtLinear(s_ff, layer.inter.weight, layer.inter.bias),
+                                LtLinear(s_out, layer.out.weight, layer.out.bias), ln2,
+                                tuple(p.detach() for p in (layer.ln1.weight, layer.ln1.bias, layer.ln2.weight,
+                                                           layer.ln2.bias))))  # (kept alive)
+        self.calls = []  # (function, arguments) in launch order: the whole forward
+        for band, w_in, w_ao, ln1, w_ff, w_out, ln2, _ in self.layers:
+            self.calls += [w_in.call, band.call] + ([self.grow.call] if G else []) + [
+                w_ao.call, ln1.call, w_ff.call, w_out.call, ln2.call]
+        self.bound = None
+        self.gptr = None
+        self.head_bytes = [i * C * es for i in range(6)]
 
-    def _point(self, base: int) -> None:
-        """Point the attention launches at this forward's scratch (they keep the addresses between calls)."""
-        off, (c1, c2, c3, c4) = self.off, self.head_bytes
-        proj, o, lse = base + off["proj"], base + off["o"], base + off["lse"]
+    def _bind(self, base: int, stream: int) -> None:
+        """Point every prepared call at this forward's scratch and stream (kept while they repeat)."""
+        off, cb = self.off, self.head_bytes
+        proj, o, t, h, lse = (base + off[k] for k in ("proj", "o", "t", "h", "lse"))
+        bufs = (base + off["x0"], base + off["x1"])
+        ws = workspace(self.index, stream).data_ptr()
         for band in self.bands:
-            for slot, addr in ((0, proj), (1, proj + c1), (2, proj + c2), (3, o), (4, lse), (7, proj),
-                               (8, proj + c1), (9, proj + c2)):
+            for slot, addr in ((0, proj), (1, proj + cb[1]), (2, proj + cb[2]), (3, o), (4, lse), (7, proj),
+                               (8, proj + cb[1]), (9, proj + cb[2])):
                 band.set(slot, addr)
+            band.set_stream(stream)
         if self.grow is not None:
-            for slot, addr in ((0, base + off["qg"]), (1, proj + c3), (2, proj + c4), (5, base + off["po"]),
-                               (6, base + off["pml"]), (8, o), (9, lse), (10, proj + c3), (11, proj + c4)):
+            from ..kernels.window_global import _zeroed
+            cnt = _zeroed(self.device, torch.int32, self.cnt_n)  # ticket counters of this stream (kept at zero)
+            for slot, addr in ((0, proj + cb[5]), (1, proj + cb[3]), (2, proj + cb[4]), (5, base + off["po"]),
+                               (6, base + off["pml"]), (7, cnt.data_ptr()), (8, o), (9, lse), (10, proj + cb[3]),
+                               (11, proj + cb[4])):
                 self.grow.set(slot, addr)
-        self.base = base
+            self.grow.set_stream(stream)
+        last = len(self.layers) - 1
+        for i, (_, w_in, w_ao, ln1, w_ff, w_out, ln2, _) in enumerate(self.layers):
+            x = bufs[(i - 1) & 1]  # layer 0 reads the embeddings, set per call
+            y = bufs[i & 1] if i < last else 0  # the last layer writes the output, set per call
+            w_in.bind(x, proj, stream, ws)
+            w_ao.bind(o, t, stream, ws)
+            ln1.set(0, t), ln1.set(1, x), ln1.set(4, h), ln1.set_stream(stream)
+            w_ff.bind(h, proj, stream, ws)
+            w_out.bind(proj, t, stream, ws)
+            ln2.set(0, t), ln2.set(1, h), ln2.set(4, y), ln2.set_stream(stream)
+        self.bound = (base, stream)
 
     def __call__(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor]) -> torch.Tensor:
-        from ..kernels.window_global import _raw_stream, _zeroed
+        from ..kernels.window_global import _raw_stream
         stream = _raw_stream(self.index)
         scratch = torch.empty(self.arena_bytes, dtype=torch.uint8, device=self.device)
         out = torch.empty(self.shape, dtype=self.dtype, device=self.device)
-        base = scratch.data_ptr()
-        if self.base != base:
-            self._point(base)
-        grow, ln = self.grow, self.ln
-        if grow is not None:
-            gptr = gidx.data_ptr()
-            if gptr != self.gptr:
-                for band in self.bands:
-                    band.set(5, gptr)
-                grow.set(3, gptr)
-                self.gptr = gptr
-            cnt = self.cnt.get(stream)
-            if cnt is None:  # ticket counters (zero; the kernel puts them back to zero), per stream
-                cnt = self.cnt[stream] = _zeroed(self.device, torch.int32, self.cnt_n).data_ptr()
-            grow.set(7, cnt)
-        ws = workspace(self.index, stream).data_ptr()
-        off = self.off
-        proj, o, t, h = base + off["proj"], base + off["o"], base + off["t"], base + off["h"]
-        qg = base + off["qg"] if off["qg"] is not None else 0
-        bufs = (base + off["x0"], base + off["x1"])
+        if self.bound != (scratch.data_ptr(), stream):
+            self._bind(scratch.data_ptr(), stream)
         x = hidden.data_ptr()
-        last = len(self.layers) - 1
-        y_last = out.data_ptr()
-        for i, (band, w_in, w_qg, w_ao, w_ff, w_out, g1, b1, g2, b2) in enumerate(self.layers):
-            y = y_last if i == last else bufs[i & 1]
-            w_in(x, proj, stream, ws)
-            if grow is not None:
-                w_qg(x, qg, stream, ws)
-            band(stream)
-            if grow is not None:
-                grow(stream)
-            w_ao(o, t, stream, ws)
-            ln.set(0, t), ln.set(1, x), ln.set(2, g1), ln.set(3, b1), ln.set(4, h)
-            ln(stream)
-            w_ff(h, proj, stream, ws)
-            w_out(proj, t, stream, ws)
-            ln.set(0, t), ln.set(1, h), ln.set(2, g2), ln.set(3, b2), ln.set(4, y)
-            ln(stream)
-            x = y
+        first, last = self.layers[0], self.layers[-1]
+        first[1].set_input(x)
+        first[3].set(1, x)
+        last[6].set(4, out.data_ptr())
+        if self.grow is not None and gidx.data_ptr() != self.gptr:
+            self.gptr = gidx.data_ptr()
+            for band in self.bands:
+                band.set(5, self.gptr)
+            self.grow.set(3, self.gptr)
+        for fn, args in self.calls:
+            code = fn(*args)
+            if code:
+                _call_failed(fn, code)
         return out
+
+
+def _call_failed(fn, code: int) -> None:
+    from ..kernels.cublaslt import check
+    from ..kernels.direct_launch import cuda_check
+    if getattr(fn, "__name__", "") == "cuLaunchKernel":
+        cuda_check(code, "cuLaunchKernel")
+    check(code)
+
+
+def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` rows of ``t``'s storage from ``t``'s start (``t`` and the rows after it, contiguous)."""
+    return torch.as_strided(t, (n, *t.shape[1:]), t.stride())
+
+
+def fuse_global_query_rows(model: "FastLongformerModel") -> None:
+    """Store each layer's query_global weight and bias right after ``w_in`` / ``b_in`` (one (6C, C) buffer), so
+    one GEMM projects q, k, v, key/value_global and query_global. The parameters stay the same objects (their
+    ``.data`` becomes a view of the shared buffer); done once, again only if weights were replaced."""
+    for layer in model.layers:
+        for big, small in (("w_in", "w_qg"), ("b_in", "b_qg")):
+            a, b = getattr(layer, big), getattr(layer, small)
+            if b.data_ptr() == a.data_ptr() + a.numel() * a.element_size() and a.is_contiguous() and b.is_contiguous():
+                continue
+            with torch.inference_mode(False), torch.no_grad():
+                buf = torch.cat([a.detach().reshape(-1), b.detach().reshape(-1)])
+                a.data = buf[:a.numel()].view(a.shape)
+                b.data = buf[a.numel():].view(b.shape)
 
 
 def _check_layers(model: "FastLongformerModel", dtype: torch.dtype) -> None:
@@ -233,11 +256,6 @@ def _probe_error(got: torch.Tensor, ref: torch.Tensor, gidx: Optional[torch.Tens
         gg, rg = g.gather(1, rows), r.gather(1, rows)
         errs.append((gg - rg).norm() / rg.norm().clamp_min(1e-6))
     return float(torch.stack(errs).max().item())
-
-
-def _no_globals_like(device: torch.device) -> torch.Tensor:
-    from ..kernels.window_global import _no_globals
-    return _no_globals(device)
 
 
 class NativeEager:
@@ -284,6 +302,10 @@ class NativeEager:
             self.calls += 1
             return runner(hidden, gidx)
         runner, ref = self._build(model, hidden, gidx)
+        new_fp = _weights_fingerprint(model)
+        if new_fp != fp:  # building re-laid the input projections out: the other entries point at old copies
+            self.entries.clear()
+            self.weights = new_fp
         self.entries[key] = runner
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
