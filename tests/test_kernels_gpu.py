@@ -485,6 +485,7 @@ def test_longformer_native_eager_matches_pytorch_level_path(dt):
         # query_global rows now stored after w_in (one GEMM): the entry built before that was dropped
         l0 = fast.layers[0]
         assert l0.w_qg.data_ptr() == l0.w_in.data_ptr() + l0.w_in.numel() * l0.w_in.element_size()
+        assert l0.w_qg.untyped_storage().data_ptr() == l0.w_in.untyped_storage().data_ptr()
         for seed in (5, 6):
             check(1, 1000, 0, seed)
         calls += 1

@@ -220,8 +220,9 @@ def fuse_global_query_rows(model: "FastLongformerModel") -> None:
     for layer in model.layers:
         for big, small in (("w_in", "w_qg"), ("b_in", "b_qg")):
             a, b = getattr(layer, big), getattr(layer, small)
-            if b.data_ptr() == a.data_ptr() + a.numel() * a.element_size() and a.is_contiguous() and b.is_contiguous():
-                continue
+            if b.data_ptr() == a.data_ptr() + a.numel() * a.element_size() and a.is_contiguous() \
+                    and b.is_contiguous() and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr():
+                continue  # (adjacent addresses alone can be two allocations: one storage is needed)
             with torch.inference_mode(False), torch.no_grad():
                 buf = torch.cat([a.detach().reshape(-1), b.detach().reshape(-1)])
                 a.data = buf[:a.numel()].view(a.shape)
