@@ -110,8 +110,8 @@ def ops_host(fast, batch: int, n: int) -> dict:
     # (the single native calls run on the addresses of the last forward's freed scratch: timing only)
     runner = next((r for r in (fast.native.entries.values() if fast.native else ()) if r is not None), None)
     if runner is not None:  # the native layers' single calls (models/longformer_native.py), layer 0's
-        band, w_in, w_ao, ln1, w_ff, w_out, ln2, _ = runner.layers[0]
-        calls.update({"native: cublasLtMatmul 768->768 (LtLinear)": w_ao, "native: cublasLtMatmul 768->4608": w_in,
+        band, w_in, _, _, w_ao, ln1 = runner.layers[0][:6]
+        calls.update({"native: cublasLtMatmul 768->768 (LtLinear)": w_ao, "native: cublasLtMatmul 768->3840": w_in,
                       "native: cuLaunchKernel add+LayerNorm": ln1, "native: cuLaunchKernel band attention": band})
         gidx = torch.zeros(batch, 1, dtype=torch.int32, device="cuda")
         calls["native: all 12 layers (one forward, no embeddings)"] = lambda: runner(x.view(batch, n, 768), gidx)

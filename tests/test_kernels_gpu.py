@@ -482,13 +482,9 @@ def test_longformer_native_eager_matches_pytorch_level_path(dt):
                 check(B, N, n_glob, seed)
             calls += 2  # the first call of a signature is the probe (PyTorch-level output)
             assert fast.native.calls == calls and not fast.native.refused, fast.native.refused
-        # query_global rows now stored after w_in (one GEMM): the entry built before that was dropped
-        l0 = fast.layers[0]
-        assert l0.w_qg.data_ptr() == l0.w_in.data_ptr() + l0.w_in.numel() * l0.w_in.element_size()
-        assert l0.w_qg.untyped_storage().data_ptr() == l0.w_in.untyped_storage().data_ptr()
-        for seed in (5, 6):
+        for seed in (5, 6):  # the first signature again: still prepared
             check(1, 1000, 0, seed)
-        calls += 1
+        calls += 2
         assert fast.native.calls == calls
         ids = torch.randint(3, 1000, (2, 1536), device="cuda")
         am = torch.ones_like(ids)
@@ -505,6 +501,15 @@ def test_longformer_native_eager_matches_pytorch_level_path(dt):
     fast.train()
     fast(input_ids=ids)
     assert fast.native.calls == calls
+
+
+@pytest.mark.parametrize("B,N,G", [(1, 4096, 1), (4, 3000, 5)])
+def test_gather_rows_gpu(B, N, G):
+    from longapps.kernels.gather_rows import gather_rows, reference_gather_rows
+    for _ in range(2):  # fresh inputs, same signature
+        x = torch.randn(B, N, 768, device="cuda", dtype=torch.bfloat16)
+        idx = torch.randint(-1, N, (B, G), dtype=torch.int32, device="cuda")
+        assert torch.equal(gather_rows(x, idx), reference_gather_rows(x, idx))
 
 
 @pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])

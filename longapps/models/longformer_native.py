@@ -1,12 +1,13 @@
 """Eager Longformer layers without per-op host overhead: cuBLASLt GEMMs and Triton kernels called directly.
 
-The PyTorch-level eager encoder spends ~0.6 ms of host time per layer on a slow host (about 25 ATen calls
-and 4 Triton launches, each 5-30 us), so at batch 1 x 4,096 tokens it ran at 2.3x its CUDA graph. Here a
-forward is, per layer, 5 ``cublasLtMatmul`` calls (input projection; query_global of every token; attention
-output; intermediate with its GELU epilogue; output) and 4 kernel launches (band attention, global rows,
-two fused add+LayerNorms), each one ctypes call on descriptors and parameter blocks prepared once per input
-signature; the activations live in one scratch allocation per forward. The same kernels and epilogues as the
-PyTorch-level path, so the output matches it to bf16/fp16 rounding (GEMM algorithms may differ).
+The PyTorch-level eager encoder spends ~0.4-0.6 ms of host time per layer on a slow host (about 25 ATen calls
+and 4 Triton launches, each 5-40 us), so at batch 1 x 4,096 tokens it ran at 2-2.3x its CUDA graph. Here a
+forward is, per layer, 4 ``cublasLtMatmul`` calls (input projection; attention output; intermediate with its
+GELU epilogue; output) plus one for the global rows' query_global (after a row-gather kernel), and the band
+attention, global-row and two add+LayerNorm launches: each one ctypes call on matmul descriptors and kernel
+parameter blocks prepared once per input signature (~15 us per GEMM, ~7 us per launch on the lent H200 host);
+the activations live in one scratch allocation per forward. Same kernels and epilogues as the PyTorch-level
+path (the outputs matched it bit for bit on the H200, runs 83-85).
 
 Used by ``FastLongformerModel`` for CUDA inference (eval, no grad) on the Triton backend when there is no
 padding and the layers use the kernel global mode with a GELU activation; anything else, and any signature
@@ -50,6 +51,7 @@ class NativeLayers:
     not be called from two threads at once."""
 
     def __init__(self, model: "FastLongformerModel", hidden: torch.Tensor, gidx: Optional[torch.Tensor]) -> None:
+        from ..kernels.gather_rows import bound_gather_rows, gather_rows
         from ..kernels.layernorm import add_layernorm, bound_add_layernorm
         from ..kernels.window_global import _no_globals, _zeroed, window_global_forward
 
@@ -61,32 +63,36 @@ class NativeLayers:
         H, D = l0.num_heads, l0.head_dim
         _check_layers(model, hidden.dtype)
         G = gidx.shape[1] if gidx is not None else 0
-        if G:
-            fuse_global_query_rows(model)
         es = hidden.element_size()
         M = B * N
-        rows = 6 * C if G else 3 * C  # [q, k, v | key_global, value_global, query_global]
+        rows = 5 * C if G else 3 * C  # [q, k, v | key_global, value_global]
         ffn = l0.inter.out_features
         a = _Arena()
         self.off = {"proj": a.take(M * max(rows, ffn) * es),  # the intermediate activation reuses it
                     "o": a.take(M * C * es), "t": a.take(M * C * es), "h": a.take(M * C * es),
-                    "x0": a.take(M * C * es), "x1": a.take(M * C * es), "lse": a.take(B * H * N * 4)}
+                    "x0": a.take(M * C * es), "x1": a.take(M * C * es), "lse": a.take(B * H * N * 4),
+                    "xg": a.take(B * G * C * es), "qg": a.take(B * G * C * es)}  # the global rows' input, query
         arena = torch.empty(a.size, dtype=torch.uint8, device=dev)  # for the PyTorch-level warm-up forward
 
-        def view(name: str, cols: int) -> torch.Tensor:
-            return arena[self.off[name]:].view(self.dtype)[:M * cols].view(B, N, cols)
+        def view(name: str, cols: int, n: int = N) -> torch.Tensor:
+            return arena[self.off[name]:].view(self.dtype)[:B * n * cols].view(B, n, cols)
 
         proj = view("proj", rows)
-        p6 = proj.view(B, N, rows // C, H, D)
-        q, k, v = (p6[:, :, i].transpose(1, 2) for i in range(3))
+        p5 = proj.view(B, N, rows // C, H, D)
+        q, k, v = (p5[:, :, i].transpose(1, 2) for i in range(3))
         o4 = view("o", C).view(B, N, H, D).transpose(1, 2)
         lse = arena[self.off["lse"]:].view(torch.float32)[:B * H * N].view(B, H, N)
         kpm0 = _zeroed(dev, torch.int8, 1)
-        glob = tuple(p6[:, :, i].transpose(1, 2) for i in (5, 3, 4)) if G else None  # (qg, kg, vg)
         windows = sorted({layer.window for layer in model.layers})
         plans: list = []
+        glob = None
         with torch.no_grad():
-            proj.copy_(torch.nn.functional.linear(hidden, _rows(l0.w_in, rows), _rows(l0.b_in, rows)))
+            proj.copy_(torch.nn.functional.linear(hidden, l0.w_in[:rows], l0.b_in[:rows]))
+            if G:  # query_global of the global rows only (compact, in gidx order), as the PyTorch-level path
+                xg, qg = view("xg", C, G), view("qg", C, G)
+                gather_rows(hidden, gidx, out=xg.view(B * G, C))
+                qg.copy_(torch.nn.functional.linear(xg, l0.w_qg, l0.b_qg))
+                glob = (qg.view(B, G, H, D).transpose(1, 2), p5[:, :, 3].transpose(1, 2), p5[:, :, 4].transpose(1, 2))
             for w in windows:  # one band launch per window size (the global-row launch does not depend on it)
                 window_global_forward(q, k, v, w, gidx, False, None, None, global_qkv=glob, out=o4,
                                       gidx_prepared=G > 0, grows="launch", plan_sink=plans)
@@ -104,8 +110,11 @@ class NativeLayers:
             if bands[w] is None:
                 raise RuntimeError("the band launch layout is not handled")
         self.bands = list(bands.values())
-        self.grow = None
+        self.grow = gather = None
         if G:
+            gather = DirectLaunch.from_bound(bound_gather_rows(hidden, gidx), (hidden, gidx, xg))
+            if gather is None:
+                raise RuntimeError("the row-gather launch layout is not handled")
             g = plans[0].grow
             self.off["po"] = a.take(g.rows * D * 4)
             self.off["pml"] = a.take(g.rows * 2 * 4)
@@ -123,6 +132,7 @@ class NativeLayers:
         # per layer (their weights bound)
         s_in = LtShape(self.index, self.dtype, M, C, rows, False)
         s_cc = LtShape(self.index, self.dtype, M, C, C, False)
+        s_qg = LtShape(self.index, self.dtype, B * G, C, C, False) if G else None
         s_ff = LtShape(self.index, self.dtype, M, C, ffn, True)
         s_out = LtShape(self.index, self.dtype, M, ffn, C, False)
         self.layers = []
@@ -131,16 +141,17 @@ class NativeLayers:
             ln1.set(2, layer.ln1.weight.data_ptr()), ln1.set(3, layer.ln1.bias.data_ptr())
             ln2.set(2, layer.ln2.weight.data_ptr()), ln2.set(3, layer.ln2.bias.data_ptr())
             self.layers.append((bands[layer.window],
-                                LtLinear(s_in, layer.w_in, layer.b_in),  # rows [:rows] (fused: + query_global)
+                                LtLinear(s_in, layer.w_in, layer.b_in),  # rows [:rows] of W and b
+                                gather.clone() if G else None, LtLinear(s_qg, layer.w_qg, layer.b_qg) if G else None,
                                 LtLinear(s_cc, layer.attn_out.weight, layer.attn_out.bias), ln1,
                                 LtLinear(s_ff, layer.inter.weight, layer.inter.bias),
                                 LtLinear(s_out, layer.out.weight, layer.out.bias), ln2,
                                 tuple(p.detach() for p in (layer.ln1.weight, layer.ln1.bias, layer.ln2.weight,
                                                            layer.ln2.bias))))  # (kept alive)
         self.calls = []  # (function, arguments) in launch order: the whole forward
-        for band, w_in, w_ao, ln1, w_ff, w_out, ln2, _ in self.layers:
-            self.calls += [w_in.call, band.call] + ([self.grow.call] if G else []) + [
-                w_ao.call, ln1.call, w_ff.call, w_out.call, ln2.call]
+        for band, w_in, gat, w_qg, w_ao, ln1, w_ff, w_out, ln2, _ in self.layers:
+            self.calls += [w_in.call] + ([gat.call, w_qg.call] if G else []) + [band.call] + (
+                [self.grow.call] if G else []) + [w_ao.call, ln1.call, w_ff.call, w_out.call, ln2.call]
         self.bound = None
         self.gptr = None
         self.head_bytes = [i * C * es for i in range(6)]
@@ -159,16 +170,20 @@ class NativeLayers:
         if self.grow is not None:
             from ..kernels.window_global import _zeroed
             cnt = _zeroed(self.device, torch.int32, self.cnt_n)  # ticket counters of this stream (kept at zero)
-            for slot, addr in ((0, proj + cb[5]), (1, proj + cb[3]), (2, proj + cb[4]), (5, base + off["po"]),
+            for slot, addr in ((0, base + off["qg"]), (1, proj + cb[3]), (2, proj + cb[4]), (5, base + off["po"]),
                                (6, base + off["pml"]), (7, cnt.data_ptr()), (8, o), (9, lse), (10, proj + cb[3]),
                                (11, proj + cb[4])):
                 self.grow.set(slot, addr)
             self.grow.set_stream(stream)
         last = len(self.layers) - 1
-        for i, (_, w_in, w_ao, ln1, w_ff, w_out, ln2, _) in enumerate(self.layers):
+        xg, qg = base + off["xg"], base + off["qg"]
+        for i, (_, w_in, gat, w_qg, w_ao, ln1, w_ff, w_out, ln2, _) in enumerate(self.layers):
             x = bufs[(i - 1) & 1]  # layer 0 reads the embeddings, set per call
             y = bufs[i & 1] if i < last else 0  # the last layer writes the output, set per call
             w_in.bind(x, proj, stream, ws)
+            if gat is not None:
+                gat.set(0, x), gat.set(2, xg), gat.set_stream(stream)
+                w_qg.bind(xg, qg, stream, ws)
             w_ao.bind(o, t, stream, ws)
             ln1.set(0, t), ln1.set(1, x), ln1.set(4, h), ln1.set_stream(stream)
             w_ff.bind(h, proj, stream, ws)
@@ -186,13 +201,17 @@ class NativeLayers:
         x = hidden.data_ptr()
         first, last = self.layers[0], self.layers[-1]
         first[1].set_input(x)
-        first[3].set(1, x)
-        last[6].set(4, out.data_ptr())
-        if self.grow is not None and gidx.data_ptr() != self.gptr:
-            self.gptr = gidx.data_ptr()
-            for band in self.bands:
-                band.set(5, self.gptr)
-            self.grow.set(3, self.gptr)
+        first[5].set(1, x)
+        last[8].set(4, out.data_ptr())
+        if self.grow is not None:
+            first[2].set(0, x)
+            if gidx.data_ptr() != self.gptr:
+                self.gptr = gidx.data_ptr()
+                for band in self.bands:
+                    band.set(5, self.gptr)
+                self.grow.set(3, self.gptr)
+                for layer in self.layers:
+                    layer[2].set(1, self.gptr)
         for fn, args in self.calls:
             code = fn(*args)
             if code:
@@ -206,27 +225,6 @@ def _call_failed(fn, code: int) -> None:
     if getattr(fn, "__name__", "") == "cuLaunchKernel":
         cuda_check(code, "cuLaunchKernel")
     check(code)
-
-
-def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
-    """The first ``n`` rows of ``t``'s storage from ``t``'s start (``t`` and the rows after it, contiguous)."""
-    return torch.as_strided(t, (n, *t.shape[1:]), t.stride())
-
-
-def fuse_global_query_rows(model: "FastLongformerModel") -> None:
-    """Store each layer's query_global weight and bias right after ``w_in`` / ``b_in`` (one (6C, C) buffer), so
-    one GEMM projects q, k, v, key/value_global and query_global. The parameters stay the same objects (their
-    ``.data`` becomes a view of the shared buffer); done once, again only if weights were replaced."""
-    for layer in model.layers:
-        for big, small in (("w_in", "w_qg"), ("b_in", "b_qg")):
-            a, b = getattr(layer, big), getattr(layer, small)
-            if b.data_ptr() == a.data_ptr() + a.numel() * a.element_size() and a.is_contiguous() \
-                    and b.is_contiguous() and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr():
-                continue  # (adjacent addresses alone can be two allocations: one storage is needed)
-            with torch.inference_mode(False), torch.no_grad():
-                buf = torch.cat([a.detach().reshape(-1), b.detach().reshape(-1)])
-                a.data = buf[:a.numel()].view(a.shape)
-                b.data = buf[a.numel():].view(b.shape)
 
 
 def _check_layers(model: "FastLongformerModel", dtype: torch.dtype) -> None:
@@ -303,10 +301,6 @@ class NativeEager:
             self.calls += 1
             return runner(hidden, gidx)
         runner, ref = self._build(model, hidden, gidx)
-        new_fp = _weights_fingerprint(model)
-        if new_fp != fp:  # building re-laid the input projections out: the other entries point at old copies
-            self.entries.clear()
-            self.weights = new_fp
         self.entries[key] = runner
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
