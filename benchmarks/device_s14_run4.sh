@@ -5,7 +5,7 @@
 # calls, and every test in tests/test_kernels_gpu.py. Carry: .snap.
 R=/tmp/r4
 source benchmarks/device_s9_common.sh
-timeout 200 python3 -m pytest -q -rfE -p no:cacheprovider -x tests/test_kernels_gpu.py -k "native or gather" > "$R/native_test.log" 2>&1
+timeout 200 python3 -m pytest -q -rfE -p no:cacheprovider -x tests/test_kernels_gpu.py -k "native or gather or ner_" > "$R/native_test.log" 2>&1
 echo "native test rc=$? t=$((SECONDS - T0))" >> "$R/native_test.log"
 timeout 200 python3 benchmarks/longformer.py --n 4096 --batch 1 4 --no-variants --json "$R/longformer.json" > "$R/longformer.log" 2>&1
 echo "longformer rc=$? t=$((SECONDS - T0))" >> "$R/longformer.log"

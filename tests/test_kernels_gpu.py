@@ -503,6 +503,30 @@ def test_longformer_native_eager_matches_pytorch_level_path(dt):
     assert fast.native.calls == calls
 
 
+def test_ner_longformer_tagger_gpu_runs_bf16_on_graphs_or_native(tmp_path):
+    """A Longformer tagger loaded for GPU inference gets bf16 weights (no autocast), so its windows go through
+    the automatic CUDA graphs / native eager layers; probabilities match the bf16-autocast path."""
+    import numpy as np
+    from ner_tiny import tiny_base
+
+    from longapps.models.token_classifier import TokenClassifier
+    from longapps.pipelines.ner import NER, iter_segments
+    base = tiny_base(tmp_path / "base", "longformer", 512)
+    TokenClassifier.create(base, ["O", "B-X", "I-X"], max_length=512, attention_window=32).save(tmp_path / "m", {})
+    fast = NER.load(tmp_path / "m", device="cuda", batch_size=1)
+    ref = NER.load(tmp_path / "m", device="cuda", precision="fp32", batch_size=1)
+    assert next(fast.clf.parameters()).dtype == torch.bfloat16 and next(ref.clf.parameters()).dtype == torch.float32
+    text = " ".join(f"patient {i} shows signs of chronic kidney disease and mild anemia." for i in range(300))
+    enc = next(iter_segments(fast.clf.tokenizer, text))
+    _, wins = fast._windows(enc)
+    assert len(wins) >= 4
+    p_fast, p_ref = fast._probs(wins), ref._probs(wins)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(p_fast, p_ref)) < 0.03
+    lf = fast.clf.model.longformer
+    assert lf.graphs.replays + lf.native.calls > 0, (lf.graphs.replays, lf.native.calls, lf.native.refused)
+    assert fast.predict(text) is not None
+
+
 @pytest.mark.parametrize("B,N,G", [(1, 4096, 1), (4, 3000, 5)])
 def test_gather_rows_gpu(B, N, G):
     from longapps.kernels.gather_rows import gather_rows, reference_gather_rows

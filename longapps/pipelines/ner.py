@@ -109,7 +109,9 @@ class NER:
 
         On CPU a made-long BERT loads without transformers (``TokenClassifier.load(fast=True)``) and
         ``precision`` picks its linear layers' dtype: ``auto`` = bf16 when the CPU multiplies bf16 natively
-        (AVX512-BF16 / AMX), else fp32; ``fp32``; ``bf16``. (GPU: bf16 autocast, as before.)"""
+        (AVX512-BF16 / AMX), else fp32; ``fp32``; ``bf16``. GPU: a Longformer tagger gets bf16 weights
+        (``auto`` / ``bf16``), so its forward takes the automatic CUDA graphs and the native eager layers
+        (autocast keeps both off); other taggers and ``fp32`` run under bf16 autocast."""
         if precision not in PRECISIONS:
             raise LongappsError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         fast = resolve_device(device).type == "cpu"
@@ -119,6 +121,8 @@ class NER:
 
             if precision == "bf16" or (precision == "auto" and cpu_has_bf16()):
                 clf.model.use_bf16()
+        if not fast and clf.is_longformer and precision in ("auto", "bf16"):
+            clf.to(torch.bfloat16)
         return cls(clf, max_length, batch_size, device)
 
     # --------------------------------------------------------------------------------------------- chunk
@@ -162,13 +166,17 @@ class NER:
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
             batch = self._pack([wins[i] for i in idx])
-            dtype = torch.bfloat16 if self.device.type == "cuda" else None
+            # GPU: bf16 autocast unless the weights are bf16 already (a loaded Longformer tagger, see load)
+            dtype = torch.bfloat16 if self.device.type == "cuda" and self._fp32_weights() else None
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 logits = self.clf(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))
             probs = torch.softmax(logits.float(), -1).cpu().numpy()
             for j, i in enumerate(idx):
                 out[i] = probs[j, 1:len(wins[i].ids) + 1]
         return out  # type: ignore[return-value]
+
+    def _fp32_weights(self) -> bool:
+        return next(self.clf.parameters()).dtype == torch.float32
 
     # --------------------------------------------------------------------------------------------- aggregate
     def _segment_spans(self, enc: Encoded, text: str) -> list[Span]:
