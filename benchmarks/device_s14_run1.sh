@@ -4,13 +4,10 @@
 # process), then benchmarks/longformer.py at 4,096 tokens, batch 1 and 4: native eager, PyTorch-level eager,
 # CUDA graph, automatic graphs and HF in the same run. Carry: .snap.
 R=/tmp/r1
-source benchmarks/device_s9_common.sh
+source benchmarks/device_s14_common.sh
 python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)" > "$R/versions.txt" 2>&1
-timeout 240 python3 -m pytest -q -rfE -p no:cacheprovider -x tests/test_kernels_gpu.py -k native > "$R/native_test.log" 2>&1
-echo "native test rc=$? t=$((SECONDS - T0))" >> "$R/native_test.log"
-timeout 300 python3 benchmarks/longformer.py --n 4096 --batch 1 4 --no-variants --json "$R/longformer.json" > "$R/longformer.log" 2>&1
-echo "longformer rc=$? t=$((SECONDS - T0))" >> "$R/longformer.log"
-timeout 200 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_kernels_gpu.py -k "longformer or layernorm or token_class" > "$R/lf_tests.log" 2>&1
-echo "lf tests rc=$? t=$((SECONDS - T0))" >> "$R/lf_tests.log"
+gpu_tests 240 native_test -x -k native
+lf_bench 300 longformer --batch 1 4
+gpu_tests 200 lf_tests -k "longformer or layernorm or token_class"
 pack
 tail -25 "$R/native_test.log"; grep -E "native|eager|graph|HF|rc=|\|" "$R/longformer.log" | head -40; tail -5 "$R/lf_tests.log"

@@ -4,14 +4,10 @@
 # benchmarks/longformer.py at 4,096 tokens batch 1 and 4 (native / PyTorch-level eager, graphs, HF in one run),
 # the host cost of single native calls, and the Longformer GPU tests. Carry: .snap.
 R=/tmp/r2
-source benchmarks/device_s9_common.sh
-timeout 240 python3 -m pytest -q -rfE -p no:cacheprovider -x tests/test_kernels_gpu.py -k native > "$R/native_test.log" 2>&1
-echo "native test rc=$? t=$((SECONDS - T0))" >> "$R/native_test.log"
-timeout 300 python3 benchmarks/longformer.py --n 4096 --batch 1 4 --no-variants --json "$R/longformer.json" > "$R/longformer.log" 2>&1
-echo "longformer rc=$? t=$((SECONDS - T0))" >> "$R/longformer.log"
-timeout 100 python3 benchmarks/longformer_host.py --ops --host-only --json "$R/longformer_host.json" > "$R/longformer_host.log" 2>&1
-echo "longformer host rc=$? t=$((SECONDS - T0))" >> "$R/longformer_host.log"
-timeout 200 python3 -m pytest -q -rfE -p no:cacheprovider tests/test_kernels_gpu.py -k "longformer or layernorm or token_class" > "$R/lf_tests.log" 2>&1
-echo "lf tests rc=$? t=$((SECONDS - T0))" >> "$R/lf_tests.log"
+source benchmarks/device_s14_common.sh
+gpu_tests 240 native_test -x -k native
+lf_bench 300 longformer --batch 1 4
+lf_host 100
+gpu_tests 200 lf_tests -k "longformer or layernorm or token_class"
 pack
-tail -15 "$R/native_test.log"; grep -E "native|eager|graph|HF|rc=|\|" "$R/longformer.log" | head -40; cat "$R/longformer_host.log" | tail -22; tail -5 "$R/lf_tests.log"
+tail -15 "$R/native_test.log"; grep -E "native|eager|graph|HF|rc=|\|" "$R/longformer.log" | head -40; tail -22 "$R/longformer_host.log"; tail -5 "$R/lf_tests.log"

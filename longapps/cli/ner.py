@@ -14,7 +14,8 @@ from longapps.resources import LongappsError
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = ["auto", "jsonl", "brat", "conll"]
 PRECISION_HELP = ("CPU, made-long BERT models: dtype of the linear layers (auto: bf16 when the CPU has native bf16, "
-                  "AVX512-BF16/AMX; else fp32). GPU: bf16 autocast either way.")
+                  "AVX512-BF16/AMX; else fp32). GPU: Longformer taggers get bf16 weights (auto, bf16: CUDA graphs "
+                  "and the native eager layers apply), else bf16 autocast.")
 
 
 def _read(path: str, fmt: str) -> list:
