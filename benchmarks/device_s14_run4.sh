@@ -10,6 +10,6 @@ lf_bench 200 longformer --batch 1 4
 lf_bench 100 longformer_b1_2 --batch 1
 lf_host 60
 pack
-gpu_tests 330 gpu_tests
+gpu_tests 280 gpu_tests
 pack
 tail -4 "$R/native_test.log"; grep -E "native|rc=|\| 4096" "$R"/longformer*.log | cut -c1-400; grep -E "native|embeddings" "$R/longformer_host.log"; tail -4 "$R/gpu_tests.log"
