@@ -6,11 +6,11 @@
 # whole file). Carry: .snap.
 R=/tmp/r4
 source benchmarks/device_s14_common.sh
-gpu_tests 150 native_test -x -k "native or gather or ner_"
-lf_bench 150 longformer --batch 1 4
-lf_bench 80 longformer_b1_2 --batch 1
-lf_host 60
+gpu_tests 100 native_test -x -k "native or gather or ner_"
+lf_bench 90 longformer --batch 1 4
+lf_bench 50 longformer_b1_2 --batch 1
+lf_host 30
 pack
-gpu_tests 120 lf_tests -k "longformer or layernorm or token_class"
+gpu_tests 60 lf_tests -k "longformer or layernorm or token_class"
 pack
 tail -4 "$R/native_test.log"; grep -E "native|rc=|\| 4096" "$R"/longformer*.log | cut -c1-400; grep -E "native|embeddings" "$R/longformer_host.log"; tail -4 "$R/lf_tests.log"
