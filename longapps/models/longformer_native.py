@@ -154,7 +154,7 @@ class NativeLayers:
                 [self.grow.call] if G else []) + [w_ao.call, ln1.call, w_ff.call, w_out.call, ln2.call]
         self.bound = None
         self.gptr = None
-        self.head_bytes = [i * C * es for i in range(6)]
+        self.head_bytes = [i * C * es for i in range(5)]  # q, k, v, key_global, value_global offsets in a proj row
 
     def _bind(self, base: int, stream: int) -> None:
         """Point every prepared call at this forward's scratch and stream (kept while they repeat)."""
