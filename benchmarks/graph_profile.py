@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--only", choices=["mamba", "longformer"], help="profile one model")
+    ap.add_argument("--global-mode", nargs="+", default=["auto"], choices=["auto", "kernel", "hidden"],
+                    help="Longformer global-row modes to profile (one table each)")
     a = ap.parse_args()
     out = {"device": torch.cuda.get_device_name()}
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -68,9 +70,15 @@ def main() -> None:
         am = torch.ones(4, 4096, dtype=torch.long, device="cuda")
         gm = torch.zeros(4, 4096, dtype=torch.long, device="cuda")
         gm[:, 0] = 1
-        runner = fast.cuda_graph(ids, am, gm)
-        runner(ids, am, gm)
-        out["longformer_4x4096"] = profile_replay(runner.graph.replay, a.reps, "Longformer-base fp16, 4 x 4,096, graph replay")
+        for mode in a.global_mode:
+            for layer in fast.layers:
+                layer.global_mode = mode
+            runner = fast.cuda_graph(ids, am, gm)
+            runner(ids, am, gm)
+            key = "longformer_4x4096" + ("" if mode == "auto" else f"_{mode}")
+            out[key] = profile_replay(runner.graph.replay, a.reps,
+                                      f"Longformer-base fp16, 4 x 4,096, global mode {mode}, graph replay")
+            del runner
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -446,12 +446,13 @@ def test_longformer_automatic_graphs_match_eager_with_new_inputs():
         assert fast.graphs.captures == 2 and fast.embeddings.word_embeddings.weight.dtype == torch.float32
 
 
-@pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])
-def test_longformer_native_eager_matches_pytorch_level_path(dt):
+@pytest.mark.parametrize("dt,global_mode", [(torch.float16, "hidden"), (torch.bfloat16, "hidden"),
+                                            (torch.float16, "kernel")])
+def test_longformer_native_eager_matches_pytorch_level_path(dt, global_mode):
     """The native eager layers (cuBLASLt + direct kernel launches): after the probe call of a signature, every
     call goes native and equals the PyTorch-level eager path for that call's inputs (token ids and global
     positions change between calls: nothing reads a previous call's buffers); per-layer windows (128, 256),
-    no / one / three global tokens per row, batch 1 and 2; padding, training mode and
+    no / one / three global tokens per row, batch 1 and 2, both global-row modes; padding, training mode and
     LONGAPPS_NATIVE_EAGER=0 take the PyTorch-level path."""
     transformers = pytest.importorskip("transformers")
     from longapps.models.longformer import FastLongformerModel
@@ -460,6 +461,8 @@ def test_longformer_native_eager_matches_pytorch_level_path(dt):
     fast = FastLongformerModel.from_hf(hf).eval().disable_graphs()
     ref = FastLongformerModel.from_hf(hf).eval().disable_graphs()
     ref.native = None
+    for layer in (*fast.layers, *ref.layers):
+        layer.global_mode = global_mode
 
     def check(B, N, n_glob, seed):
         g = torch.Generator(device="cuda").manual_seed(seed)
@@ -537,6 +540,45 @@ def test_gather_rows_gpu(B, N, G):
         x = torch.randn(B, N, 768, device="cuda", dtype=torch.bfloat16)
         idx = torch.randint(-1, N, (B, G), dtype=torch.int32, device="cuda")
         assert torch.equal(gather_rows(x, idx), reference_gather_rows(x, idx))
+
+
+@pytest.mark.parametrize("dt,B,N,G,masked", [(torch.bfloat16, 1, 4096, 1, False), (torch.float16, 4, 4096, 1, True),
+                                              (torch.bfloat16, 2, 3001, 3, True)])
+def test_hidden_global_rows_gpu(dt, B, N, G, masked):
+    """The hidden-space global rows (three Triton launches) vs the full key/value_global projections in fp32 on
+    fresh inputs of Longformer-base width (twice per signature: nothing stale); other rows untouched."""
+    from longapps.kernels.hidden_global_rows import hidden_global_rows
+    C, H, D = 768, 12, 64
+    for _ in range(2):
+        x = torch.randn(B, N, C, device="cuda", dtype=dt)
+        w = [torch.randn(C, C, device="cuda", dtype=dt) * C ** -0.5 for _ in range(3)]
+        bias = [torch.randn(C, device="cuda", dtype=dt) * 0.5 for _ in range(3)]
+        gidx = torch.stack([torch.randperm(N, device="cuda")[:G] for _ in range(B)]).to(torch.int32)
+        if B > 1:
+            gidx[-1, -1] = -1
+        kpm = None
+        if masked:
+            kpm = torch.ones(B, N, dtype=torch.bool, device="cuda")
+            kpm[-1, N - 300:] = False
+        out = torch.randn(B, N, H, D, device="cuda", dtype=dt)
+        before = out.clone()
+        hidden_global_rows(x, gidx, kpm, w[0], bias[0], w[1], w[2], bias[2], H, out=out)
+        xf = x.float()
+        k = (xf @ w[1].float().T + bias[1].float()).view(B, N, H, D).transpose(1, 2)
+        v = (xf @ w[2].float().T + bias[2].float()).view(B, N, H, D).transpose(1, 2)
+        written = torch.zeros(B, N, dtype=torch.bool, device="cuda")
+        for b in range(B):
+            for j in gidx[b].tolist():
+                if j < 0:
+                    continue
+                written[b, j] = True
+                q = (xf[b, j] @ w[0].float().T + bias[0].float()).view(H, 1, D) / D ** 0.5
+                s = q @ k[b].transpose(-1, -2)
+                if masked:
+                    s = s.masked_fill(~kpm[b][None, None, :], float("-inf"))
+                want = (s.softmax(-1) @ v[b]).view(H, D)
+                assert rel(out[b, j], want) < TOL[dt], (b, j, rel(out[b, j], want))
+        assert torch.equal(out[~written], before[~written])
 
 
 @pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])

@@ -120,20 +120,26 @@ class LtShape:
         return desc
 
     def _heuristic(self, desc: ctypes.c_void_p) -> _Heuristic:
+        found = self.candidates(desc, 1)
+        if not found:
+            raise RuntimeError(f"cuBLASLt has no algorithm for {self.rows}x{self.k} @ {self.k}x{self.n}")
+        return found[0]
+
+    def candidates(self, desc: ctypes.c_void_p, count: int) -> list:
+        """Up to ``count`` algorithms for this shape and descriptor, cuBLASLt's heuristic order (the first is
+        the one used unless ``algo`` is set to another before the ``LtLinear`` objects are made)."""
         lib = cublaslt()
         pref = ctypes.c_void_p()
         _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)), "preference")
         ws = ctypes.c_uint64(WORKSPACE_BYTES)
         _check(lib.cublasLtMatmulPreferenceSetAttribute(pref, PREF_MAX_WORKSPACE_BYTES, ctypes.byref(ws),
                                                         ctypes.sizeof(ws)), "preference attr")
-        res = _Heuristic()
-        count = ctypes.c_int(0)
-        _check(lib.cublasLtMatmulAlgoGetHeuristic(_handle(self.device), desc, self.a, self.b, self.d, self.d, pref, 1,
-                                                  ctypes.byref(res), ctypes.byref(count)), "heuristic")
+        res = (_Heuristic * count)()
+        got = ctypes.c_int(0)
+        _check(lib.cublasLtMatmulAlgoGetHeuristic(_handle(self.device), desc, self.a, self.b, self.d, self.d, pref,
+                                                  count, res, ctypes.byref(got)), "heuristic")
         lib.cublasLtMatmulPreferenceDestroy(pref)
-        if count.value < 1 or res.state:
-            raise RuntimeError(f"cuBLASLt has no algorithm for {self.rows}x{self.k} @ {self.k}x{self.n}")
-        return res
+        return [res[i] for i in range(got.value) if not res[i].state]
 
 
 class LtLinear:

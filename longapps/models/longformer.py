@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..attention import WindowGlobal, attention
 from ..kernels._common import HAS_TRITON, fork_to, interpreting, join_from, side_stream
+from ..kernels.hidden_global_rows import hidden_global_rows, reference_hidden_global_rows
 from ..kernels.layernorm import add_layernorm
 from ..resources import ModelNotFoundError, load_offline_first
 
@@ -100,10 +101,10 @@ class _FastLayer(nn.Module):
         # |difference to erf GELU| <= 5e-4, below fp16 resolution of the activations)
         self.gelu_epilogue = act in ("gelu", "gelu_new", "gelu_pytorch_tanh")
         # global query rows at inference: "kernel" (the attention kernel's split-K programs over the
-        # key/value_global projections of every token), "hidden" (hidden-space algebra: no key/value_global
-        # projection of all tokens) or "auto": kernel on the Triton path (fewer, larger launches: 2.19 vs
-        # 2.32 ms on an H200; at batch 4 x 4096 the two are equal, 7.97 vs 7.96 ms graph, run 46), hidden
-        # elsewhere (the saved projection is 1/6 of the FLOPs: CPU 5.4 vs 6.3 s)
+        # key/value_global projections of every token) or "hidden" (hidden-space algebra, no key/value_global
+        # projection of all tokens: on the Triton path three small launches, kernels/hidden_global_rows.py;
+        # elsewhere a few PyTorch GEMMs). "auto" = "hidden" (the saved projection is 2/5 of the input GEMM;
+        # numbers in NOTES.md)
         self.global_mode = "auto"
 
     def forward(self, x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
@@ -114,27 +115,24 @@ class _FastLayer(nn.Module):
         H, D = self.num_heads, self.head_dim
         has_g = gidx is not None and gidx.shape[-1] > 0
         train = self.training and torch.is_grad_enabled()
-        mode = self.global_mode if self.global_mode != "auto" else ("kernel" if backend == "triton" else "hidden")
+        mode = self.resolved_global_mode()
         with_kvg = has_g and (train or mode == "kernel")
         rows = 5 * C if with_kvg else 3 * C
         hidden = has_g and not train and mode == "hidden"
-        # inference in a CUDA graph: the global rows' small, latency-bound work (their query projection, or in
-        # "hidden" mode all of it) runs on a side stream, overlapping the input GEMM and the band kernel.
-        # Eagerly the host is the bottleneck: no side stream (its fork / join events cost host time)
-        side = _side_stream(x) if (has_g and not train and backend == "triton" and capturing) else None
+        # inference in a CUDA graph, kernel mode: the global rows' query projection runs on a side stream,
+        # overlapping the input GEMM. Eagerly the host is the bottleneck: no side stream (its fork / join
+        # events cost host time)
+        side = _side_stream(x) if (has_g and not train and not hidden and backend == "triton" and capturing) else None
         grows = None if capturing else "launch"  # attention's global rows: after the band, same stream
         main = _current_stream(x) if side is not None else None
         qg = og = None
         if side is not None:
             fork_to(side, main)
             with torch.cuda.stream(side):
-                if hidden:
-                    og = _global_rows_hidden(x, gsel, kpm, *self._global_weights(), H)
-                else:
-                    qg = self._global_query(x, gsel)
-        elif hidden:
-            og = _global_rows_hidden(x, gsel, kpm, *self._global_weights(), H)
-        elif has_g:
+                qg = self._global_query(x, gsel)
+        elif hidden and backend != "triton":
+            og = reference_hidden_global_rows(x, gidx, kpm, *self._global_weights(), H)
+        elif has_g and not hidden:
             qg = self._global_query(x, gsel)
         proj = F.linear(x, self.w_in[:rows], self.b_in[:rows]).view(B, N, rows // C, H, D)
         q, k, v = (proj[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, N, D) strided views
@@ -162,21 +160,19 @@ class _FastLayer(nn.Module):
                                   global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
                                   gidx_prepared=has_g, grows=grows)
             a = o.reshape(B, N, C)
-        else:  # inference: window attention for the local rows; global rows (hidden space) written over
+        elif backend == "triton":  # inference: window attention, then the global rows (hidden space) over theirs
+            from ..kernels.window_global import window_global_forward
+            o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
+            window_global_forward(q, k, v, self.window, gidx, False, kpm, None, out=o.transpose(1, 2),
+                                  gidx_prepared=True, global_rows=False)
+            hidden_global_rows(x, gidx, kpm, *self._global_weights(), H, out=o)
+            a = o.reshape(B, N, C)
+        else:  # inference without Triton: window attention for the local rows; global rows written over
             ob = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
             o = ob[:, :N]
-            if backend == "triton":
-                from ..kernels.window_global import window_global_forward
-                window_global_forward(q, k, v, self.window, gidx if has_g else None, False, kpm, None,
-                                      out=o.transpose(1, 2), gidx_prepared=has_g, global_rows=False)
-            else:
-                pat = WindowGlobal(self.window, gidx if has_g else [])
-                o.copy_(attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2))
-            if has_g:
-                if side is not None:
-                    join_from(main, side)
-                    og.record_stream(main)
-                ob.view(B, N + 1, C).scatter_(1, gscat, og)
+            pat = WindowGlobal(self.window, gidx)
+            o.copy_(attention(q, k, v, pat, key_padding_mask=kpm, backend=backend).transpose(1, 2))
+            ob.view(B, N + 1, C).scatter_(1, gscat, og.to(ob.dtype))
             a = o.reshape(B, N, C)
         if kpm is not None:  # HF: padded queries get a zero attention output
             a = a.masked_fill(pad_rows, 0.0)
@@ -209,10 +205,14 @@ class _FastLayer(nn.Module):
         return F.linear(xg, self.w_qg, self.b_qg).view(B, G, self.num_heads, self.head_dim).transpose(1, 2)
 
     def _global_weights(self) -> Tuple[torch.Tensor, ...]:
-        """(w_q, b_q, w_k, b_k, w_v, b_v) of the global projections."""
+        """(w_q, b_q, w_k, w_v, b_v) of the global projections (the key bias drops out of the global rows'
+        softmax)."""
         C = self.w_qg.shape[0]
-        return (self.w_qg, self.b_qg, self.w_in[3 * C:4 * C], self.b_in[3 * C:4 * C], self.w_in[4 * C:],
-                self.b_in[4 * C:])
+        return self.w_qg, self.b_qg, self.w_in[3 * C:4 * C], self.w_in[4 * C:], self.b_in[4 * C:]
+
+    def resolved_global_mode(self) -> str:
+        """The global-row mode inference uses: ``global_mode``, with "auto" = "hidden"."""
+        return "hidden" if self.global_mode == "auto" else self.global_mode
 
     def _intermediate(self, h: torch.Tensor) -> torch.Tensor:
         """act(h W^T + b); on CUDA in fp16/bf16 one cuBLASLt GEMM with a GELU epilogue."""
@@ -235,32 +235,6 @@ def layer_aux(x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch
         gscat = torch.where(gi < 0, N, gi)[:, :, None].expand(B, gi.shape[1], C)
     capturing = bool(x.is_cuda and torch.cuda.is_current_stream_capturing())
     return gsel, gscat, (~kpm[:, :, None] if kpm is not None else None), capturing
-
-
-def _global_rows_hidden(x: torch.Tensor, gsel: torch.Tensor, kpm: Optional[torch.Tensor],
-                        w_q: torch.Tensor, b_q: torch.Tensor, w_k: torch.Tensor, b_k: torch.Tensor,
-                        w_v: torch.Tensor, b_v: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Outputs (B, G, C) of the global rows (``gsel``: ``layer_aux``'s gather index) without projecting
-    key/value_global for every token. Per head h: ``q . (Wk_h x_j + bk_h) = (Wk_h^T q) . x_j + q . bk_h``
-    where the last term is constant over j and cancels in the softmax, and
-    ``sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h``. A handful of small GEMMs, no
-    N x C intermediate (``b_k`` is unused: shift invariance)."""
-    B, N, C = x.shape
-    H = num_heads
-    D = C // H
-    G = gsel.shape[1]
-    xg = torch.gather(x, 1, gsel).reshape(B * G, C)
-    sc = 1.0 / math.sqrt(D)
-    qg = torch.addmm(b_q, xg, w_q.t(), beta=sc, alpha=sc)                  # (BG, C) = (BG, H*D), scaled
-    u = torch.bmm(qg.view(B * G, H, D).transpose(0, 1), w_k.view(H, D, C))  # (H, BG, C)
-    u = u.view(H, B, G, C).permute(1, 2, 0, 3).reshape(B, G * H, C)
-    s = torch.bmm(u, x.transpose(1, 2))                                     # (B, G*H, N)
-    if kpm is not None:
-        s = s.masked_fill(~kpm[:, None, :], float("-inf"))
-    p = torch.softmax(s, dim=-1)  # fp32 math inside for half inputs
-    z = torch.bmm(p, x).view(B, G, H, C).permute(2, 0, 1, 3).reshape(H, B * G, C)
-    og = torch.baddbmm(b_v.view(H, 1, D), z, w_v.view(H, D, C).transpose(1, 2))  # (H, BG, D)
-    return og.view(H, B, G, D).permute(1, 2, 0, 3).reshape(B, G, C)
 
 
 def _reference_longformer_attention(q, k, v, qg, kg, vg, window, gidx, kpm, backend):

@@ -1,0 +1,277 @@
+"""Longformer global query rows computed in hidden space: no key/value_global projection of every token.
+
+A global token attends to every key through the ``key_global`` / ``value_global`` projections. For global row
+``g`` and head ``h`` (``q = query_global(x_g)`` scaled, ``Wk_h, bk_h, Wv_h, bv_h`` the head's rows):
+
+    q . (Wk_h x_j + bk_h) = (Wk_h^T q) . x_j + q . bk_h      (the last term is constant over j: softmax drops it)
+    sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h
+
+so the rows need only ``u = Wk_h^T q`` (one C-vector per global row and head) and one pass over the hidden
+states ``x``, instead of a (tokens x 2C) projection GEMM (2/5 of the layer's input GEMM) and a pass over it.
+Three Triton launches (``BoundLaunch``, so the native eager layers can launch them directly):
+
+1. ``_hq_kernel`` (B*G, H): gathers x_g, projects q_h = (Wq_h x_g + bq_h) * scale * log2(e), writes
+   ``u = Wk_h^T q_h`` (B, G*H, C).
+2. ``_hs_kernel`` (chunks, B, row tiles): per chunk of tokens, scores ``u . x_j`` (one tl.dot over C), the
+   chunk's max and exp2-sum, and the weighted sum of its x rows (fp32 partials; flash-decoding split).
+3. ``_hm_kernel`` (B*G, H): merges the chunks, applies ``Wv_h`` and ``bv_h`` and writes the head's slice of the
+   attention output at the global token's row (slots with index -1 are skipped).
+
+``reference_hidden_global_rows`` is the same algebra in PyTorch (CPU path and the tests' reference).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ._common import HAS_TRITON, LOG2E, BoundLaunch, KernelLauncher, dot_dtype, interpreting, triton_usable
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _hq_kernel(X, GIDX, WQ, BQ, WK, U, sxb, sxn, sgb, G, C, scale,
+                   H: tl.constexpr, D: tl.constexpr, BLOCK_C: tl.constexpr):
+        """u[b, g*H + h] = Wk_h^T ((Wq_h x[b, gidx[b, g]] + bq_h) * scale); zeros for -1 slots."""
+        pid = tl.program_id(0)
+        h = tl.program_id(1)
+        b = pid // G
+        row = tl.load(GIDX + b * sgb + pid % G)
+        xrow = X + b.to(tl.int64) * sxb + tl.maximum(row, 0).to(tl.int64) * sxn
+        offs_d = tl.arange(0, D)
+        wrow = (h * D + offs_d).to(tl.int64) * C
+        acc = tl.zeros([D], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            cm = cols < C
+            xv = tl.load(xrow + cols, mask=cm, other=0.0).to(tl.float32)
+            w = tl.load(WQ + wrow[:, None] + cols[None, :], mask=cm[None, :], other=0.0).to(tl.float32)
+            acc += tl.sum(w * xv[None, :], axis=1)
+        q = (acc + tl.load(BQ + h * D + offs_d).to(tl.float32)) * scale
+        q = tl.where(row >= 0, q, 0.0)
+        ubase = U + (pid * H + h).to(tl.int64) * C
+        for c0 in range(0, C, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            cm = cols < C
+            w = tl.load(WK + wrow[:, None] + cols[None, :], mask=cm[None, :], other=0.0).to(tl.float32)
+            tl.store(ubase + cols, tl.sum(q[:, None] * w, axis=0).to(U.dtype.element_ty), mask=cm)
+
+    @triton.jit
+    def _hs_kernel(X, U, KPM, PZ, PML, sxb, sxn, skpb, N, C, R, NCHUNK,
+                   HAS_KPM: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+                   DT: tl.constexpr):
+        """One chunk of BLOCK_N tokens for BLOCK_R rows of u: scores, max, exp2-sum, sum_j p_j x_j (fp32)."""
+        ch = tl.program_id(0)
+        b = tl.program_id(1)
+        offs_r = tl.program_id(2) * BLOCK_R + tl.arange(0, BLOCK_R)
+        r_ok = offs_r < R
+        offs_n = ch * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < N
+        xb = X + b.to(tl.int64) * sxb + offs_n.to(tl.int64)[:, None] * sxn
+        ub = U + (b * R + offs_r).to(tl.int64)[:, None] * C
+        s = tl.zeros([BLOCK_R, BLOCK_N], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            cm = cols < C
+            u = tl.load(ub + cols[None, :], mask=r_ok[:, None] & cm[None, :], other=0.0).to(DT)
+            x = tl.load(xb + cols[None, :], mask=n_ok[:, None] & cm[None, :], other=0.0).to(DT)
+            s += tl.dot(u, tl.trans(x))
+        key_ok = n_ok
+        if HAS_KPM:
+            key_ok = key_ok & (tl.load(KPM + b.to(tl.int64) * skpb + offs_n, mask=n_ok, other=0) != 0)
+        s = tl.where(key_ok[None, :], s, float("-inf"))
+        m = tl.maximum(tl.max(s, axis=1), -1.0e30)  # a chunk with no allowed key: p = 0, l = 0
+        p = tl.math.exp2(s - m[:, None])
+        l = tl.sum(p, axis=1)
+        prow = ((b * R + offs_r) * NCHUNK + ch).to(tl.int64)
+        for c0 in range(0, C, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            cm = cols < C
+            x = tl.load(xb + cols[None, :], mask=n_ok[:, None] & cm[None, :], other=0.0).to(DT)
+            z = tl.dot(p.to(DT), x)
+            tl.store(PZ + prow[:, None] * C + cols[None, :], z, mask=r_ok[:, None] & cm[None, :])
+        tl.store(PML + prow * 2, m, mask=r_ok)
+        tl.store(PML + prow * 2 + 1, l, mask=r_ok)
+
+    @triton.jit
+    def _hm_kernel(PZ, PML, GIDX, WV, BV, O, sgb, sob, son, soh, G, C, NCHUNK,
+                   H: tl.constexpr, D: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Merge the chunks of row (b, g, h), project with Wv_h, add bv_h, write O[b, gidx[b, g], h]."""
+        pid = tl.program_id(0)
+        h = tl.program_id(1)
+        b = pid // G
+        g = pid % G
+        row = tl.load(GIDX + b * sgb + g)
+        if row >= 0:
+            base = ((b * G + g) * H + h).to(tl.int64) * NCHUNK
+            ks = tl.arange(0, BLOCK_K)
+            mx = tl.full([BLOCK_K], -1.0e30, dtype=tl.float32)
+            for k0 in range(0, NCHUNK, BLOCK_K):
+                mx = tl.maximum(mx, tl.load(PML + (base + k0 + ks) * 2, mask=k0 + ks < NCHUNK, other=-1.0e30))
+            big = tl.max(mx, axis=0)
+            lsum = tl.zeros([BLOCK_K], dtype=tl.float32)
+            for k0 in range(0, NCHUNK, BLOCK_K):
+                k_ok = k0 + ks < NCHUNK
+                m = tl.load(PML + (base + k0 + ks) * 2, mask=k_ok, other=-1.0e30)
+                lsum += tl.where(k_ok, tl.math.exp2(m - big), 0.0) * tl.load(PML + (base + k0 + ks) * 2 + 1,
+                                                                          mask=k_ok, other=0.0)
+            total = tl.sum(lsum, axis=0)
+            total = tl.where(total > 0, total, 1.0)
+            offs_d = tl.arange(0, D)
+            wrow = (h * D + offs_d).to(tl.int64) * C
+            acc = tl.zeros([D], dtype=tl.float32)
+            for c0 in range(0, C, BLOCK_C):
+                cols = c0 + tl.arange(0, BLOCK_C)
+                cm = cols < C
+                z = tl.zeros([BLOCK_C], dtype=tl.float32)
+                for k0 in range(0, NCHUNK, BLOCK_K):
+                    k_ok = k0 + ks < NCHUNK
+                    w = tl.where(k_ok, tl.math.exp2(tl.load(PML + (base + k0 + ks) * 2, mask=k_ok, other=0.0) - big),
+                                 0.0)
+                    pz = tl.load(PZ + (base + k0 + ks)[:, None] * C + cols[None, :], mask=k_ok[:, None] & cm[None, :],
+                                 other=0.0)
+                    z += tl.sum(pz * w[:, None], axis=0)
+                wv = tl.load(WV + wrow[:, None] + cols[None, :], mask=cm[None, :], other=0.0).to(tl.float32)
+                acc += tl.sum(wv * z[None, :], axis=1)
+            og = acc / total + tl.load(BV + h * D + offs_d).to(tl.float32)
+            tl.store(O + b.to(tl.int64) * sob + row.to(tl.int64) * son + h * soh + offs_d, og.to(O.dtype.element_ty))
+
+    _HQ = KernelLauncher(_hq_kernel)
+    _HS = KernelLauncher(_hs_kernel)
+    _HM = KernelLauncher(_hm_kernel)
+
+
+def reference_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor],
+                                 w_q: torch.Tensor, b_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor,
+                                 b_v: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """PyTorch version: the global rows' attention outputs (B, G, C) in ``gidx`` order (``gidx``: (B or 1, G),
+    -1 slots read row 0; ``kpm``: (B, N) bool, True = key allowed). A handful of small GEMMs, no N x C
+    intermediate (the key bias is not needed: shift invariance)."""
+    B, N, C = x.shape
+    H = num_heads
+    D = C // H
+    G = gidx.shape[1]
+    gsel = gidx.long().clamp_min(0).expand(B, G)[:, :, None].expand(B, G, C)
+    xg = torch.gather(x, 1, gsel).reshape(B * G, C)
+    sc = 1.0 / math.sqrt(D)
+    qg = torch.addmm(b_q, xg, w_q.t(), beta=sc, alpha=sc)                  # (BG, C) = (BG, H*D), scaled
+    u = torch.bmm(qg.view(B * G, H, D).transpose(0, 1), w_k.view(H, D, C))  # (H, BG, C)
+    u = u.view(H, B, G, C).permute(1, 2, 0, 3).reshape(B, G * H, C)
+    s = torch.bmm(u, x.transpose(1, 2))                                     # (B, G*H, N)
+    if kpm is not None:
+        s = s.masked_fill(~kpm[:, None, :], float("-inf"))
+    p = torch.softmax(s, dim=-1)  # fp32 math inside for half inputs
+    z = torch.bmm(p, x).view(B, G, H, C).permute(2, 0, 1, 3).reshape(H, B * G, C)
+    og = torch.baddbmm(b_v.view(H, 1, D), z, w_v.view(H, D, C).transpose(1, 2))  # (H, BG, D)
+    return og.view(H, B, G, D).permute(1, 2, 0, 3).reshape(B, G, C)
+
+
+class HiddenRowsPlan:
+    """The three bound launches of one signature and the scratch they use (bytes at offsets ``off_u``,
+    ``off_pz``, ``off_pml`` of one buffer of ``scratch_bytes``). Heads: ``hq`` (x, gidx, w_q, b_q, w_k, u),
+    ``hs`` (x, u, kpm, pz, pml), ``hm`` (pz, pml, gidx, w_v, b_v, out)."""
+
+    def __init__(self, hq: BoundLaunch, hs: BoundLaunch, hm: BoundLaunch, sizes: tuple) -> None:
+        self.hq, self.hs, self.hm = hq, hs, hm
+        offs, total = [], 0
+        for n in sizes:
+            offs.append(total)
+            total += -(-n // 256) * 256
+        self.off_u, self.off_pz, self.off_pml = offs
+        self.scratch_bytes = total
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_properties(idx).multi_processor_count
+
+
+def plan_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm8: Optional[torch.Tensor], skpb: int,
+                            out_strides: tuple, num_heads: int) -> HiddenRowsPlan:
+    """Plan (cached per signature) for x (B, N, C) with unit channel stride, gidx int32 (B or 1, G), the int8
+    key mask (or None) with row stride ``skpb`` and an output (B, N, H, D) of these strides (the last is 1)."""
+    B, N, C = x.shape
+    H = num_heads
+    D = C // H
+    G = gidx.shape[1]
+    sgb = gidx.stride(0) if gidx.shape[0] > 1 else 0
+    so = tuple(out_strides)
+    interp = interpreting()
+    key = (x.device.index, x.dtype, tuple(x.shape), x.stride(0), x.stride(1), G, sgb, kpm8 is not None, skpb,
+           tuple(so), H, interp)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    R = G * H
+    block_r = 16 if interp else min(64, max(16, triton.next_power_of_2(R)))
+    rt = triton.cdiv(R, block_r)
+    if interp:
+        block_n = 16
+    else:  # about two programs per SM, 32..256 tokens each
+        want = triton.cdiv(B * N * rt, 2 * _num_sms(x.device))
+        block_n = min(256, max(32, triton.next_power_of_2(want)))
+    nchunk = triton.cdiv(N, block_n)
+    block_c = 16 if interp else 64
+    dt = dot_dtype(x.dtype)
+    opts = {} if interp else {"num_warps": 4}
+    scale = LOG2E / math.sqrt(D)
+    hq = BoundLaunch(_HQ, key + ("hq",), (B * G, H), (x.stride(0), x.stride(1), sgb, G, C, scale, H, D,
+                                                      32 if interp else 128), opts)
+    hs = BoundLaunch(_HS, key + ("hs",), (nchunk, B, rt), (x.stride(0), x.stride(1), skpb, N, C, R, nchunk,
+                                                          kpm8 is not None, block_r, block_n, block_c, dt), opts)
+    hm = BoundLaunch(_HM, key + ("hm",), (B * G, H), (sgb, so[0], so[1], so[2], G, C, nchunk, H, D,
+                                                      16 if interp else 32, 32 if interp else 128), opts)
+    sizes = (B * R * C * x.element_size(), B * R * nchunk * C * 4, B * R * nchunk * 2 * 4)
+    plan = _PLANS[key] = HiddenRowsPlan(hq, hs, hm, sizes)
+    return plan
+
+
+def hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor], w_q: torch.Tensor,
+                       b_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor, b_v: torch.Tensor,
+                       num_heads: int, out: torch.Tensor) -> None:
+    """Write the global rows' attention output into ``out`` (B, N, H, D): for each slot of ``gidx`` (prepared
+    int32 (B or 1, G), -1 = none) ``out[b, gidx[b, g]]``. Triton where it runs (three launches, no host sync,
+    CUDA-graph capturable), else the PyTorch reference. ``kpm``: (B, N) bool key mask (True = keep) or None."""
+    B, N, C = x.shape
+    H = num_heads
+    D = C // H
+    G = gidx.shape[1]
+    if G == 0:
+        return
+    weights = (w_q, b_q, w_k, w_v, b_v)
+    kpm8, skpb = None, 0
+    if kpm is not None and kpm.dtype == torch.bool and kpm.stride(-1) == 1 and kpm.device == x.device:
+        kpm8, skpb = kpm.view(torch.int8), kpm.stride(0)
+    ok = (triton_usable(x) and x.stride(2) == 1 and gidx.dtype == torch.int32 and gidx.stride(-1) == 1
+          and gidx.device == x.device and gidx.shape[0] in (1, B) and out.stride(3) == 1 and D in (16, 32, 64, 128)
+          and (kpm is None or kpm8 is not None) and all(w.is_contiguous() and w.dtype == x.dtype for w in weights)
+          and out.dtype == x.dtype and not (x.data_ptr() & 15))
+    if not ok:
+        og = reference_hidden_global_rows(x, gidx, kpm, w_q, b_q, w_k, w_v, b_v, H).to(out.dtype)
+        gi = gidx.long().expand(B, G)
+        for b, g in (gi >= 0).nonzero().tolist():
+            out[b, gi[b, g]] = og[b, g].view(H, D)
+        return
+    plan = plan_hidden_global_rows(x, gidx, kpm8, skpb, out.stride(), H)
+    scratch = torch.empty(plan.scratch_bytes, dtype=torch.uint8, device=x.device)
+    u = scratch[plan.off_u:].view(x.dtype)
+    pz = scratch[plan.off_pz:].view(torch.float32)
+    pml = scratch[plan.off_pml:].view(torch.float32)
+    km = kpm8 if kpm8 is not None else gidx  # placeholder pointer (HAS_KPM off)
+    raw = torch._C._cuda_getCurrentRawStream(x.device.index) if x.is_cuda else None
+    plan.hq((x, gidx, w_q, b_q, w_k, u), raw)
+    plan.hs((x, u, km, pz, pml), raw)
+    plan.hm((pz, pml, gidx, w_v, b_v, out), raw)
+
+
+_PLANS: dict = {}
+
+
+__all__ = ["hidden_global_rows", "reference_hidden_global_rows", "plan_hidden_global_rows", "HiddenRowsPlan"]
