@@ -39,6 +39,7 @@ def _by_definition(x, gidx, kpm, w_q, b_q, w_k, b_k, w_v, b_v, H):
     (1, 50, 2, 16, "one", False),      # one global row, length not a multiple of the chunk
     (2, 77, 3, 16, "2d", True),        # per-batch rows with a -1 slot, padded keys, C = 48 (not a block multiple)
     (3, 40, 2, 32, "shared", True),    # a (1, G) table shared by the batch
+    (3, 45, 2, 16, "many", False),     # 3 x 7 global rows: more than one 16-row tile
 ])
 def test_hidden_global_rows_matches_definition(dt, B, N, H, D, spec, masked):
     """Rows at the global positions equal the full-projection definition; every other row is left as it was;
@@ -47,7 +48,9 @@ def test_hidden_global_rows_matches_definition(dt, B, N, H, D, spec, masked):
     g = torch.Generator().manual_seed(torch.seed() % 2**31)
     C = H * D
     gidx = {"one": torch.tensor([[0]]), "2d": torch.tensor([[3, N - 1, -1], [0, 1, N // 2]]),
-            "shared": torch.tensor([[5, 17]])}[spec].to(torch.int32)
+            "shared": torch.tensor([[5, 17]]),
+            "many": torch.tensor([[0, 1, 2, 9, 20, 33, 44], [3, 4, 5, 6, 7, 8, -1], [10, 11, 12, 13, 14, 40, 41]]),
+            }[spec].to(torch.int32)
     kpm = None
     if masked:
         kpm = torch.ones(B, N, dtype=torch.bool)

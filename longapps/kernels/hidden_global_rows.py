@@ -8,13 +8,15 @@ A global token attends to every key through the ``key_global`` / ``value_global`
 
 so the rows need only ``u = Wk_h^T q`` (one C-vector per global row and head) and one pass over the hidden
 states ``x``, instead of a (tokens x 2C) projection GEMM (2/5 of the layer's input GEMM) and a pass over it.
-Three Triton launches (``BoundLaunch``, so the native eager layers can launch them directly):
+Four Triton launches (``BoundLaunch``, so the native eager layers can launch them directly), none of them
+looping serially over weights (each earlier version's per-row programs took 20-30 us at batch 4, run 87):
 
-1. ``_hq_kernel`` (B*G, H): gathers x_g, projects q_h = (Wq_h x_g + bq_h) * scale * log2(e), writes
-   ``u = Wk_h^T q_h`` (B, G*H, C).
+1. ``_hq_kernel`` (H, column blocks): for every global row at once (tl.dot over 16-row tiles), q_h = (Wq_h x_g
+   + bq_h) * scale * log2(e), then its block of ``u = Wk_h^T q_h`` (B, G*H, C).
 2. ``_hs_kernel`` (chunks, B, row tiles): per chunk of tokens, scores ``u . x_j`` (one tl.dot over C), the
    chunk's max and exp2-sum, and the weighted sum of its x rows (fp32 partials; flash-decoding split).
-3. ``_hm_kernel`` (B*G, H): merges the chunks, applies ``Wv_h`` and ``bv_h`` and writes the head's slice of the
+3. ``_hz_kernel`` (rows of u, column blocks): merges the chunks: ``z = sum_j p_j x_j / sum_j p_j``.
+4. ``_ho_kernel`` (H): ``Wv_h z + bv_h`` for every global row (tl.dot), written into the head's slice of the
    attention output at the global token's row (slots with index -1 are skipped).
 
 ``reference_hidden_global_rows`` is the same algebra in PyTorch (CPU path and the tests' reference).
@@ -33,31 +35,35 @@ if HAS_TRITON:
     import triton.language as tl
 
     @triton.jit
-    def _hq_kernel(X, GIDX, WQ, BQ, WK, U, sxb, sxn, sgb, G, C, scale,
-                   H: tl.constexpr, D: tl.constexpr, BLOCK_C: tl.constexpr):
-        """u[b, g*H + h] = Wk_h^T ((Wq_h x[b, gidx[b, g]] + bq_h) * scale); zeros for -1 slots."""
-        pid = tl.program_id(0)
-        h = tl.program_id(1)
-        b = pid // G
-        row = tl.load(GIDX + b * sgb + pid % G)
-        xrow = X + b.to(tl.int64) * sxb + tl.maximum(row, 0).to(tl.int64) * sxn
+    def _hq_kernel(X, GIDX, WQ, BQ, WK, U, sxb, sxn, sgb, G, BG, C, scale,
+                   H: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
+                   BLOCK_U: tl.constexpr, DT: tl.constexpr):
+        """Columns [cb*BLOCK_U, +BLOCK_U) of u[b, g*H + h] = Wk_h^T ((Wq_h x[b, gidx[b, g]] + bq_h) * scale) for
+        every global row (b, g) (zeros for -1 slots): two tl.dot, BLOCK_G rows at a time."""
+        h = tl.program_id(0)
+        offs_u = tl.program_id(1) * BLOCK_U + tl.arange(0, BLOCK_U)
+        u_ok = offs_u < C
         offs_d = tl.arange(0, D)
         wrow = (h * D + offs_d).to(tl.int64) * C
-        acc = tl.zeros([D], dtype=tl.float32)
-        for c0 in range(0, C, BLOCK_C):
-            cols = c0 + tl.arange(0, BLOCK_C)
-            cm = cols < C
-            xv = tl.load(xrow + cols, mask=cm, other=0.0).to(tl.float32)
-            w = tl.load(WQ + wrow[:, None] + cols[None, :], mask=cm[None, :], other=0.0).to(tl.float32)
-            acc += tl.sum(w * xv[None, :], axis=1)
-        q = (acc + tl.load(BQ + h * D + offs_d).to(tl.float32)) * scale
-        q = tl.where(row >= 0, q, 0.0)
-        ubase = U + (pid * H + h).to(tl.int64) * C
-        for c0 in range(0, C, BLOCK_C):
-            cols = c0 + tl.arange(0, BLOCK_C)
-            cm = cols < C
-            w = tl.load(WK + wrow[:, None] + cols[None, :], mask=cm[None, :], other=0.0).to(tl.float32)
-            tl.store(ubase + cols, tl.sum(q[:, None] * w, axis=0).to(U.dtype.element_ty), mask=cm)
+        wk = tl.load(WK + wrow[:, None] + offs_u[None, :], mask=u_ok[None, :], other=0.0).to(DT)  # (D, BLOCK_U)
+        bq = tl.load(BQ + h * D + offs_d).to(tl.float32)
+        for r0 in range(0, BG, BLOCK_G):
+            rows = r0 + tl.arange(0, BLOCK_G)
+            r_ok = rows < BG
+            b = rows // G
+            gi = tl.load(GIDX + b * sgb + rows % G, mask=r_ok, other=-1)
+            xrow = X + b.to(tl.int64) * sxb + tl.maximum(gi, 0).to(tl.int64) * sxn
+            acc = tl.zeros([BLOCK_G, D], dtype=tl.float32)
+            for k0 in range(0, C, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                k_ok = ks < C
+                xv = tl.load(xrow[:, None] + ks[None, :], mask=r_ok[:, None] & k_ok[None, :], other=0.0).to(DT)
+                wq = tl.load(WQ + wrow[None, :] + ks[:, None], mask=k_ok[:, None], other=0.0).to(DT)  # (BLOCK_K, D)
+                acc += tl.dot(xv, wq)
+            q = tl.where((r_ok & (gi >= 0))[:, None], (acc + bq[None, :]) * scale, 0.0)
+            u = tl.dot(q.to(DT), wk)
+            tl.store(U + (rows * H + h).to(tl.int64)[:, None] * C + offs_u[None, :], u.to(U.dtype.element_ty),
+                     mask=r_ok[:, None] & u_ok[None, :])
 
     @triton.jit
     def _hs_kernel(X, U, KPM, PZ, PML, sxb, sxn, skpb, N, C, R, NCHUNK,
@@ -97,51 +103,60 @@ if HAS_TRITON:
         tl.store(PML + prow * 2 + 1, l, mask=r_ok)
 
     @triton.jit
-    def _hm_kernel(PZ, PML, GIDX, WV, BV, O, sgb, sob, son, soh, G, C, NCHUNK,
-                   H: tl.constexpr, D: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
-        """Merge the chunks of row (b, g, h), project with Wv_h, add bv_h, write O[b, gidx[b, g], h]."""
-        pid = tl.program_id(0)
-        h = tl.program_id(1)
-        b = pid // G
-        g = pid % G
-        row = tl.load(GIDX + b * sgb + g)
-        if row >= 0:
-            base = ((b * G + g) * H + h).to(tl.int64) * NCHUNK
-            ks = tl.arange(0, BLOCK_K)
-            mx = tl.full([BLOCK_K], -1.0e30, dtype=tl.float32)
-            for k0 in range(0, NCHUNK, BLOCK_K):
-                mx = tl.maximum(mx, tl.load(PML + (base + k0 + ks) * 2, mask=k0 + ks < NCHUNK, other=-1.0e30))
-            big = tl.max(mx, axis=0)
-            lsum = tl.zeros([BLOCK_K], dtype=tl.float32)
-            for k0 in range(0, NCHUNK, BLOCK_K):
-                k_ok = k0 + ks < NCHUNK
-                m = tl.load(PML + (base + k0 + ks) * 2, mask=k_ok, other=-1.0e30)
-                lsum += tl.where(k_ok, tl.math.exp2(m - big), 0.0) * tl.load(PML + (base + k0 + ks) * 2 + 1,
-                                                                          mask=k_ok, other=0.0)
-            total = tl.sum(lsum, axis=0)
-            total = tl.where(total > 0, total, 1.0)
-            offs_d = tl.arange(0, D)
-            wrow = (h * D + offs_d).to(tl.int64) * C
-            acc = tl.zeros([D], dtype=tl.float32)
-            for c0 in range(0, C, BLOCK_C):
-                cols = c0 + tl.arange(0, BLOCK_C)
-                cm = cols < C
-                z = tl.zeros([BLOCK_C], dtype=tl.float32)
-                for k0 in range(0, NCHUNK, BLOCK_K):
-                    k_ok = k0 + ks < NCHUNK
-                    w = tl.where(k_ok, tl.math.exp2(tl.load(PML + (base + k0 + ks) * 2, mask=k_ok, other=0.0) - big),
-                                 0.0)
-                    pz = tl.load(PZ + (base + k0 + ks)[:, None] * C + cols[None, :], mask=k_ok[:, None] & cm[None, :],
-                                 other=0.0)
-                    z += tl.sum(pz * w[:, None], axis=0)
-                wv = tl.load(WV + wrow[:, None] + cols[None, :], mask=cm[None, :], other=0.0).to(tl.float32)
-                acc += tl.sum(wv * z[None, :], axis=1)
-            og = acc / total + tl.load(BV + h * D + offs_d).to(tl.float32)
-            tl.store(O + b.to(tl.int64) * sob + row.to(tl.int64) * son + h * soh + offs_d, og.to(O.dtype.element_ty))
+    def _hz_kernel(PZ, PML, Z, C, NCHUNK, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+        """Merge the chunks of one row of u (program 0: row, 1: column block): Z = sum_j p_j x_j / sum_j p_j."""
+        row = tl.program_id(0).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        cm = cols < C
+        base = row * NCHUNK
+        ks = tl.arange(0, BLOCK_K)
+        mx = tl.full([BLOCK_K], -1.0e30, dtype=tl.float32)
+        for k0 in range(0, NCHUNK, BLOCK_K):
+            mx = tl.maximum(mx, tl.load(PML + (base + k0 + ks) * 2, mask=k0 + ks < NCHUNK, other=-1.0e30))
+        big = tl.max(mx, axis=0)
+        lsum = tl.zeros([BLOCK_K], dtype=tl.float32)
+        z = tl.zeros([BLOCK_C], dtype=tl.float32)
+        for k0 in range(0, NCHUNK, BLOCK_K):
+            k_ok = k0 + ks < NCHUNK
+            w = tl.where(k_ok, tl.math.exp2(tl.load(PML + (base + k0 + ks) * 2, mask=k_ok, other=0.0) - big), 0.0)
+            lsum += w * tl.load(PML + (base + k0 + ks) * 2 + 1, mask=k_ok, other=0.0)
+            pz = tl.load(PZ + (base + k0 + ks)[:, None] * C + cols[None, :], mask=k_ok[:, None] & cm[None, :],
+                         other=0.0)
+            z += tl.sum(pz * w[:, None], axis=0)
+        total = tl.sum(lsum, axis=0)
+        z = z / tl.where(total > 0, total, 1.0)
+        tl.store(Z + row * C + cols, z.to(Z.dtype.element_ty), mask=cm)
+
+    @triton.jit
+    def _ho_kernel(Z, GIDX, WV, BV, O, sgb, sob, son, soh, G, BG, C,
+                   H: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
+                   DT: tl.constexpr):
+        """Head h of every global row: O[b, gidx[b, g], h] = Wv_h Z[b, g*H + h] + bv_h (-1 slots skipped)."""
+        h = tl.program_id(0)
+        offs_d = tl.arange(0, D)
+        wrow = (h * D + offs_d).to(tl.int64) * C
+        bv = tl.load(BV + h * D + offs_d).to(tl.float32)
+        for r0 in range(0, BG, BLOCK_G):
+            rows = r0 + tl.arange(0, BLOCK_G)
+            r_ok = rows < BG
+            b = rows // G
+            gi = tl.load(GIDX + b * sgb + rows % G, mask=r_ok, other=-1)
+            zrow = Z + (rows * H + h).to(tl.int64) * C
+            acc = tl.zeros([BLOCK_G, D], dtype=tl.float32)
+            for k0 in range(0, C, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                k_ok = ks < C
+                zv = tl.load(zrow[:, None] + ks[None, :], mask=r_ok[:, None] & k_ok[None, :], other=0.0).to(DT)
+                wv = tl.load(WV + wrow[None, :] + ks[:, None], mask=k_ok[:, None], other=0.0).to(DT)  # (BLOCK_K, D)
+                acc += tl.dot(zv, wv)
+            ok = r_ok & (gi >= 0)
+            dst = O + b.to(tl.int64) * sob + tl.maximum(gi, 0).to(tl.int64) * son + h * soh
+            tl.store(dst[:, None] + offs_d[None, :], (acc + bv[None, :]).to(O.dtype.element_ty), mask=ok[:, None])
 
     _HQ = KernelLauncher(_hq_kernel)
     _HS = KernelLauncher(_hs_kernel)
-    _HM = KernelLauncher(_hm_kernel)
+    _HZ = KernelLauncher(_hz_kernel)
+    _HO = KernelLauncher(_ho_kernel)
 
 
 def reference_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor],
@@ -170,18 +185,21 @@ def reference_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optio
 
 
 class HiddenRowsPlan:
-    """The three bound launches of one signature and the scratch they use (bytes at offsets ``off_u``,
-    ``off_pz``, ``off_pml`` of one buffer of ``scratch_bytes``). Heads: ``hq`` (x, gidx, w_q, b_q, w_k, u),
-    ``hs`` (x, u, kpm, pz, pml), ``hm`` (pz, pml, gidx, w_v, b_v, out)."""
+    """The four bound launches of one signature and the scratch they use (byte offsets ``off_u``, ``off_pz``,
+    ``off_pml``, ``off_z`` in one buffer of ``scratch_bytes``). Heads: ``hq`` (x, gidx, w_q, b_q, w_k, u),
+    ``hs`` (x, u, kpm, pz, pml), ``hz`` (pz, pml, z), ``ho`` (z, gidx, w_v, b_v, out)."""
 
-    def __init__(self, hq: BoundLaunch, hs: BoundLaunch, hm: BoundLaunch, sizes: tuple) -> None:
-        self.hq, self.hs, self.hm = hq, hs, hm
+    def __init__(self, hq: BoundLaunch, hs: BoundLaunch, hz: BoundLaunch, ho: BoundLaunch, sizes: tuple) -> None:
+        self.hq, self.hs, self.hz, self.ho = hq, hs, hz, ho
         offs, total = [], 0
         for n in sizes:
             offs.append(total)
             total += -(-n // 256) * 256
-        self.off_u, self.off_pz, self.off_pml = offs
+        self.off_u, self.off_pz, self.off_pml, self.off_z = offs
         self.scratch_bytes = total
+
+    def launches(self) -> tuple:
+        return self.hq, self.hs, self.hz, self.ho
 
 
 def _num_sms(device: torch.device) -> int:
@@ -222,14 +240,20 @@ def plan_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm8: Optional[
     dt = dot_dtype(x.dtype)
     opts = {} if interp else {"num_warps": 4}
     scale = LOG2E / math.sqrt(D)
-    hq = BoundLaunch(_HQ, key + ("hq",), (B * G, H), (x.stride(0), x.stride(1), sgb, G, C, scale, H, D,
-                                                      32 if interp else 128), opts)
+    BG = B * G
+    block_u = 16 if interp else 128
+    block_k = 16 if interp else 64
+    hq = BoundLaunch(_HQ, key + ("hq",), (H, triton.cdiv(C, block_u)),
+                     (x.stride(0), x.stride(1), sgb, G, BG, C, scale, H, D, 16, block_k, block_u, dt),
+                     opts if interp else {"num_warps": 4, "num_stages": 3})
     hs = BoundLaunch(_HS, key + ("hs",), (nchunk, B, rt), (x.stride(0), x.stride(1), skpb, N, C, R, nchunk,
                                                           kpm8 is not None, block_r, block_n, block_c, dt), opts)
-    hm = BoundLaunch(_HM, key + ("hm",), (B * G, H), (sgb, so[0], so[1], so[2], G, C, nchunk, H, D,
-                                                      16 if interp else 32, 32 if interp else 128), opts)
-    sizes = (B * R * C * x.element_size(), B * R * nchunk * C * 4, B * R * nchunk * 2 * 4)
-    plan = _PLANS[key] = HiddenRowsPlan(hq, hs, hm, sizes)
+    hz = BoundLaunch(_HZ, key + ("hz",), (B * R, triton.cdiv(C, block_u)), (C, nchunk, 16 if interp else 32, block_u),
+                     opts)
+    ho = BoundLaunch(_HO, key + ("ho",), (H,), (sgb, so[0], so[1], so[2], G, BG, C, H, D, 16, block_k, dt),
+                     opts if interp else {"num_warps": 4, "num_stages": 3})
+    sizes = (B * R * C * x.element_size(), B * R * nchunk * C * 4, B * R * nchunk * 2 * 4, B * R * C * x.element_size())
+    plan = _PLANS[key] = HiddenRowsPlan(hq, hs, hz, ho, sizes)
     return plan
 
 
@@ -245,6 +269,8 @@ def hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.
     G = gidx.shape[1]
     if G == 0:
         return
+    if any(w.dtype != x.dtype for w in (w_q, b_q, w_k, w_v, b_v)):  # fp32 weights under autocast
+        w_q, b_q, w_k, w_v, b_v = (w.to(x.dtype) for w in (w_q, b_q, w_k, w_v, b_v))
     weights = (w_q, b_q, w_k, w_v, b_v)
     kpm8, skpb = None, 0
     if kpm is not None and kpm.dtype == torch.bool and kpm.stride(-1) == 1 and kpm.device == x.device:
@@ -268,7 +294,9 @@ def hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.
     raw = torch._C._cuda_getCurrentRawStream(x.device.index) if x.is_cuda else None
     plan.hq((x, gidx, w_q, b_q, w_k, u), raw)
     plan.hs((x, u, km, pz, pml), raw)
-    plan.hm((pz, pml, gidx, w_v, b_v, out), raw)
+    z = scratch[plan.off_z:].view(x.dtype)
+    plan.hz((pz, pml, z), raw)
+    plan.ho((z, gidx, w_v, b_v, out), raw)
 
 
 _PLANS: dict = {}

@@ -216,7 +216,8 @@ class _FastLayer(nn.Module):
 
     def _intermediate(self, h: torch.Tensor) -> torch.Tensor:
         """act(h W^T + b); on CUDA in fp16/bf16 one cuBLASLt GEMM with a GELU epilogue."""
-        if self.gelu_epilogue and h.is_cuda and h.dtype in (torch.float16, torch.bfloat16):
+        if self.gelu_epilogue and h.is_cuda and h.dtype in (torch.float16, torch.bfloat16) \
+                and self.inter.weight.dtype == h.dtype:  # (fp32 weights under autocast: F.linear casts them)
             h2 = h.reshape(-1, h.shape[-1])
             y = torch._addmm_activation(self.inter.bias, h2, self.inter.weight.t(), use_gelu=True)
             return y.view(*h.shape[:-1], y.shape[-1])

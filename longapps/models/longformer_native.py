@@ -4,7 +4,7 @@ The PyTorch-level eager encoder spends ~0.4-0.6 ms of host time per layer on a s
 and 4 Triton launches, each 5-40 us), so at batch 1 x 4,096 tokens it ran at 2-2.3x its CUDA graph. Here a
 forward is, per layer, 4 ``cublasLtMatmul`` calls (input projection; attention output; intermediate with its
 GELU epilogue; output), the band attention launch, two add+LayerNorm launches and the global rows: in "hidden"
-mode (the default) three launches of ``kernels/hidden_global_rows``; in "kernel" mode a row gather, the compact
+mode (the default) four launches of ``kernels/hidden_global_rows``; in "kernel" mode a row gather, the compact
 query_global GEMM and the attention kernel's global-row launch. Each is one ctypes call on matmul descriptors
 and kernel parameter blocks prepared once per input signature (~15 us per GEMM, ~7 us per launch on the lent
 H200 host); the activations live in one scratch allocation per forward. Same kernels and epilogues as the
@@ -46,13 +46,13 @@ class _Arena:
 
 class _LayerCalls:
     """One layer's prepared calls (None where the mode does not use them) and the tensors they point at."""
-    __slots__ = ("band", "w_in", "gat", "w_qg", "grow", "hq", "hs", "hm", "w_ao", "ln1", "w_ff", "w_out", "ln2",
-                 "keep")
+    __slots__ = ("band", "w_in", "gat", "w_qg", "grow", "hq", "hs", "hz", "ho", "w_ao", "ln1", "w_ff", "w_out",
+                 "ln2", "keep")
 
     def calls(self) -> list:
         """(function, arguments) of the layer in launch order."""
-        seq = (self.w_in, self.gat, self.w_qg, self.hq, self.hs, self.band, self.grow, self.hm, self.w_ao, self.ln1,
-               self.w_ff, self.w_out, self.ln2)
+        seq = (self.w_in, self.gat, self.w_qg, self.hq, self.hs, self.hz, self.band, self.grow, self.ho, self.w_ao,
+               self.ln1, self.w_ff, self.w_out, self.ln2)
         return [c.call for c in seq if c is not None]
 
 
@@ -63,7 +63,7 @@ class NativeLayers:
     addresses between forwards (re-pointed when the scratch moves or the stream changes), so one object must
     not be called from two threads at once.
 
-    Global rows as the layers' global mode says: "hidden" (three launches of ``kernels/hidden_global_rows``,
+    Global rows as the layers' global mode says: "hidden" (four launches of ``kernels/hidden_global_rows``,
     a 3C-row input GEMM) or "kernel" (a row gather, the compact query_global GEMM and the attention kernel's
     global-row launch over a 5C-row input GEMM)."""
 
@@ -122,7 +122,7 @@ class NativeLayers:
             for w in windows:  # one band launch per window size (the global-row launches do not depend on it)
                 window_global_forward(q, k, v, w, gidx, False, None, None, global_qkv=glob, out=o4,
                                       gidx_prepared=G > 0, grows="launch", global_rows=not hid, plan_sink=plans)
-            if hid:  # compiles and binds the three launches of this signature
+            if hid:  # compiles and binds the four launches of this signature
                 hidden_global_rows(hidden, gidx, None, *l0._global_weights(), H, out=o_bnhd)
             t, h = view("t", C), view("h", C)
             add_layernorm(t, hidden, l0.ln1.weight, l0.ln1.bias, l0.ln1.eps)  # compiles / binds the LayerNorm launch
@@ -135,7 +135,7 @@ class NativeLayers:
             # initial addresses only: ``_bind`` points every scratch slot at the forward's own scratch
             bands[w] = _direct(plan.band_b, (q, k, v, o4, lse, gidx if G else _no_globals(dev), kpm0, q, k, v))
         self.bands = list(bands.values())
-        self.grow = gather = hq = hs = hm = None
+        self.grow = gather = hq = hs = hz = ho = None
         if kern:
             gather = _direct(bound_gather_rows(hidden, gidx), (hidden, gidx, xg))
             g = plans[0].grow
@@ -144,11 +144,12 @@ class NativeLayers:
             self.cnt_n = g.cnt
             self.grow = _direct(plans[0].grow_b, (*glob, gidx, kpm0, lse, lse, lse, o4, lse, glob[1], glob[2]))
         if hid:
-            u = pz = arena[self.off["hr"]:]
+            u = pz = arena[self.off["hr"]:]  # initial addresses only (``_bind`` sets the scratch slots)
             wq, bq, wk, wv, bv = l0._global_weights()
             hq = _direct(hplan.hq, (hidden, gidx, wq, bq, wk, u))
             hs = _direct(hplan.hs, (hidden, u, kpm0, pz, pz))
-            hm = _direct(hplan.hm, (pz, pz, gidx, wv, bv, o_bnhd))
+            hz = _direct(hplan.hz, (pz, pz, u))
+            ho = _direct(hplan.ho, (u, gidx, wv, bv, o_bnhd))
         self.hplan = hplan
         self.arena_bytes = a.size
         ln = _direct(bound_add_layernorm(t, hidden, l0.ln1.weight, l0.ln1.eps), (t, hidden, l0.ln1.weight, l0.ln1.bias, h))
@@ -166,13 +167,13 @@ class NativeLayers:
             lc.w_in = LtLinear(s_in, layer.w_in, layer.b_in)  # rows [:rows] of W and b
             lc.gat = gather.clone() if kern else None
             lc.w_qg = LtLinear(s_qg, layer.w_qg, layer.b_qg) if kern else None
-            lc.hq = lc.hs = lc.hm = None
+            lc.hq = lc.hs = lc.hz = lc.ho = None
             if hid:
                 wq, bq, wk, wv, bv = layer._global_weights()
-                lc.hq, lc.hs, lc.hm = hq.clone(), hs.clone(), hm.clone()
+                lc.hq, lc.hs, lc.hz, lc.ho = hq.clone(), hs.clone(), hz, ho.clone()
                 for slot, p in ((2, wq), (3, bq), (4, wk)):
                     lc.hq.set(slot, p.data_ptr())
-                lc.hm.set(3, wv.data_ptr()), lc.hm.set(4, bv.data_ptr())
+                lc.ho.set(2, wv.data_ptr()), lc.ho.set(3, bv.data_ptr())
             lc.w_ao = LtLinear(s_cc, layer.attn_out.weight, layer.attn_out.bias)
             lc.ln1, lc.ln2 = ln.clone(), ln.clone()
             lc.ln1.set(2, layer.ln1.weight.data_ptr()), lc.ln1.set(3, layer.ln1.bias.data_ptr())
@@ -209,6 +210,7 @@ class NativeLayers:
         if self.hplan is not None:
             hr = base + off["hr"]
             u, pz, pml = hr + self.hplan.off_u, hr + self.hplan.off_pz, hr + self.hplan.off_pml
+            z = hr + self.hplan.off_z
         last = len(self.layers) - 1
         for i, lc in enumerate(self.layers):
             x = bufs[(i - 1) & 1]  # layer 0 reads the embeddings, set per call
@@ -221,7 +223,8 @@ class NativeLayers:
             if lc.hq is not None:
                 lc.hq.set(0, x), lc.hq.set(5, u), lc.hq.set_stream(stream)
                 lc.hs.set(0, x), lc.hs.set(1, u), lc.hs.set(3, pz), lc.hs.set(4, pml), lc.hs.set_stream(stream)
-                lc.hm.set(0, pz), lc.hm.set(1, pml), lc.hm.set(5, o), lc.hm.set_stream(stream)
+                lc.hz.set(0, pz), lc.hz.set(1, pml), lc.hz.set(2, z), lc.hz.set_stream(stream)  # (shared)
+                lc.ho.set(0, z), lc.ho.set(4, o), lc.ho.set_stream(stream)
             lc.w_ao.bind(o, t, stream, ws)
             lc.ln1.set(0, t), lc.ln1.set(1, x), lc.ln1.set(4, h), lc.ln1.set_stream(stream)
             lc.w_ff.bind(h, proj, stream, ws)
@@ -255,7 +258,7 @@ class NativeLayers:
                 if lc.gat is not None:
                     lc.gat.set(1, self.gptr)
                 if lc.hq is not None:
-                    lc.hq.set(1, self.gptr), lc.hm.set(2, self.gptr)
+                    lc.hq.set(1, self.gptr), lc.ho.set(1, self.gptr)
         for fn, args in self.calls:
             code = fn(*args)
             if code:
