@@ -257,49 +257,85 @@ def plan_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm8: Optional[
     return plan
 
 
-def hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor], w_q: torch.Tensor,
-                       b_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor, b_v: torch.Tensor,
-                       num_heads: int, out: torch.Tensor) -> None:
-    """Write the global rows' attention output into ``out`` (B, N, H, D): for each slot of ``gidx`` (prepared
-    int32 (B or 1, G), -1 = none) ``out[b, gidx[b, g]]``. Triton where it runs (three launches, no host sync,
-    CUDA-graph capturable), else the PyTorch reference. ``kpm``: (B, N) bool key mask (True = keep) or None."""
+class PendingRows:
+    """The global rows between ``begin_hidden_global_rows`` (u, the chunk scores and their merge: they read only
+    the layer input, so they may run on a side stream beside the input GEMM and the band kernel) and ``finish``
+    (the value projection, written into the attention output after the band kernel wrote its rows)."""
+    __slots__ = ("plan", "scratch", "z", "gidx", "w_v", "b_v", "side", "main", "og")
+
+    def finish(self, out: torch.Tensor) -> None:
+        """Write the rows into ``out`` (B, N, H, D) (the strides given to ``begin_hidden_global_rows``)."""
+        if self.og is not None:  # PyTorch path
+            B, G = out.shape[0], self.gidx.shape[1]
+            gi = self.gidx.long().expand(B, G)
+            for b, g in (gi >= 0).nonzero().tolist():
+                out[b, gi[b, g]] = self.og[b, g].view(out.shape[2], out.shape[3])
+            return
+        if self.side is not None:
+            from ._common import join_from
+            join_from(self.main, self.side)
+        raw = torch._C._cuda_getCurrentRawStream(out.device.index) if out.is_cuda else None
+        self.plan.ho((self.z, self.gidx, self.w_v, self.b_v, out), raw)
+
+
+def begin_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor], w_q: torch.Tensor,
+                             b_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor, b_v: torch.Tensor,
+                             num_heads: int, out_strides: tuple, side: Optional["torch.cuda.Stream"] = None
+                             ) -> PendingRows:
+    """Launch the first three kernels of the global rows (on ``side`` when given: forked from the current stream,
+    joined in ``finish``); see ``hidden_global_rows``. The output's strides fix the plan."""
     B, N, C = x.shape
     H = num_heads
     D = C // H
-    G = gidx.shape[1]
-    if G == 0:
-        return
     if any(w.dtype != x.dtype for w in (w_q, b_q, w_k, w_v, b_v)):  # fp32 weights under autocast
         w_q, b_q, w_k, w_v, b_v = (w.to(x.dtype) for w in (w_q, b_q, w_k, w_v, b_v))
     weights = (w_q, b_q, w_k, w_v, b_v)
     kpm8, skpb = None, 0
     if kpm is not None and kpm.dtype == torch.bool and kpm.stride(-1) == 1 and kpm.device == x.device:
         kpm8, skpb = kpm.view(torch.int8), kpm.stride(0)
+    p = PendingRows()
+    p.gidx, p.w_v, p.b_v, p.side, p.og = gidx, w_v, b_v, None, None
     ok = (triton_usable(x) and x.stride(2) == 1 and gidx.dtype == torch.int32 and gidx.stride(-1) == 1
-          and gidx.device == x.device and gidx.shape[0] in (1, B) and out.stride(3) == 1 and D in (16, 32, 64, 128)
-          and (kpm is None or kpm8 is not None) and all(w.is_contiguous() and w.dtype == x.dtype for w in weights)
-          and out.dtype == x.dtype and not (x.data_ptr() & 15))
+          and gidx.device == x.device and gidx.shape[0] in (1, B) and out_strides[3] == 1 and D in (16, 32, 64, 128)
+          and (kpm is None or kpm8 is not None) and all(w.is_contiguous() for w in weights)
+          and not (x.data_ptr() & 15))
     if not ok:
-        og = reference_hidden_global_rows(x, gidx, kpm, w_q, b_q, w_k, w_v, b_v, H).to(out.dtype)
-        gi = gidx.long().expand(B, G)
-        for b, g in (gi >= 0).nonzero().tolist():
-            out[b, gi[b, g]] = og[b, g].view(H, D)
-        return
-    plan = plan_hidden_global_rows(x, gidx, kpm8, skpb, out.stride(), H)
-    scratch = torch.empty(plan.scratch_bytes, dtype=torch.uint8, device=x.device)
+        p.og = reference_hidden_global_rows(x, gidx, kpm, w_q, b_q, w_k, w_v, b_v, H)
+        return p
+    plan = p.plan = plan_hidden_global_rows(x, gidx, kpm8, skpb, out_strides, H)
+    scratch = p.scratch = torch.empty(plan.scratch_bytes, dtype=torch.uint8, device=x.device)
     u = scratch[plan.off_u:].view(x.dtype)
     pz = scratch[plan.off_pz:].view(torch.float32)
     pml = scratch[plan.off_pml:].view(torch.float32)
+    p.z = scratch[plan.off_z:].view(x.dtype)
     km = kpm8 if kpm8 is not None else gidx  # placeholder pointer (HAS_KPM off)
-    raw = torch._C._cuda_getCurrentRawStream(x.device.index) if x.is_cuda else None
-    plan.hq((x, gidx, w_q, b_q, w_k, u), raw)
-    plan.hs((x, u, km, pz, pml), raw)
-    z = scratch[plan.off_z:].view(x.dtype)
-    plan.hz((pz, pml, z), raw)
-    plan.ho((z, gidx, w_v, b_v, out), raw)
+    if side is not None:
+        from ._common import fork_to
+        p.side, p.main = side, torch.cuda.current_stream(x.device)
+        fork_to(side, p.main)
+        raw = side.cuda_stream
+    else:
+        raw = torch._C._cuda_getCurrentRawStream(x.device.index) if x.is_cuda else None
+    plan.hq((x, gidx, w_q, b_q, w_k, u), raw, side)
+    plan.hs((x, u, km, pz, pml), raw, side)
+    plan.hz((pz, pml, p.z), raw, side)
+    return p
+
+
+def hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor], w_q: torch.Tensor,
+                       b_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor, b_v: torch.Tensor,
+                       num_heads: int, out: torch.Tensor) -> None:
+    """Write the global rows' attention output into ``out`` (B, N, H, D): for each slot of ``gidx`` (prepared
+    int32 (B or 1, G), -1 = none) ``out[b, gidx[b, g]]``. Triton where it runs (four launches, no host sync,
+    CUDA-graph capturable), else the PyTorch reference. ``kpm``: (B, N) bool key mask (True = keep) or None.
+    Weights of another dtype than ``x`` (fp32 weights under autocast) are cast to it."""
+    if gidx.shape[1] == 0:
+        return
+    begin_hidden_global_rows(x, gidx, kpm, w_q, b_q, w_k, w_v, b_v, num_heads, out.stride()).finish(out)
 
 
 _PLANS: dict = {}
 
 
-__all__ = ["hidden_global_rows", "reference_hidden_global_rows", "plan_hidden_global_rows", "HiddenRowsPlan"]
+__all__ = ["hidden_global_rows", "begin_hidden_global_rows", "PendingRows", "reference_hidden_global_rows",
+           "plan_hidden_global_rows", "HiddenRowsPlan"]

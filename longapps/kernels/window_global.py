@@ -698,9 +698,25 @@ def _zeroed(device: torch.device, dtype: torch.dtype, n: int, stream=None) -> to
     return buf[:n]
 
 
+_PLACEHOLDERS: dict = {}
+
+
+def _placeholder(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small buffer for a pointer argument the kernel does not read (a flag off): no fill kernel, so none in a
+    captured graph either (a zero fill there is one more graph node per call)."""
+    key = (device.type, device.index, dtype)
+    buf = _PLACEHOLDERS.get(key)
+    if buf is None:
+        buf = torch.empty(16, dtype=dtype, device=device)
+        if not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+            _PLACEHOLDERS[key] = buf
+    return buf
+
+
 def _kpm_arg(kpm: Optional[torch.Tensor], q: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    """(int8 key mask, its row stride); a placeholder the kernels do not read when there is no mask."""
     if kpm is None:
-        return _zeroed(q.device, torch.int8, 1), 0
+        return _placeholder(q.device, torch.int8), 0
     if kpm.dtype == torch.bool and kpm.device == q.device and kpm.stride(-1) == 1:
         k8 = kpm.view(torch.int8)  # same bytes: no conversion kernel
     else:

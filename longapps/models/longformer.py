@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..attention import WindowGlobal, attention
 from ..kernels._common import HAS_TRITON, fork_to, interpreting, join_from, side_stream
-from ..kernels.hidden_global_rows import hidden_global_rows, reference_hidden_global_rows
+from ..kernels.hidden_global_rows import begin_hidden_global_rows, reference_hidden_global_rows
 from ..kernels.layernorm import add_layernorm
 from ..resources import ModelNotFoundError, load_offline_first
 
@@ -125,8 +125,12 @@ class _FastLayer(nn.Module):
         side = _side_stream(x) if (has_g and not train and not hidden and backend == "triton" and capturing) else None
         grows = None if capturing else "launch"  # attention's global rows: after the band, same stream
         main = _current_stream(x) if side is not None else None
-        qg = og = None
-        if side is not None:
+        qg = og = pending = None
+        if hidden and backend == "triton":  # u, chunk scores and their merge read only x: in a graph, beside the
+            # input GEMM and the band kernel on a side stream (off the critical path); eagerly on this stream
+            pending = begin_hidden_global_rows(x, gidx, kpm, *self._global_weights(), H, (N * C, C, D, 1),
+                                               side=_side_stream(x) if capturing else None)
+        elif side is not None:
             fork_to(side, main)
             with torch.cuda.stream(side):
                 qg = self._global_query(x, gsel)
@@ -165,7 +169,7 @@ class _FastLayer(nn.Module):
             o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
             window_global_forward(q, k, v, self.window, gidx, False, kpm, None, out=o.transpose(1, 2),
                                   gidx_prepared=True, global_rows=False)
-            hidden_global_rows(x, gidx, kpm, *self._global_weights(), H, out=o)
+            pending.finish(o)
             a = o.reshape(B, N, C)
         else:  # inference without Triton: window attention for the local rows; global rows written over
             ob = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
