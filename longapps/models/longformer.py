@@ -410,11 +410,16 @@ class FastLongformerModel(nn.Module):
         Triton backend, from token ids alone, not inside a capture or a torch.compile trace."""
         if input_ids is None or inputs_embeds is not None or token_type_ids is not None or position_ids is not None:
             return False
-        if not input_ids.is_cuda or self.training or torch.is_grad_enabled() or torch.is_autocast_enabled():
+        return input_ids.is_cuda and self.fast_inference(self.embeddings.word_embeddings.weight)
+
+    def fast_inference(self, x: torch.Tensor) -> bool:
+        """CUDA inference (eval, no grad, no autocast) on the Triton backend for tensors like ``x``, outside a
+        CUDA-graph capture and a torch.compile trace: what the automatic graphs and the native eager layers need."""
+        if not x.is_cuda or self.training or torch.is_grad_enabled() or torch.is_autocast_enabled():
             return False
         if torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling():
             return False
-        return self._backend(self.embeddings.word_embeddings.weight) == "triton"
+        return self._backend(x) == "triton"
 
 
 class LongformerCudaGraph:

@@ -331,15 +331,11 @@ class NativeEager:
 
     def eligible(self, model: "FastLongformerModel", hidden: torch.Tensor, kpm: Optional[torch.Tensor]) -> bool:
         """CUDA inference without padding on the Triton backend, one global mode over the layers."""
-        if os.environ.get("LONGAPPS_NATIVE_EAGER", "1") == "0" or kpm is not None or not hidden.is_cuda:
+        if os.environ.get("LONGAPPS_NATIVE_EAGER", "1") == "0" or kpm is not None or not model.fast_inference(hidden):
             return False
         if hidden.dtype not in (torch.float16, torch.bfloat16) or not hidden.is_contiguous():
             return False
-        if model.training or torch.is_grad_enabled() or torch.is_autocast_enabled():
-            return False
-        if torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling():
-            return False
-        if model._backend(hidden) != "triton" or hidden.data_ptr() % 16 or hidden.get_device() != torch.cuda.current_device():
+        if hidden.data_ptr() % 16 or hidden.get_device() != torch.cuda.current_device():
             return False
         return len({layer.resolved_global_mode() for layer in model.layers}) == 1
 
