@@ -9,7 +9,7 @@ A global token attends to every key through the ``key_global`` / ``value_global`
 so the rows need only ``u = Wk_h^T q`` (one C-vector per global row and head) and one pass over the hidden
 states ``x``, instead of a (tokens x 2C) projection GEMM (2/5 of the layer's input GEMM) and a pass over it.
 Four Triton launches (``BoundLaunch``, so the native eager layers can launch them directly), none of them
-looping serially over weights (each earlier version's per-row programs took 20-30 us at batch 4, run 87):
+looping serially over weights (the first version's per-row programs took 20-30 us a call at batch 4, run 87):
 
 1. ``_hq_kernel`` (H, column blocks): for every global row at once (tl.dot over 16-row tiles), q_h = (Wq_h x_g
    + bq_h) * scale * log2(e), then its block of ``u = Wk_h^T q_h`` (B, G*H, C).
@@ -202,16 +202,6 @@ class HiddenRowsPlan:
         self.off_u, self.off_pz, self.off_pml, self.off_z = offs
         self.scratch_bytes = total
 
-    def launches(self) -> tuple:
-        return self.hq, self.hs, self.hz, self.ho
-
-
-def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 4
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    return torch.cuda.get_device_properties(idx).multi_processor_count
-
 
 def plan_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm8: Optional[torch.Tensor], skpb: int,
                             out_strides: tuple, num_heads: int) -> HiddenRowsPlan:
@@ -237,6 +227,7 @@ def plan_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm8: Optional[
     if interp:
         block_n = 16
     else:  # about two programs per SM, 32..256 tokens each
+        from .window_global import _num_sms
         want = triton.cdiv(B * N * rt, 2 * _num_sms(x.device))
         block_n = min(256, max(32, triton.next_power_of_2(want)))
     nchunk = triton.cdiv(N, block_n)
