@@ -51,3 +51,10 @@ def minilm():
     from longapps.adapters.encode import load_encoder
 
     return load_encoder()
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Tell kernel_checks which interpreter children the selected wrappers need (run two at a time)."""
+    import kernel_checks
+    kernel_checks.SELECTED_SPECS[:] = [s for item in items for s in getattr(getattr(item, "function", None),
+                                                                             "interp_specs", ())]

@@ -6,10 +6,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from longapps.kernels._common import HAS_TRITON, in_interpreter_child, run_tests_under_interpreter  # noqa: E402
+from kernel_checks import child, interpreter_test  # noqa: E402
 from longapps.models.longformer import FastLongformerForTokenClassification, FastLongformerModel  # noqa: E402
-
-child = pytest.mark.skipif(not in_interpreter_child(), reason="runs inside the interpreter child process")
 
 
 def _cfg(**kw):
@@ -176,13 +174,8 @@ def test_training_gradients_banded_match_reference():
     assert _training_grad_gap("banded", seed=4) < 1e-5
 
 
-@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-@pytest.mark.skipif(in_interpreter_child(), reason="parent wrapper")
-def test_triton_path_under_interpreter():
-    rc, out = run_tests_under_interpreter(__file__ + "::test_child_triton_path")
-    assert rc == 0, out
-    rc, out = run_tests_under_interpreter(__file__ + "::test_child_triton_training_gradients_match_reference")
-    assert rc == 0, out
+test_triton_path_under_interpreter = interpreter_test(
+    __file__ + "::test_child_triton_path", __file__ + "::test_child_triton_training_gradients_match_reference")
 
 
 @child
