@@ -102,7 +102,7 @@ class _FastLayer(nn.Module):
         self.gelu_epilogue = act in ("gelu", "gelu_new", "gelu_pytorch_tanh")
         # global query rows at inference: "kernel" (the attention kernel's split-K programs over the
         # key/value_global projections of every token) or "hidden" (hidden-space algebra, no key/value_global
-        # projection of all tokens: on the Triton path three small launches, kernels/hidden_global_rows.py;
+        # projection of all tokens: on the Triton path four small launches, kernels/hidden_global_rows.py;
         # elsewhere a few PyTorch GEMMs). "auto" = "hidden" (the saved projection is 2/5 of the input GEMM;
         # numbers in NOTES.md)
         self.global_mode = "auto"
