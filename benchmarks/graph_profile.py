@@ -41,6 +41,9 @@ def profile_replay(replay, reps: int, label: str) -> dict:
     return {"label": label, "total_us": total, "rows": rows[:60]}
 
 
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json")
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["mamba", "longformer"], help="profile one model")
     ap.add_argument("--global-mode", nargs="+", default=["auto"], choices=["auto", "kernel", "hidden"],
                     help="Longformer global-row modes to profile (one table each)")
+    ap.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="Longformer precision")
     a = ap.parse_args()
     out = {"device": torch.cuda.get_device_name()}
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +69,7 @@ def main() -> None:
 
         from longapps.models.longformer import FastLongformerModel
         lcfg = LongformerConfig(max_position_embeddings=4098)
-        fast = FastLongformerModel.from_hf(LongformerModel(lcfg).half().cuda().eval()).eval().disable_graphs()
+        fast = FastLongformerModel.from_hf(LongformerModel(lcfg).to(DTYPES[a.dtype]).cuda().eval()).eval().disable_graphs()
         ids = torch.randint(3, lcfg.vocab_size, (4, 4096), device="cuda")
         am = torch.ones(4, 4096, dtype=torch.long, device="cuda")
         gm = torch.zeros(4, 4096, dtype=torch.long, device="cuda")
@@ -77,7 +81,7 @@ def main() -> None:
             runner(ids, am, gm)
             key = "longformer_4x4096" + ("" if mode == "auto" else f"_{mode}")
             out[key] = profile_replay(runner.graph.replay, a.reps,
-                                      f"Longformer-base fp16, 4 x 4,096, global mode {mode}, graph replay")
+                                      f"Longformer-base {a.dtype}, 4 x 4,096, global mode {mode}, graph replay")
             del runner
     if a.json:
         with open(a.json, "w") as f:

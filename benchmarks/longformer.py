@@ -1,6 +1,6 @@
-"""Longformer-base encoder, fp16: HF transformers' LongformerModel vs ours (eager and CUDA graph),
-plus a dense BERT-base with SDPA at the same length, measured in the same run. Random-init base
-config (the device has no internet); outputs compared with HF fp16 and HF fp32.
+"""Longformer-base encoder, fp16 or bf16 (``--dtype``): HF transformers' LongformerModel vs ours (eager and
+CUDA graph), plus a dense BERT-base with SDPA at the same length, measured in the same run. Random-init base
+config (the device has no internet); outputs compared with HF at the same precision and HF fp32.
 
     python benchmarks/longformer.py --n 4096 --batch 1 --json out.json
     python benchmarks/longformer.py --cpu --n 4096 --json out.json   # CPU, fp32 (no GPU needed)
@@ -34,8 +34,12 @@ def _without_native(model, fn):
         model.native = native
 
 
-def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
-    """``variants``: True (all), False (none) or "global" (the two global-row modes only)."""
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def run(n: int, batch: int, n_global: int, log=print, variants=True, dtype: str = "fp16") -> dict:
+    """``variants``: True (all), False (none) or "global" (the two global-row modes only). ``dtype``: the
+    precision of HF's and our half-precision runs (the "HF16" keys hold HF at that precision)."""
     from transformers import BertConfig, BertModel, LongformerConfig, LongformerModel
 
     from longapps.models.longformer import FastLongformerModel
@@ -47,10 +51,10 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
     am = torch.ones(batch, n, dtype=torch.long, device="cuda")
     gm = torch.zeros(batch, n, dtype=torch.long, device="cuda")
     gm[:, :n_global] = 1
-    out: dict = {"n": n, "batch": batch, "n_global": n_global, "config": "longformer-base (12x768, window 512), random init"}
+    out: dict = {"n": n, "batch": batch, "n_global": n_global, "dtype": dtype, "config": "longformer-base (12x768, window 512), random init"}
     with torch.no_grad():
         ref32 = hf32(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state
-        hf = hf32.half()
+        hf = hf32.to(DTYPES[dtype])
         fast = FastLongformerModel.from_hf(hf).eval().disable_graphs()  # eager rows: no automatic graphs
         hf_fn = lambda: hf(input_ids=ids, attention_mask=am, global_attention_mask=gm).last_hidden_state  # noqa: E731
         ref16 = hf_fn()
@@ -59,8 +63,8 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
         out["err_ours_vs_hf16"] = _err(o16, ref16)
         out["err_ours_vs_hf32"] = _err(o16, ref32)
         out["err_hf16_vs_hf32"] = _err(ref16, ref32)
-        log(f"  errors: ours vs HF fp16 {out['err_ours_vs_hf16']}, ours vs HF fp32 {out['err_ours_vs_hf32']}, "
-            f"HF fp16 vs HF fp32 {out['err_hf16_vs_hf32']}")
+        log(f"  errors: ours vs HF {dtype} {out['err_ours_vs_hf16']}, ours vs HF fp32 {out['err_ours_vs_hf32']}, "
+            f"HF {dtype} vs HF fp32 {out['err_hf16_vs_hf32']}")
         t = {}
         t["hf_longformer"] = measure(hf_fn, iters=10, budget_s=3.0)
         log(f"  HF LongformerModel: {t['hf_longformer'][0]:.2f} ms")
@@ -170,7 +174,7 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True) -> dict:
         # dense BERT-base with SDPA at the same length (all pairs)
         try:
             bcfg = BertConfig(max_position_embeddings=n, attn_implementation="sdpa")
-            bert = BertModel(bcfg, add_pooling_layer=False).cuda().half().eval()
+            bert = BertModel(bcfg, add_pooling_layer=False).cuda().to(DTYPES[dtype]).eval()
             bert_fn = lambda: bert(input_ids=ids % bcfg.vocab_size).last_hidden_state  # noqa: E731
             t["bert_sdpa_dense"] = measure(bert_fn, iters=20)
             log(f"  BERT-base SDPA dense: {t['bert_sdpa_dense'][0]:.3f} ms")
@@ -252,6 +256,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print the GPU time per kernel of our eager forward")
     ap.add_argument("--global-mode", default="kernel", choices=["kernel", "hidden"], help="for --profile")
     ap.add_argument("--cpu", action="store_true", help="CPU fp32 comparison (HF vs ours vs ours dense) instead")
+    ap.add_argument("--dtype", default="fp16", choices=sorted(DTYPES), help="GPU precision (HF and ours)")
     a = ap.parse_args()
     if a.cpu:
         import platform
@@ -268,8 +273,9 @@ def main() -> None:
         profile(a.n[0], a.batch[0], a.n_global, a.global_mode)
         return
     print(f"device: {dev}; torch {torch.__version__}")
-    _report(dev, [run(n, b, a.n_global, variants="global" if a.global_variants else not a.no_variants) for n in a.n for b in a.batch], a.json,
-            f"fp16, {dev}",
+    _report(dev, [run(n, b, a.n_global, variants="global" if a.global_variants else not a.no_variants, dtype=a.dtype)
+                  for n in a.n for b in a.batch], a.json,
+            f"{a.dtype}, {dev}",
             ["N", "batch", "HF ms", "ours eager ms", "PyTorch-level eager ms", "ours graph ms",
              "ours forward() auto graph ms", "eager / graph", "BERT SDPA dense ms", "speedup (graph)",
              "speedup (eager)", "max abs err vs HF16", "rel err vs HF16", "rel err vs HF32 (HF16 vs HF32)"],
