@@ -154,6 +154,14 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True, dtype: str 
             return (lambda: wgmod.FWD_DEFAULTS.update(settings),
                     lambda: (wgmod.FWD_DEFAULTS.clear(), wgmod.FWD_DEFAULTS.update(saved)))
 
+        if variants == "ln":  # only the add+LayerNorm launch settings (rows per program, warps)
+            from longapps.kernels import layernorm as lnmod
+            ln_saved = dict(lnmod.LN_DEFAULTS)
+            for rows, warps in ((2, 4), (4, 4), (4, 8), (8, 8)):
+                variant(f"ln_{rows}x{warps}", f"add+LayerNorm {rows} rows/program, {warps} warps",
+                        lambda r=rows, w=warps: lnmod.LN_DEFAULTS.update(rows=r, num_warps=w),
+                        lambda: lnmod.LN_DEFAULTS.update(ln_saved))  # graph only (native calls are cached)
+            variants = False
         if variants:
             if variants == "global":  # only the two ways to the global rows
                 variant("hidden_global", "global rows in hidden space",
@@ -178,7 +186,7 @@ def run(n: int, batch: int, n_global: int, log=print, variants=True, dtype: str 
             bert_fn = lambda: bert(input_ids=ids % bcfg.vocab_size).last_hidden_state  # noqa: E731
             t["bert_sdpa_dense"] = measure(bert_fn, iters=20)
             log(f"  BERT-base SDPA dense: {t['bert_sdpa_dense'][0]:.3f} ms")
-            del bert
+            bert = bert_fn = None  # free it before the report
         except Exception as e:
             log(f"  BERT peer failed: {e!r}"[:300])
     out["ms"] = {k: v[0] for k, v in t.items()}
@@ -251,6 +259,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[1])
     ap.add_argument("--no-variants", action="store_true", help="skip the launch-setting variants")
     ap.add_argument("--global-variants", action="store_true", help="only the two global-row modes as variants")
+    ap.add_argument("--ln-variants", action="store_true", help="only add+LayerNorm launch settings as variants")
     ap.add_argument("--n-global", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", action="store_true", help="print the GPU time per kernel of our eager forward")
@@ -273,8 +282,8 @@ def main() -> None:
         profile(a.n[0], a.batch[0], a.n_global, a.global_mode)
         return
     print(f"device: {dev}; torch {torch.__version__}")
-    _report(dev, [run(n, b, a.n_global, variants="global" if a.global_variants else not a.no_variants, dtype=a.dtype)
-                  for n in a.n for b in a.batch], a.json,
+    variants = "ln" if a.ln_variants else "global" if a.global_variants else not a.no_variants
+    _report(dev, [run(n, b, a.n_global, variants=variants, dtype=a.dtype) for n in a.n for b in a.batch], a.json,
             f"{a.dtype}, {dev}",
             ["N", "batch", "HF ms", "ours eager ms", "PyTorch-level eager ms", "ours graph ms",
              "ours forward() auto graph ms", "eager / graph", "BERT SDPA dense ms", "speedup (graph)",

@@ -582,15 +582,44 @@ def test_hidden_global_rows_gpu(dt, B, N, G, masked):
 
 
 @pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])
-def test_add_layernorm_fast_and_general_paths(dt):
+def test_embed_layernorm_gpu_matches_hf(dt):
+    """The fused Longformer embeddings on the GPU equal HF's (fresh ids with pad tokens, batch 3 x 1,001: rows
+    not a multiple of the tokens per program; a second call with new ids through the cached launch)."""
+    from transformers import LongformerConfig
+    from transformers.models.longformer.modeling_longformer import LongformerEmbeddings
+
+    from longapps.kernels.embed_layernorm import embed_layernorm, reference_embed_layernorm
+    cfg = LongformerConfig(max_position_embeddings=1003)
+    emb = LongformerEmbeddings(cfg).cuda().eval()
+    with torch.no_grad():
+        for p in emb.parameters():
+            p.normal_()
+        emb = emb.to(dt)
+        tables = (emb.word_embeddings.weight, emb.position_embeddings.weight, emb.token_type_embeddings.weight,
+                  emb.LayerNorm.weight, emb.LayerNorm.bias)
+        for _ in range(2):
+            ids = torch.randint(3, cfg.vocab_size, (3, 1001), device="cuda")
+            ids[0, 500:510] = ids[2, -7:] = cfg.pad_token_id
+            got = embed_layernorm(ids, *tables, emb.LayerNorm.eps, emb.padding_idx)
+            ref = reference_embed_layernorm(ids, *(t.double() for t in tables), emb.LayerNorm.eps, emb.padding_idx)
+            assert rel(got, ref) < TOL[dt]
+            assert rel(got, emb(input_ids=ids)) < 3 * TOL[dt]
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+@pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16])
+def test_add_layernorm_fast_and_general_paths(dt, rows, monkeypatch):
     """The fused add + LayerNorm on fresh inputs: contiguous inputs (bound launch, no reshapes), the same
-    signature twice with new values (nothing stale), a strided view and an unaligned view (general path)."""
+    signature twice with new values (nothing stale), a strided view and an unaligned view (general path);
+    one and four rows per program (1,999 rows: not a multiple of four)."""
+    from longapps.kernels import layernorm
     from longapps.kernels.layernorm import add_layernorm, reference_add_layernorm
+    monkeypatch.setitem(layernorm.LN_DEFAULTS, "rows", rows)
     w = torch.randn(768, device="cuda", dtype=dt)
     b = torch.randn(768, device="cuda", dtype=dt)
     with torch.no_grad():
         for _ in range(2):
-            x, r = torch.randn(2, 1000, 768, device="cuda", dtype=dt), torch.randn(2, 1000, 768, device="cuda", dtype=dt)
+            x, r = torch.randn(1, 1999, 768, device="cuda", dtype=dt), torch.randn(1, 1999, 768, device="cuda", dtype=dt)
             y = add_layernorm(x, r, w, b, 1e-5)
             assert y.shape == x.shape and y.is_contiguous()
             assert rel(y, reference_add_layernorm(x.float(), r.float(), w.float(), b.float(), 1e-5)) < TOL[dt]

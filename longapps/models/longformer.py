@@ -353,6 +353,21 @@ class FastLongformerModel(nn.Module):
         """Capture the encoder for this input shape; call the result like the model (returns hidden states)."""
         return LongformerCudaGraph(self, input_ids, attention_mask, global_attention_mask)
 
+    def embed(self, input_ids: Optional[torch.Tensor], token_type_ids: Optional[torch.Tensor] = None,
+              position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The embeddings (HF ``LongformerEmbeddings``); inference from token ids alone on the Triton backend
+        runs them as one fused launch (``kernels/embed_layernorm.py``: same positions, sums in fp32)."""
+        e = self.embeddings
+        if input_ids is not None and token_type_ids is None and position_ids is None and inputs_embeds is None \
+                and not (self.training or torch.is_grad_enabled()) and input_ids.dim() == 2 \
+                and self._backend(e.word_embeddings.weight) == "triton":
+            from ..kernels.embed_layernorm import embed_layernorm
+            return embed_layernorm(input_ids, e.word_embeddings.weight, e.position_embeddings.weight,
+                                   e.token_type_embeddings.weight, e.LayerNorm.weight, e.LayerNorm.bias,
+                                   e.LayerNorm.eps, e.padding_idx)
+        return e(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                 inputs_embeds=inputs_embeds)
+
     def encode(self, hidden: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor],
                native: bool = True) -> torch.Tensor:
         """Run the layers on embeddings (no host syncs: CUDA-graph capturable on the Triton path). Eager CUDA
@@ -383,8 +398,7 @@ class FastLongformerModel(nn.Module):
             dev = (input_ids if input_ids is not None else inputs_embeds).device
             # the embeddings first: prepare()'s one host read then waits for them (and the previous call's
             # tail) instead of leaving the GPU idle while the host launches them after it
-            emb = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
-                                  inputs_embeds=inputs_embeds)
+            emb = self.embed(input_ids, token_type_ids, position_ids, inputs_embeds)
             gidx, kpm = self.prepare(attention_mask, global_attention_mask, dev)
             h = self.encode(emb, gidx, kpm)
         pooled = self.pooler(h) if self.pooler is not None else None

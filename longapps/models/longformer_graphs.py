@@ -42,7 +42,7 @@ class CapturedEncoder:
             self.out = self._step()
 
     def _step(self) -> torch.Tensor:
-        return self.model.encode(self.model.embeddings(input_ids=self.ids), self.gidx, self.kpm)
+        return self.model.encode(self.model.embed(self.ids), self.gidx, self.kpm)
 
     def run(self, ids: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> torch.Tensor:
         """Copy the inputs into the static buffers and replay; returns the static output (not a copy)."""
