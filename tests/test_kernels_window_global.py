@@ -169,6 +169,28 @@ def test_scale_argument():
 
 
 @child
+@pytest.mark.parametrize("dt,causal,case", [(torch.float32, False, CASES[0]), (torch.bfloat16, True, CASES[2]),
+                                            (torch.float32, False, (70, 9, list(range(0, 70, 4)), True))])
+def test_forward_skip_global_rows(dt, causal, case):
+    """``global_rows="skip"``: the band programs leave the global query rows untouched (a caller writes them,
+    maybe concurrently); every other row equals ``global_rows=False``'s output."""
+    from longapps.kernels.window_global import window_global_forward
+    N, W, gspec, kflag = case
+    q, k, v = _inputs(N, dt)
+    g, kpm = _globals(gspec, N), _kpm(kflag, N)
+    want, _ = window_global_forward(q, k, v, W, g, causal, kpm, out=torch.full_like(q, float("nan")),
+                                    global_rows=False)
+    o, _ = window_global_forward(q, k, v, W, g, causal, kpm, out=torch.full_like(q, float("nan")),
+                                 global_rows="skip")
+    is_g = torch.zeros(2, N, dtype=torch.bool)
+    for b in range(2):
+        gb = g if g.dim() == 1 else g[b]
+        is_g[b, gb[gb >= 0]] = True
+    assert torch.isnan(o.permute(0, 2, 1, 3)[is_g]).all()
+    assert torch.equal(o.permute(0, 2, 1, 3)[~is_g], want.permute(0, 2, 1, 3)[~is_g])
+
+
+@child
 @pytest.mark.parametrize("grows", ["launch", "overlap", "first"])
 @pytest.mark.parametrize("dt,causal,case", [
     (torch.float32, False, CASES[0]), (torch.float32, True, CASES[2]), (torch.bfloat16, False, CASES[3]),

@@ -255,22 +255,33 @@ def plan_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm8: Optional[
 class PendingRows:
     """The global rows between ``begin_hidden_global_rows`` (u, the chunk scores and their merge: they read only
     the layer input, so they may run on a side stream beside the input GEMM and the band kernel) and ``finish``
-    (the value projection, written into the attention output after the band kernel wrote its rows)."""
+    (the value projection, written into the attention output: after the band kernel wrote its rows, or on the
+    side stream beside a band kernel that leaves the global rows alone)."""
     __slots__ = ("plan", "scratch", "z", "gidx", "w_v", "b_v", "side", "main", "og")
 
-    def finish(self, out: torch.Tensor) -> None:
-        """Write the rows into ``out`` (B, N, H, D) (the strides given to ``begin_hidden_global_rows``)."""
+    def finish(self, out: torch.Tensor, beside: bool = False) -> None:
+        """Write the rows into ``out`` (B, N, H, D) (the strides given to ``begin_hidden_global_rows``).
+        ``beside``: launch on the side stream (begun with one) and leave the join to ``join()``: only when
+        nothing else writes those rows meanwhile (``window_global_forward(..., global_rows="skip")``)."""
         if self.og is not None:  # PyTorch path
             B, G = out.shape[0], self.gidx.shape[1]
             gi = self.gidx.long().expand(B, G)
             for b, g in (gi >= 0).nonzero().tolist():
                 out[b, gi[b, g]] = self.og[b, g].view(out.shape[2], out.shape[3])
             return
+        if beside and self.side is not None:
+            self.plan.ho((self.z, self.gidx, self.w_v, self.b_v, out), self.side.cuda_stream, self.side)
+            return
+        self.join()
+        raw = torch._C._cuda_getCurrentRawStream(out.device.index) if out.is_cuda else None
+        self.plan.ho((self.z, self.gidx, self.w_v, self.b_v, out), raw)
+
+    def join(self) -> None:
+        """The current stream waits for the side stream's launches (once; nothing without a side stream)."""
         if self.side is not None:
             from ._common import join_from
             join_from(self.main, self.side)
-        raw = torch._C._cuda_getCurrentRawStream(out.device.index) if out.is_cuda else None
-        self.plan.ho((self.z, self.gidx, self.w_v, self.b_v, out), raw)
+            self.side = None
 
 
 def begin_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[torch.Tensor], w_q: torch.Tensor,

@@ -810,7 +810,7 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
                           block_n: Optional[int] = None, num_warps: Optional[int] = None,
                           num_stages: Optional[int] = None, gidx_prepared: bool = False,
                           split: Optional[bool] = None, tile_major: Optional[bool] = None,
-                          global_rows: bool = True, grows: Optional[str] = None,
+                          global_rows: Union[bool, str] = True, grows: Optional[str] = None,
                           tma: Optional[Union[bool, str]] = None,
                           plan_sink: Optional[list] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernels; returns (out (B,H,N,D), lse (B,H,N) fp32 in log2 units).
@@ -820,7 +820,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only). ``grows``: where the global-row launch goes, "first",
+    output then hold window attention only); ``"skip"``: the same, but the band programs leave those rows of
+    the output and lse alone, so the caller may write them concurrently (another stream). ``grows``: where the global-row launch goes, "first",
     "overlap" or "launch", see ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA
     descriptors where the layout allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
     ``plan_sink``: a list that gets this call's plan appended (its bound launches: ``band_b``, ``grow_b``).
@@ -851,20 +852,21 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         G = gidx.shape[1]
         has_gk = has_grows = bool(global_idx is not None and global_idx.numel() > 0)
         prefix = False
-    has_grows = has_grows and global_rows
+    skip = global_rows == "skip" and has_gk
+    has_grows = has_grows and global_rows is True
     qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)
     _check_last_dim(qg, kg, vg)
     aligned = not ((q.data_ptr() | k.data_ptr() | v.data_ptr() | o.data_ptr() | qg.data_ptr() | kg.data_ptr()
                     | vg.data_ptr() | gidx.data_ptr() | kpm.data_ptr()) & 15)
     key = (dev.index, q.dtype, q.shape, q.stride(), k.stride(), v.stride(), o.stride(), qg.shape, qg.stride(),
            kg.stride(), vg.stride(), window, G, sgb, skpb, causal, key_padding_mask is not None, scale, sinks,
-           has_gk, prefix, has_grows, block_m, block_n, num_warps, num_stages, split, tile_major, grows, tma,
+           has_gk, prefix, has_grows, skip, block_m, block_n, num_warps, num_stages, split, tile_major, grows, tma,
            aligned, interpreting(), tuple(FWD_DEFAULTS.values()))
     plan = _PLANS.get(key)
     if plan is None:
         plan = _PLANS[key] = _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, key_padding_mask is not None,
                                         scale, has_gk, prefix, has_grows, block_m, block_n, num_warps, num_stages,
-                                        split, tile_major, grows, tma)
+                                        split, tile_major, grows, tma, skip)
     if plan.band_b is None:  # the launches of this signature, every non-tensor argument fixed (the key pins them)
         _bind(plan, key if aligned else None, q, k, v, o, qg, kg, vg, window, G, sgb, skpb)
     if plan_sink is not None:
@@ -939,8 +941,8 @@ class WindowRunner:
         o = torch.empty(B, H, N, D, dtype=q.dtype, device=dev)
         key = (dev.index, q.dtype, q.shape, q.stride(), k.stride(), v.stride(), o.stride(), q.shape,
                q.stride(), k.stride(), v.stride(), window, G, sgb, skpb, causal, self.has_kpm, scale, sinks,
-               has_gk, prefix, has_grows, None, None, None, None, None, None, None, None, True, interpreting(),
-               tuple(FWD_DEFAULTS.values()))
+               has_gk, prefix, has_grows, False, None, None, None, None, None, None, None, None, True,
+               interpreting(), tuple(FWD_DEFAULTS.values()))
         plan = _PLANS.get(key)
         if plan is None:
             plan = _PLANS[key] = _make_plan(key, q, k, v, q, k, v, window, G, causal, self.has_kpm, scale, has_gk,
@@ -1031,8 +1033,9 @@ else:  # CPU-only torch (the interpreter): never called with is_cuda
 
 
 def _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, has_kpm, scale, has_gk, prefix, has_grows,
-               block_m, block_n, num_warps, num_stages, split, tile_major, grows, tma) -> _FwdPlan:
-    """Everything ``window_global_forward`` needs that depends only on the call signature ``key``."""
+               block_m, block_n, num_warps, num_stages, split, tile_major, grows, tma, skip=False) -> _FwdPlan:
+    """Everything ``window_global_forward`` needs that depends only on the call signature ``key``. ``skip``: the
+    band programs leave the global query rows alone (written elsewhere, maybe concurrently)."""
     B, H, N, D = q.shape
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     bm_d, bn_d = default_blocks(q, FWD_DEFAULTS["block_m"], FWD_DEFAULTS["block_n"])
@@ -1076,7 +1079,8 @@ def _make_plan(key, q, k, v, qg, kg, vg, window, G, causal, has_kpm, scale, has_
     p.BM, p.BN = BM, BN
     # const: qk_scale, then the constexprs in signature order
     p.const = (qk_scale, causal, has_gk, prefix, has_kpm, BM, BN, D, DT,
-               min(BN, max(16, triton.next_power_of_2(max(G, 1)))), split, tile_major, overlap, p.tma is not None)
+               min(BN, max(16, triton.next_power_of_2(max(G, 1)))), split, tile_major, overlap or skip,
+               p.tma is not None)
     return p
 
 

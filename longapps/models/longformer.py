@@ -164,12 +164,19 @@ class _FastLayer(nn.Module):
                                   global_qkv=(qg, kg, vg) if has_g else None, out=o.transpose(1, 2),
                                   gidx_prepared=has_g, grows=grows)
             a = o.reshape(B, N, C)
-        elif backend == "triton":  # inference: window attention, then the global rows (hidden space) over theirs
+        elif backend == "triton":  # inference: window attention, then the global rows (hidden space) over theirs;
+            # in a graph the rows' last launch goes on the side stream beside a band kernel that leaves them alone
             from ..kernels.window_global import window_global_forward
             o = torch.empty(B, N, H, D, dtype=x.dtype, device=x.device)
+            beside = pending.side is not None
+            if beside:
+                pending.finish(o, beside=True)
             window_global_forward(q, k, v, self.window, gidx, False, kpm, None, out=o.transpose(1, 2),
-                                  gidx_prepared=True, global_rows=False)
-            pending.finish(o)
+                                  gidx_prepared=True, global_rows="skip" if beside else False)
+            if beside:
+                pending.join()
+            else:
+                pending.finish(o)
             a = o.reshape(B, N, C)
         else:  # inference without Triton: window attention for the local rows; global rows written over
             ob = torch.empty(B, N + 1, H, D, dtype=x.dtype, device=x.device)  # row N: scratch for -1 slots
