@@ -20,6 +20,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from .layernorm import layernorm_rows
+
     @triton.jit
     def _embed_ln_kernel(IDS, CNT, WORD, POS, TYPE, W, Bias, Y, M, C, pad, eps,
                          ROWS: tl.constexpr, BLOCK: tl.constexpr):
@@ -35,12 +37,7 @@ if HAS_TRITON:
         x = tl.load(WORD + ids[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
         x += tl.load(POS + pos[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
         x += tl.load(TYPE + cols, mask=cm, other=0.0).to(tl.float32)[None, :]
-        mean = tl.sum(x, 1) / C
-        d = tl.where(m, x - mean[:, None], 0.0)
-        rstd = 1.0 / tl.sqrt(tl.sum(d * d, 1) / C + eps)
-        w = tl.load(W + cols, mask=cm, other=1.0).to(tl.float32)
-        b = tl.load(Bias + cols, mask=cm, other=0.0).to(tl.float32)
-        y = d * rstd[:, None] * w[None, :] + b[None, :]
+        y = layernorm_rows(x, m, cols, C, W, Bias, eps)
         tl.store(Y + rows[:, None] * C + cols[None, :], y.to(Y.dtype.element_ty), mask=m)
 
     _EMBED_LN = KernelLauncher(_embed_ln_kernel)

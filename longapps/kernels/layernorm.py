@@ -15,6 +15,18 @@ if HAS_TRITON:
     import triton.language as tl
 
     @triton.jit
+    def layernorm_rows(x, m, cols, C, W, Bias, eps):
+        """LayerNorm of the fp32 rows ``x`` [ROWS, BLOCK] (``m``: valid entries, ``cols``: column offsets,
+        ``C`` columns), times ``W`` plus ``Bias``; fp32. Shared with ``embed_layernorm``."""
+        mean = tl.sum(x, 1) / C
+        d = tl.where(m, x - mean[:, None], 0.0)
+        rstd = 1.0 / tl.sqrt(tl.sum(d * d, 1) / C + eps)
+        cm = cols < C
+        w = tl.load(W + cols, mask=cm, other=1.0).to(tl.float32)
+        b = tl.load(Bias + cols, mask=cm, other=0.0).to(tl.float32)
+        return d * rstd[:, None] * w[None, :] + b[None, :]
+
+    @triton.jit
     def _add_ln_kernel(X, R, W, Bias, Y, sx, sr, sy, M, C, eps, ROWS: tl.constexpr, BLOCK: tl.constexpr):
         """``ROWS`` rows of ``LN(x + r) * w + b`` per program (fp32 math)."""
         rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
@@ -22,14 +34,7 @@ if HAS_TRITON:
         m = (rows[:, None] < M) & (cols[None, :] < C)
         x = tl.load(X + rows[:, None] * sx + cols[None, :], mask=m, other=0.0).to(tl.float32)
         x += tl.load(R + rows[:, None] * sr + cols[None, :], mask=m, other=0.0).to(tl.float32)
-        mean = tl.sum(x, 1) / C
-        d = tl.where(m, x - mean[:, None], 0.0)
-        var = tl.sum(d * d, 1) / C
-        rstd = 1.0 / tl.sqrt(var + eps)
-        cm = cols < C
-        w = tl.load(W + cols, mask=cm, other=1.0).to(tl.float32)
-        b = tl.load(Bias + cols, mask=cm, other=0.0).to(tl.float32)
-        y = d * rstd[:, None] * w[None, :] + b[None, :]
+        y = layernorm_rows(x, m, cols, C, W, Bias, eps)
         tl.store(Y + rows[:, None] * sy + cols[None, :], y.to(Y.dtype.element_ty), mask=m)
 
     _ADD_LN = KernelLauncher(_add_ln_kernel)  # no Triton argument binding per launch once compiled
