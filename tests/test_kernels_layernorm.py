@@ -79,3 +79,28 @@ def test_embed_layernorm_cpu_path_equals_hf():
                               emb.token_type_embeddings.weight, emb.LayerNorm.weight, emb.LayerNorm.bias,
                               emb.LayerNorm.eps, emb.padding_idx)
         assert rel(got, emb(input_ids=ids)) < 1e-5
+
+
+@child
+def test_embed_layernorm_out_of_range_ids_read_no_memory():
+    """An id outside the vocabulary reads no memory: that token's row is LN(position + token type)."""
+    import torch.nn.functional as F
+
+    from longapps.kernels.embed_layernorm import embed_layernorm
+    V, C, N = 20, 32, 6
+    word, pos, tt = torch.randn(V, C), torch.randn(N + 4, C), torch.randn(2, C)
+    w, b = torch.randn(C), torch.randn(C)
+    ids = torch.tensor([[3, 4, V, 5, -2, 6]])
+    got = embed_layernorm(ids, word, pos, tt, w, b, 1e-5, 1)
+    for j in (2, 4):  # positions 2 + j - 1 + 1 (no pad tokens): padding_idx 1 + rank
+        want = F.layer_norm(pos[1 + j + 1] + tt[0], (C,), w, b, 1e-5)
+        assert rel(got[0, j], want) < 1e-5
+
+
+def test_embed_layernorm_rejects_sequences_past_the_position_table():
+    """A sequence that could reach past the position table is a clear ValueError (no out-of-bounds read)."""
+    from longapps.kernels.embed_layernorm import embed_layernorm
+    C = 8
+    with pytest.raises(ValueError, match="position embeddings"):
+        embed_layernorm(torch.full((1, 10), 3), torch.randn(5, C), torch.randn(11, C), torch.randn(1, C),
+                        torch.ones(C), torch.zeros(C), 1e-5, 1)

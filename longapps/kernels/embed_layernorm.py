@@ -23,9 +23,10 @@ if HAS_TRITON:
     from .layernorm import layernorm_rows
 
     @triton.jit
-    def _embed_ln_kernel(IDS, CNT, WORD, POS, TYPE, W, Bias, Y, M, C, pad, eps,
+    def _embed_ln_kernel(IDS, CNT, WORD, POS, TYPE, W, Bias, Y, M, C, V, pad, eps,
                          ROWS: tl.constexpr, BLOCK: tl.constexpr):
-        """``ROWS`` tokens: LN(word[id] + pos[position] + type[0]) * w + b (fp32 math)."""
+        """``ROWS`` tokens: LN(word[id] + pos[position] + type[0]) * w + b (fp32 math). An id outside
+        [0, V) reads no memory (a zero word row; HF's embedding raises on it)."""
         rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
         cols = tl.arange(0, BLOCK)
         rok = rows < M
@@ -34,7 +35,8 @@ if HAS_TRITON:
         ids = tl.load(IDS + rows, mask=rok, other=0).to(tl.int64)
         cnt = tl.load(CNT + rows, mask=rok, other=0).to(tl.int64)
         pos = tl.where(ids != pad, cnt, 0) + pad
-        x = tl.load(WORD + ids[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
+        wm = m & ((ids >= 0) & (ids < V))[:, None]
+        x = tl.load(WORD + ids[:, None] * C + cols[None, :], mask=wm, other=0.0).to(tl.float32)
         x += tl.load(POS + pos[:, None] * C + cols[None, :], mask=m, other=0.0).to(tl.float32)
         x += tl.load(TYPE + cols, mask=cm, other=0.0).to(tl.float32)[None, :]
         y = layernorm_rows(x, m, cols, C, W, Bias, eps)
@@ -61,10 +63,13 @@ def reference_embed_layernorm(input_ids: torch.Tensor, word: torch.Tensor, pos: 
 def embed_layernorm(input_ids: torch.Tensor, word: torch.Tensor, pos: torch.Tensor, token_type: torch.Tensor,
                     weight: torch.Tensor, bias: torch.Tensor, eps: float, padding_idx: int) -> torch.Tensor:
     """(B, N) token ids -> (B, N, C) normalized embeddings in ``word``'s dtype; one Triton launch after a
-    cumulative count on CUDA (no host sync: graph-capturable), else ``reference_embed_layernorm``."""
+    cumulative count on CUDA (no host sync: graph-capturable), else ``reference_embed_layernorm``. Raises
+    ``ValueError`` when N tokens could reach past the position table (HF raises an index error there)."""
+    B, N = input_ids.shape
+    if padding_idx + N >= pos.shape[0]:
+        raise ValueError(f"{N} tokens need {padding_idx + N + 1} position embeddings; the model has {pos.shape[0]}")
     if not (HAS_TRITON and triton_usable(input_ids)) or (input_ids.is_cuda and interpreting()):
         return reference_embed_layernorm(input_ids, word, pos, token_type, weight, bias, eps, padding_idx)
-    B, N = input_ids.shape
     C = word.shape[1]
     tables = [t if t.is_contiguous() else t.contiguous() for t in (word, pos, token_type)]
     ids = input_ids if input_ids.is_contiguous() else input_ids.contiguous()
@@ -72,8 +77,8 @@ def embed_layernorm(input_ids: torch.Tensor, word: torch.Tensor, pos: torch.Tens
     y = torch.empty(B, N, C, dtype=word.dtype, device=word.device)
     M, rows, warps = B * N, EMBED_DEFAULTS["rows"], EMBED_DEFAULTS["num_warps"]
     ptrs = (ids, cnt, *tables, weight, bias, y)
-    key = None if interpreting() else (word.device, tuple(t.dtype for t in ptrs),
-                                       tuple(t.data_ptr() % 16 == 0 for t in ptrs), M, C, eps, padding_idx, rows, warps)
-    _EMBED_LN(key, (triton.cdiv(M, rows),), (*ptrs, M, C, padding_idx, eps, rows, triton.next_power_of_2(C)),
-              {"num_warps": warps})
+    key = None if interpreting() else (word.device, tuple(t.dtype for t in ptrs), tuple(t.data_ptr() % 16 == 0
+                                       for t in ptrs), M, C, word.shape[0], eps, padding_idx, rows, warps)
+    _EMBED_LN(key, (triton.cdiv(M, rows),), (*ptrs, M, C, word.shape[0], padding_idx, eps, rows,
+                                             triton.next_power_of_2(C)), {"num_warps": warps})
     return y

@@ -88,5 +88,6 @@ def bound_add_layernorm(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, 
 
 
 _BOUND: dict = {}  # launcher key -> BoundLaunch
-# rows per program (a power of two) and warps of the add+LayerNorm launch (part of every launch key; benchmarks try others)
-LN_DEFAULTS = {"rows": 2, "num_warps": 4}  # run 94: 2-3% over one row (benchmarks/layernorm.py)
+# rows per program (a power of two) and warps of the add+LayerNorm launch, part of every launch key; 2 rows: 2-3%
+# over one (run 94, benchmarks/layernorm.py)
+LN_DEFAULTS = {"rows": 2, "num_warps": 4}

@@ -820,9 +820,10 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
     projections instead (Longformer); shapes as q, k, v. ``gidx_prepared``: ``global_idx`` is
     already ``prepare_global_idx``'s output (no host sync: CUDA-graph capturable).
     ``global_rows=False``: the caller computes the global query rows itself (their rows of the
-    output then hold window attention only); ``"skip"``: the same, but the band programs leave those rows of
-    the output and lse alone, so the caller may write them concurrently (another stream). ``grows``: where the global-row launch goes, "first",
-    "overlap" or "launch", see ``FWD_DEFAULTS`` (None: the default). ``tma``: band tiles through TMA
+    output then hold window attention only); ``"skip"``: the same, but the band programs leave those rows
+    of the output and lse alone, so the caller may write them concurrently (another stream). ``grows``:
+    where the global-row launch goes, "first", "overlap" or "launch", see ``FWD_DEFAULTS`` (None: the
+    default). ``tma``: band tiles through TMA
     descriptors where the layout allows (True), pointer loads (False), or ``FWD_DEFAULTS["tma"]`` (None).
     ``plan_sink``: a list that gets this call's plan appended (its bound launches: ``band_b``, ``grow_b``).
 
