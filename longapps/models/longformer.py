@@ -362,11 +362,12 @@ class FastLongformerModel(nn.Module):
 
     def embed(self, input_ids: Optional[torch.Tensor], token_type_ids: Optional[torch.Tensor] = None,
               position_ids: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The embeddings (HF ``LongformerEmbeddings``); inference from token ids alone on the Triton backend
-        runs them as one fused launch (``kernels/embed_layernorm.py``: same positions, sums in fp32)."""
+        """The embeddings (HF ``LongformerEmbeddings``); CUDA inference from token ids alone on the Triton backend
+        runs them as one fused launch (``kernels/embed_layernorm.py``: same positions, sums in fp32). Not under
+        the CPU interpreter: a program per few tokens is slow there (the kernel's own tests cover it)."""
         e = self.embeddings
         if input_ids is not None and token_type_ids is None and position_ids is None and inputs_embeds is None \
-                and not (self.training or torch.is_grad_enabled()) and input_ids.dim() == 2 \
+                and input_ids.is_cuda and not (self.training or torch.is_grad_enabled()) and input_ids.dim() == 2 \
                 and self._backend(e.word_embeddings.weight) == "triton":
             from ..kernels.embed_layernorm import embed_layernorm
             return embed_layernorm(input_ids, e.word_embeddings.weight, e.position_embeddings.weight,
