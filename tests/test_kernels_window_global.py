@@ -188,6 +188,8 @@ def test_forward_skip_global_rows(dt, causal, case):
         is_g[b, gb[gb >= 0]] = True
     assert torch.isnan(o.permute(0, 2, 1, 3)[is_g]).all()
     assert torch.equal(o.permute(0, 2, 1, 3)[~is_g], want.permute(0, 2, 1, 3)[~is_g])
+    with pytest.raises(ValueError, match="global_rows"):
+        window_global_forward(q, k, v, W, g, causal, kpm, global_rows="Skip")
 
 
 @child

@@ -289,7 +289,7 @@ def begin_hidden_global_rows(x: torch.Tensor, gidx: torch.Tensor, kpm: Optional[
                              num_heads: int, out_strides: tuple, side: Optional["torch.cuda.Stream"] = None
                              ) -> PendingRows:
     """Launch the first three kernels of the global rows (on ``side`` when given: forked from the current stream,
-    joined in ``finish``); see ``hidden_global_rows``. The output's strides fix the plan."""
+    joined in ``PendingRows.finish`` or ``join``); see ``hidden_global_rows``. The output's strides fix the plan."""
     B, N, C = x.shape
     H = num_heads
     D = C // H

@@ -853,6 +853,8 @@ def window_global_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, win
         G = gidx.shape[1]
         has_gk = has_grows = bool(global_idx is not None and global_idx.numel() > 0)
         prefix = False
+    if global_rows not in (True, False, "skip"):
+        raise ValueError(f"global_rows must be True, False or 'skip', got {global_rows!r}")
     skip = global_rows == "skip" and has_gk
     has_grows = has_grows and global_rows is True
     qg, kg, vg = global_qkv if (global_qkv is not None and has_grows) else (q, k, v)

@@ -235,6 +235,11 @@ class _FastLayer(nn.Module):
         return self.act(self.inter(h))
 
 
+def _ids_only(input_ids, token_type_ids, position_ids, inputs_embeds) -> bool:
+    """The call gives token ids and nothing else that shapes the embeddings."""
+    return input_ids is not None and token_type_ids is None and position_ids is None and inputs_embeds is None
+
+
 def layer_aux(x: torch.Tensor, gidx: Optional[torch.Tensor], kpm: Optional[torch.Tensor]) -> tuple:
     """Per-forward helpers of the layers, built once: the global rows' gather index (B, G, C) (-1 slots read
     row 0, unused), their scatter index into an (N + 1)-row buffer (-1 slots to row N), the padded query
@@ -366,8 +371,8 @@ class FastLongformerModel(nn.Module):
         runs them as one fused launch (``kernels/embed_layernorm.py``: same positions, sums in fp32). Not under
         the CPU interpreter: a program per few tokens is slow there (the kernel's own tests cover it)."""
         e = self.embeddings
-        if input_ids is not None and token_type_ids is None and position_ids is None and inputs_embeds is None \
-                and input_ids.is_cuda and not (self.training or torch.is_grad_enabled()) and input_ids.dim() == 2 \
+        if _ids_only(input_ids, token_type_ids, position_ids, inputs_embeds) and input_ids.is_cuda \
+                and not (self.training or torch.is_grad_enabled()) and input_ids.dim() == 2 \
                 and self._backend(e.word_embeddings.weight) == "triton":
             from ..kernels.embed_layernorm import embed_layernorm
             return embed_layernorm(input_ids, e.word_embeddings.weight, e.position_embeddings.weight,
@@ -430,9 +435,8 @@ class FastLongformerModel(nn.Module):
     def _graphable(self, input_ids, token_type_ids, position_ids, inputs_embeds) -> bool:
         """Whether this call can take the graph path: CUDA inference (eval, no grad, no autocast) on the
         Triton backend, from token ids alone, not inside a capture or a torch.compile trace."""
-        if input_ids is None or inputs_embeds is not None or token_type_ids is not None or position_ids is not None:
-            return False
-        return input_ids.is_cuda and self.fast_inference(self.embeddings.word_embeddings.weight)
+        return _ids_only(input_ids, token_type_ids, position_ids, inputs_embeds) and input_ids.is_cuda \
+            and self.fast_inference(self.embeddings.word_embeddings.weight)
 
     def fast_inference(self, x: torch.Tensor) -> bool:
         """CUDA inference (eval, no grad, no autocast) on the Triton backend for tensors like ``x``, outside a
